@@ -1,0 +1,159 @@
+//! The event log's vocabulary: every state change an edge commits becomes one
+//! `Event` in its outbox, wrapped in an `Envelope` that names the edge, its
+//! dense sequence number, its lease epoch and the trace it belongs to.
+//!
+//! Wire rule: variants and fields are only ever appended (postcard encodes
+//! enum variants by index). Golden bytes in `wire` pin the format.
+
+use alloc::string::String;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{FoodType, Mass, Provider, Recipient};
+use crate::geo::GeoPoint;
+use crate::ids::{EdgeId, ProviderId, RecipientId, SurplusId};
+use crate::time::Timestamp;
+use crate::trace::TraceContext;
+
+/// A surplus as first posted (version 1, status `available`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurplusPosted {
+    pub id: SurplusId,
+    pub provider_id: ProviderId,
+    pub location: GeoPoint,
+    /// The S2 cell (at the edge's ownership level) the surplus lies in.
+    pub cell: u64,
+    pub quantity: Mass,
+    pub food_type: FoodType,
+    pub expires_at: Timestamp,
+    pub description: String,
+}
+
+/// How a surplus came to be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimVia {
+    /// The recipient accepted the offer made to it.
+    OfferAccepted,
+    /// The recipient claimed it directly (e.g. from a kiosk list).
+    Direct,
+}
+
+/// Why a surplus entered the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeadLetterReason {
+    /// No feasible recipient was found.
+    NoCandidate,
+    /// The maximum number of offers failed (declined or unacknowledged).
+    OffersExhausted,
+    /// The DLQ retries ran out and the fallback recipient did not take it
+    /// (or there is none); only a direct claim or expiry ends it now.
+    FallbackFailed,
+}
+
+/// One committed state change. Every surplus event carries the surplus's
+/// `version` *after* the change, so a projection can apply events idempotently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    ProviderRegistered(Provider),
+    RecipientRegistered(Recipient),
+    SurplusPosted(SurplusPosted),
+    OfferMade {
+        surplus_id: SurplusId,
+        recipient_id: RecipientId,
+        ack_deadline: Timestamp,
+        /// 1 for the first offer of this surplus, 2 for the second, ...
+        attempt: u32,
+        /// Made to the cell's fallback recipient after the DLQ gave up.
+        fallback: bool,
+        version: u64,
+    },
+    OfferDeclined {
+        surplus_id: SurplusId,
+        recipient_id: RecipientId,
+        version: u64,
+    },
+    OfferTimedOut {
+        surplus_id: SurplusId,
+        recipient_id: RecipientId,
+        version: u64,
+    },
+    Claimed {
+        surplus_id: SurplusId,
+        recipient_id: RecipientId,
+        via: ClaimVia,
+        version: u64,
+    },
+    PickedUp {
+        surplus_id: SurplusId,
+        recipient_id: RecipientId,
+        version: u64,
+    },
+    Delivered {
+        surplus_id: SurplusId,
+        recipient_id: RecipientId,
+        delivered: Mass,
+        version: u64,
+    },
+    Expired {
+        surplus_id: SurplusId,
+        version: u64,
+    },
+    DeadLettered {
+        surplus_id: SurplusId,
+        reason: DeadLetterReason,
+        /// Retries already made from the DLQ.
+        dlq_attempts: u32,
+        /// When the DLQ will retry, if it will.
+        retry_at: Option<Timestamp>,
+        version: u64,
+    },
+}
+
+impl Event {
+    /// The surplus this event is about, if any.
+    pub fn surplus_id(&self) -> Option<SurplusId> {
+        match self {
+            Event::ProviderRegistered(_) | Event::RecipientRegistered(_) => None,
+            Event::SurplusPosted(s) => Some(s.id),
+            Event::OfferMade { surplus_id, .. }
+            | Event::OfferDeclined { surplus_id, .. }
+            | Event::OfferTimedOut { surplus_id, .. }
+            | Event::Claimed { surplus_id, .. }
+            | Event::PickedUp { surplus_id, .. }
+            | Event::Delivered { surplus_id, .. }
+            | Event::Expired { surplus_id, .. }
+            | Event::DeadLettered { surplus_id, .. } => Some(*surplus_id),
+        }
+    }
+
+    /// A short stable name, for logs and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ProviderRegistered(_) => "provider_registered",
+            Event::RecipientRegistered(_) => "recipient_registered",
+            Event::SurplusPosted(_) => "surplus_posted",
+            Event::OfferMade { .. } => "offer_made",
+            Event::OfferDeclined { .. } => "offer_declined",
+            Event::OfferTimedOut { .. } => "offer_timed_out",
+            Event::Claimed { .. } => "claimed",
+            Event::PickedUp { .. } => "picked_up",
+            Event::Delivered { .. } => "delivered",
+            Event::Expired { .. } => "expired",
+            Event::DeadLettered { .. } => "dead_lettered",
+        }
+    }
+}
+
+/// An event as it sits in the outbox and travels to the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub edge_id: EdgeId,
+    /// Dense and increasing per edge, starting at 1.
+    pub seq: u64,
+    /// The epoch of the cell lease the edge held when it committed the event;
+    /// the hub fences events from a stale epoch.
+    pub lease_epoch: u64,
+    pub at: Timestamp,
+    pub trace_context: Option<TraceContext>,
+    pub event: Event,
+}

@@ -1,0 +1,24 @@
+//! The shared language of Pahlawan Pangan: domain types, the event envelope
+//! and its versioned wire encoding. `no_std` + `alloc`, so the kiosk firmware
+//! speaks exactly what the edge and the hub speak.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod domain;
+pub mod event;
+pub mod geo;
+pub mod ids;
+pub mod time;
+pub mod trace;
+pub mod wire;
+
+pub use domain::{
+    Contact, FoodType, FoodTypeSet, Mass, Provider, Recipient, SurplusStatus, Validation,
+};
+pub use event::{ClaimVia, DeadLetterReason, Envelope, Event, SurplusPosted};
+pub use geo::{GeoError, GeoPoint};
+pub use ids::{EdgeId, EdgeIdError, ProviderId, RecipientId, SurplusId};
+pub use time::{Duration, Timestamp};
+pub use trace::TraceContext;
+pub use wire::{WIRE_VERSION, WireError};
