@@ -70,7 +70,9 @@ impl FoodType {
 
 /// Not one of the food type names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown food type (expected one of prepared_meals, bakery, produce, dairy, meat_fish, dry_goods, frozen)")]
+#[error(
+    "unknown food type (expected one of prepared_meals, bakery, produce, dairy, meat_fish, dry_goods, frozen)"
+)]
 pub struct UnknownFoodType;
 
 impl FromStr for FoodType {
@@ -231,7 +233,9 @@ impl SurplusStatus {
 
 /// Not one of the status names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status (expected one of available, offered, claimed, picked_up, delivered, expired, dead_lettered)")]
+#[error(
+    "unknown status (expected one of available, offered, claimed, picked_up, delivered, expired, dead_lettered)"
+)]
 pub struct UnknownStatus;
 
 impl FromStr for SurplusStatus {

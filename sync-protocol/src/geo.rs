@@ -87,7 +87,10 @@ impl TryFrom<RawPoint> for GeoPoint {
 
 impl From<GeoPoint> for RawPoint {
     fn from(p: GeoPoint) -> RawPoint {
-        RawPoint { lat: p.lat, lon: p.lon }
+        RawPoint {
+            lat: p.lat,
+            lon: p.lon,
+        }
     }
 }
 
@@ -141,11 +144,13 @@ mod tests {
 
     #[test]
     fn deserialising_validates() {
-        let bad: Result<GeoPoint, _> = postcard::from_bytes(&postcard::to_allocvec(&RawPoint {
-            lat: 200.0,
-            lon: 0.0,
-        })
-        .expect("encodes"));
+        let bad: Result<GeoPoint, _> = postcard::from_bytes(
+            &postcard::to_allocvec(&RawPoint {
+                lat: 200.0,
+                lon: 0.0,
+            })
+            .expect("encodes"),
+        );
         assert!(bad.is_err());
     }
 }

@@ -78,7 +78,9 @@ pub struct EdgeId(String);
 pub enum EdgeIdError {
     #[error("edge id must be 1 to {EDGE_ID_MAX_LEN} characters")]
     Length,
-    #[error("edge id may contain only a-z, 0-9, '-', '_' and '.', and must start with a letter or digit")]
+    #[error(
+        "edge id may contain only a-z, 0-9, '-', '_' and '.', and must start with a letter or digit"
+    )]
     Charset,
 }
 

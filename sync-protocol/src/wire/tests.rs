@@ -148,8 +148,15 @@ fn golden_bytes_pin_every_event_variant() {
     for (i, event) in sample_events().into_iter().enumerate() {
         actual.push(hex(&encode_envelope(&envelope(i as u64 + 1, event))));
     }
-    let report: String = actual.iter().map(|h| alloc::format!("    \"{h}\",\n")).collect();
-    assert_eq!(actual.as_slice(), GOLDEN.as_slice(), "actual encodings:\n{report}");
+    let report: String = actual
+        .iter()
+        .map(|h| alloc::format!("    \"{h}\",\n"))
+        .collect();
+    assert_eq!(
+        actual.as_slice(),
+        GOLDEN.as_slice(),
+        "actual encodings:\n{report}"
+    );
 }
 
 #[test]
@@ -167,7 +174,10 @@ fn framing_errors_are_typed() {
     assert_eq!(decode_envelope(&[]), Err(WireError::Empty));
     let mut wrong_version = good.clone();
     wrong_version[0] = 2;
-    assert_eq!(decode_envelope(&wrong_version), Err(WireError::UnsupportedVersion(2)));
+    assert_eq!(
+        decode_envelope(&wrong_version),
+        Err(WireError::UnsupportedVersion(2))
+    );
     let mut trailing = good.clone();
     trailing.push(0);
     assert_eq!(decode_envelope(&trailing), Err(WireError::TrailingBytes(1)));
@@ -176,7 +186,10 @@ fn framing_errors_are_typed() {
         Err(WireError::Malformed(_))
     ));
     let huge = vec![WIRE_VERSION; MAX_FRAME_BYTES + 1];
-    assert_eq!(decode_envelope(&huge), Err(WireError::TooLarge(MAX_FRAME_BYTES + 1)));
+    assert_eq!(
+        decode_envelope(&huge),
+        Err(WireError::TooLarge(MAX_FRAME_BYTES + 1))
+    );
 }
 
 #[test]
@@ -185,10 +198,16 @@ fn invalid_points_do_not_decode() {
     let env = envelope(1, sample_events().remove(2));
     let bytes = encode_envelope(&env);
     let lat = (-6.2f64).to_le_bytes();
-    let at = bytes.windows(8).position(|w| w == lat).expect("latitude present");
+    let at = bytes
+        .windows(8)
+        .position(|w| w == lat)
+        .expect("latitude present");
     let mut patched = bytes.clone();
     patched[at..at + 8].copy_from_slice(&200.0f64.to_le_bytes());
-    assert!(matches!(decode_envelope(&patched), Err(WireError::Malformed(_))));
+    assert!(matches!(
+        decode_envelope(&patched),
+        Err(WireError::Malformed(_))
+    ));
 }
 
 proptest! {

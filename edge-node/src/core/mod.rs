@@ -1,0 +1,13 @@
+//! The edge's decision logic: synchronous, deterministic, no I/O, no clock.
+//! Every function takes the current time as an argument.
+//!
+//! - [`index`]: the recipient registry and its R-tree.
+//! - [`matching`]: candidates → feasible → scored → ranked.
+//! - [`lifecycle`]: one surplus's state machine.
+//! - [`engine`]: all live surplus together, their timers, and the policy that
+//!   ties matching to the lifecycle (rematch, dead-letter queue, fallback).
+
+pub mod engine;
+pub mod index;
+pub mod lifecycle;
+pub mod matching;

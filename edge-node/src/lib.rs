@@ -1,0 +1,2 @@
+//! Pahlawan Pangan's city edge node.
+pub mod core;
