@@ -1,2 +1,22 @@
-//! Pahlawan Pangan's city edge node.
+//! Pahlawan Pangan's city edge node: it owns its S2 cells, keeps its state in
+//! SQLite (WAL) with an in-memory R-tree, matches surplus food to recipients
+//! locally and records every change in a transactional outbox.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map.
+
+pub mod api;
+pub mod cells;
+pub mod clock;
+pub mod commands;
+pub mod config;
 pub mod core;
+pub mod ids;
+pub mod read_model;
+pub mod service;
+pub mod shared;
+pub mod stats;
+pub mod store;
+pub mod view;
+
+pub use config::EdgeConfig;
+pub use service::{Edge, EdgeError, EdgeHandle, StartError, StartOptions};

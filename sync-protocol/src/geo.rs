@@ -5,7 +5,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Mean Earth radius used for every distance in the system.
-pub const EARTH_RADIUS_KM: f64 = 6_371.0088;
+pub const EARTH_RADIUS_KM: f64 = 6_371.008_8;
 
 /// A point on Earth in WGS84 degrees. Always finite, `lat` in [-90, 90] and
 /// `lon` in [-180, 180]: the only way to build one is through validation.

@@ -162,6 +162,11 @@ impl Engine {
         self.live.get(id)
     }
 
+    /// Every unfinished surplus, in no particular order.
+    pub fn live(&self) -> impl Iterator<Item = &Surplus> {
+        self.live.values()
+    }
+
     pub fn live_count(&self) -> usize {
         self.live.len()
     }

@@ -1,0 +1,192 @@
+//! The API's one error type and its JSON body,
+//! `{"error":{"code":"…","message":"…"}}`: every refusal a client can cause
+//! maps to a 4xx here, every server-side failure to a 503.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::dto::SurplusJson;
+use crate::commands::{Rejected, Rejection};
+use crate::core::lifecycle::Refusal;
+use crate::service::EdgeError;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code, e.g. `stale_version`.
+    pub code: &'static str,
+    /// A human-readable explanation.
+    pub message: String,
+    /// For 409 and 410 on a surplus: the surplus as it now stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<SurplusJson>,
+    /// For 421: the S2 cell token the point lies in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub current: Option<SurplusJson>,
+    pub cell: Option<String>,
+    pub retry_after_secs: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            current: None,
+            cell: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// 422 for a value that parsed but is not acceptable.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                current: self.current,
+                cell: self.cell,
+            },
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<EdgeError> for ApiError {
+    fn from(e: EdgeError) -> ApiError {
+        match e {
+            EdgeError::Misdirected { cell } => {
+                let token = crate::cells::token(cell);
+                ApiError {
+                    cell: Some(token.clone()),
+                    ..ApiError::new(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "misdirected",
+                        format!("the point lies in S2 cell {token}, which this edge does not own"),
+                    )
+                }
+            }
+            EdgeError::Busy => ApiError {
+                retry_after_secs: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the edge is saturated; retry shortly",
+                )
+            },
+            EdgeError::Unavailable(u) => {
+                tracing::error!(error = %u, "request failed on the server side");
+                ApiError {
+                    retry_after_secs: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "the edge could not store the request; nothing was changed",
+                    )
+                }
+            }
+        }
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> ApiError {
+        use StatusCode as S;
+        let (status, code, message) = match r.reason {
+            Rejected::NotFound => (S::NOT_FOUND, "not_found", "no such surplus"),
+            Rejected::UnknownProvider => (
+                S::UNPROCESSABLE_ENTITY,
+                "unknown_provider",
+                "provider_id names no registered provider",
+            ),
+            Rejected::UnknownRecipient => (
+                S::UNPROCESSABLE_ENTITY,
+                "unknown_recipient",
+                "recipient_id names no registered recipient",
+            ),
+            Rejected::Saturated => (
+                S::SERVICE_UNAVAILABLE,
+                "saturated",
+                "too many unfinished surplus on this edge; retry later",
+            ),
+            Rejected::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            ),
+            Rejected::Lifecycle(l) => match l {
+                Refusal::Expired => (S::GONE, "expired", "the surplus has expired"),
+                Refusal::StaleVersion => (
+                    S::CONFLICT,
+                    "stale_version",
+                    "the surplus changed since that version was read",
+                ),
+                Refusal::AlreadyClaimed => (
+                    S::CONFLICT,
+                    "already_claimed",
+                    "another recipient claimed the surplus first",
+                ),
+                Refusal::NoPendingOffer => (
+                    S::CONFLICT,
+                    "no_pending_offer",
+                    "there is no pending offer of this surplus to this recipient",
+                ),
+                Refusal::NotClaimant => (
+                    S::CONFLICT,
+                    "not_claimant",
+                    "only the recipient that claimed the surplus can do that",
+                ),
+                Refusal::InvalidTransition => (
+                    S::CONFLICT,
+                    "invalid_transition",
+                    "the surplus is not in a state that allows this",
+                ),
+                Refusal::DeliveredExceedsQuantity => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "delivered_exceeds_quantity",
+                    "delivered_kg exceeds the quantity posted",
+                ),
+            },
+        };
+        ApiError {
+            current: r.current.as_ref().map(SurplusJson::from),
+            retry_after_secs: (status == S::SERVICE_UNAVAILABLE).then_some(5),
+            ..ApiError::new(status, code, message)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTP API (axum), JSON under `/api/v1`. Handlers are thin: extract and
+//! validate, call the [`EdgeHandle`], map the outcome to a status. The
+//! OpenAPI 3.1 description is generated from the same handler declarations
+//! (utoipa) and served at `/api/v1/openapi.json`.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+mod health;
+mod offers;
+mod registry;
+mod surplus;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::oneshot;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::error::ApiError;
+use crate::service::{EdgeHandle, StartError};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Pahlawan Pangan edge API",
+        description = "Post surplus food, get it offered, claimed, picked up and delivered before it expires.",
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail))
+)]
+struct ApiDoc;
+
+/// The API routes and their OpenAPI description, built from one declaration.
+pub fn routes() -> (Router<EdgeHandle>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(registry::post_provider))
+        .routes(routes!(registry::get_provider))
+        .routes(routes!(registry::post_recipient))
+        .routes(routes!(registry::get_recipient))
+        .routes(routes!(surplus::post_surplus, surplus::list_surplus))
+        .routes(routes!(surplus::get_surplus))
+        .routes(routes!(surplus::claim))
+        .routes(routes!(surplus::pickup))
+        .routes(routes!(surplus::deliver))
+        .routes(routes!(offers::accept))
+        .routes(routes!(offers::decline))
+        .routes(routes!(offers::pending))
+        .routes(routes!(offers::stream_offers))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz));
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .split_for_parts();
+    // Probes at the root too, where orchestrators look for them.
+    let router = router
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    (router, openapi)
+}
+
+/// The whole application for one edge.
+pub fn app(edge: EdgeHandle) -> Router {
+    let (router, openapi) = routes();
+    let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    let max_body = edge.config().http.max_body_bytes;
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        spec.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+            .into_response()
+        })
+        .layer(axum::Extension(Arc::new(offers::StreamSlots::default())))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(edge)
+}
+
+/// A running HTTP server.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn bind(edge: EdgeHandle) -> Result<Server, StartError> {
+        let addr = edge.config().listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = app(edge);
+        let task = tokio::spawn(async move {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        Ok(Server {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (SSE streams are cut
+    /// after a grace period).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Offers: accept, decline, the recipient's pending list, and its live stream
+//! (Server-Sent Events: the pending offers first, then each new one).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::stream::{self, Stream, StreamExt};
+use sync_protocol::{RecipientId, SurplusId};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::dto::{OfferListJson, RecipientRequest, SurplusJson, recipient_id};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, IdPath, Traceparent};
+use super::surplus::act;
+use crate::commands::SurplusAction;
+use crate::service::EdgeHandle;
+use crate::view::SurplusView;
+
+/// Accept the offer of a surplus: it becomes claimed by the recipient.
+#[utoipa::path(post, path = "/offers/{surplus_id}/accept", tag = "offers",
+    params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
+    request_body = RecipientRequest,
+    responses(
+        (status = 200, description = "Claimed", body = SurplusJson),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "No pending offer to this recipient", body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn accept(
+    State(edge): State<EdgeHandle>,
+    IdPath(id): IdPath<SurplusId>,
+    trace: Traceparent,
+    ApiJson(req): ApiJson<RecipientRequest>,
+) -> Result<Json<SurplusJson>, ApiError> {
+    let action = SurplusAction::Accept {
+        recipient_id: recipient_id(req.recipient_id),
+    };
+    act(&edge, id, action, trace).await
+}
+
+/// Decline the offer: the surplus is rematched at once, excluding this recipient.
+#[utoipa::path(post, path = "/offers/{surplus_id}/decline", tag = "offers",
+    params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
+    request_body = RecipientRequest,
+    responses(
+        (status = 200, description = "Declined; the surplus as rematched", body = SurplusJson),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn decline(
+    State(edge): State<EdgeHandle>,
+    IdPath(id): IdPath<SurplusId>,
+    trace: Traceparent,
+    ApiJson(req): ApiJson<RecipientRequest>,
+) -> Result<Json<SurplusJson>, ApiError> {
+    let action = SurplusAction::Decline {
+        recipient_id: recipient_id(req.recipient_id),
+    };
+    act(&edge, id, action, trace).await
+}
+
+async fn known_recipient(edge: &EdgeHandle, id: RecipientId) -> Result<(), ApiError> {
+    match edge.recipient(id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found("recipient")),
+    }
+}
+
+/// The offers waiting on this recipient's answer.
+#[utoipa::path(get, path = "/recipients/{id}/offers", tag = "offers",
+    params(("id" = uuid::Uuid, Path, description = "Recipient id")),
+    responses(
+        (status = 200, body = OfferListJson),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn pending(
+    State(edge): State<EdgeHandle>,
+    IdPath(id): IdPath<RecipientId>,
+) -> Result<Json<OfferListJson>, ApiError> {
+    known_recipient(&edge, id).await?;
+    let items = edge
+        .pending_offers(&id)
+        .iter()
+        .map(SurplusJson::from)
+        .collect();
+    Ok(Json(OfferListJson { items }))
+}
+
+/// Counts open streams so their number stays under `http.max_streams`.
+#[derive(Debug, Default)]
+pub struct StreamSlots(AtomicUsize);
+
+struct SlotGuard(Arc<StreamSlots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn offer_event(v: &SurplusView) -> Event {
+    Event::default()
+        .event("offer")
+        .id(v.id.to_string())
+        .json_data(SurplusJson::from(v))
+        .unwrap_or_else(|_| Event::default().event("error"))
+}
+
+/// Live offers for a recipient as Server-Sent Events: `offer` events (a
+/// surplus, as JSON) — first those pending now, then each new one within
+/// milliseconds of its commit. A client too slow to keep up gets a `resync`
+/// event and should re-read `GET /recipients/{id}/offers`.
+#[utoipa::path(get, path = "/recipients/{id}/offers/stream", tag = "offers",
+    params(("id" = uuid::Uuid, Path, description = "Recipient id")),
+    responses(
+        (status = 200, description = "text/event-stream of `offer` events", content_type = "text/event-stream", body = SurplusJson),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn stream_offers(
+    State(edge): State<EdgeHandle>,
+    axum::Extension(slots): axum::Extension<Arc<StreamSlots>>,
+    IdPath(id): IdPath<RecipientId>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    known_recipient(&edge, id).await?;
+    let max = edge.config().http.max_streams;
+    if slots.0.fetch_add(1, Ordering::Relaxed) >= max {
+        slots.0.fetch_sub(1, Ordering::Relaxed);
+        return Err(ApiError {
+            retry_after_secs: Some(5),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                "too many open offer streams",
+            )
+        });
+    }
+    let guard = SlotGuard(slots);
+    // Subscribe before reading the snapshot, so no offer falls between them.
+    let live = BroadcastStream::new(edge.subscribe_offers());
+    let snapshot: Vec<_> = edge.pending_offers(&id).iter().map(offer_event).collect();
+    let live = live.filter_map(move |msg| {
+        let _hold = &guard;
+        let out = match msg {
+            Ok(n) if n.recipient_id == id => Some(offer_event(&n.surplus)),
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(_)) => {
+                Some(Event::default().event("resync").data(""))
+            }
+        };
+        futures::future::ready(out)
+    });
+    let events = stream::iter(snapshot).chain(live).map(Ok);
+    let keepalive = Duration::from_secs(edge.config().http.sse_keepalive_secs.max(1));
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive)))
+}

@@ -1,0 +1,198 @@
+//! Surplus: post, read, list near a point, claim, pick up, deliver.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sync_protocol::{GeoPoint, SurplusId, SurplusStatus};
+
+use super::dto::{
+    ClaimRequest, DeliverRequest, NearQuery, NewSurplusRequest, RecipientRequest, SurplusJson,
+    SurplusListJson, SurplusNearJson, recipient_id,
+};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, IdPath, IdempotencyKeyHeader, Traceparent};
+use crate::commands::SurplusAction;
+use crate::service::EdgeHandle;
+
+/// Post surplus food. It is matched at once: the reply carries the offer.
+#[utoipa::path(post, path = "/surplus", tag = "surplus",
+    request_body = NewSurplusRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Retrying with the same key returns the same surplus, never a duplicate")),
+    responses(
+        (status = 201, description = "Posted (or replayed: header Idempotent-Replayed: true)", body = SurplusJson),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn post_surplus(
+    State(edge): State<EdgeHandle>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    Traceparent(trace): Traceparent,
+    ApiJson(req): ApiJson<NewSurplusRequest>,
+) -> Result<Response, ApiError> {
+    let new = req.validate(edge.now())?;
+    let posted = edge.post_surplus(new, key, trace).await??;
+    let mut resp = (
+        StatusCode::CREATED,
+        Json(SurplusJson::from(&posted.surplus)),
+    )
+        .into_response();
+    if posted.replayed {
+        resp.headers_mut().insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
+}
+
+/// Read a surplus.
+#[utoipa::path(get, path = "/surplus/{id}", tag = "surplus",
+    params(("id" = uuid::Uuid, Path, description = "Surplus id")),
+    responses(
+        (status = 200, body = SurplusJson),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn get_surplus(
+    State(edge): State<EdgeHandle>,
+    IdPath(id): IdPath<SurplusId>,
+) -> Result<Json<SurplusJson>, ApiError> {
+    let v = edge
+        .surplus(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("surplus"))?;
+    Ok(Json(SurplusJson::from(&v)))
+}
+
+/// Surplus near a point, nearest first: everything unfinished, and what
+/// finished within the recent window (24 h by default).
+#[utoipa::path(get, path = "/surplus", tag = "surplus",
+    params(NearQuery),
+    responses(
+        (status = 200, body = SurplusListJson),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn list_surplus(
+    State(edge): State<EdgeHandle>,
+    ApiQuery(q): ApiQuery<NearQuery>,
+) -> Result<Json<SurplusListJson>, ApiError> {
+    let http = &edge.config().http;
+    let point = GeoPoint::new(q.lat, q.lon)
+        .map_err(|e| ApiError::invalid("invalid_coordinates", e.to_string()))?;
+    let radius_km = q.radius_km.unwrap_or(edge.config().matching.radius_km);
+    if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= http.max_radius_km) {
+        return Err(ApiError::invalid(
+            "invalid_radius",
+            format!(
+                "radius_km must be more than 0 and at most {}",
+                http.max_radius_km
+            ),
+        ));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<SurplusStatus>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("invalid_status", e.to_string()))?;
+    let limit = q.limit.unwrap_or(http.max_list_items);
+    if limit == 0 || limit > http.max_list_items {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            format!("limit must be between 1 and {}", http.max_list_items),
+        ));
+    }
+    let items = edge
+        .surplus_near(&point, radius_km, status, limit)
+        .iter()
+        .map(|(v, d)| SurplusNearJson {
+            surplus: SurplusJson::from(v),
+            distance_km: *d,
+        })
+        .collect();
+    Ok(Json(SurplusListJson { items }))
+}
+
+pub(super) async fn act(
+    edge: &EdgeHandle,
+    id: SurplusId,
+    action: SurplusAction,
+    trace: Traceparent,
+) -> Result<Json<SurplusJson>, ApiError> {
+    let v = edge.act(id, action, trace.0).await??;
+    Ok(Json(SurplusJson::from(&v)))
+}
+
+/// Claim a surplus directly with the version read: first commit wins.
+#[utoipa::path(post, path = "/surplus/{id}/claim", tag = "surplus",
+    params(("id" = uuid::Uuid, Path, description = "Surplus id")),
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "Claimed", body = SurplusJson),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Lost the race or stale version; `current` holds the surplus now", body = ErrorBody),
+        (status = 410, description = "Expired", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn claim(
+    State(edge): State<EdgeHandle>,
+    IdPath(id): IdPath<SurplusId>,
+    trace: Traceparent,
+    ApiJson(req): ApiJson<ClaimRequest>,
+) -> Result<Json<SurplusJson>, ApiError> {
+    let action = SurplusAction::Claim {
+        recipient_id: recipient_id(req.recipient_id),
+        version: req.version,
+    };
+    act(&edge, id, action, trace).await
+}
+
+/// The claimant picked the food up.
+#[utoipa::path(post, path = "/surplus/{id}/pickup", tag = "surplus",
+    params(("id" = uuid::Uuid, Path, description = "Surplus id")),
+    request_body = RecipientRequest,
+    responses(
+        (status = 200, body = SurplusJson),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn pickup(
+    State(edge): State<EdgeHandle>,
+    IdPath(id): IdPath<SurplusId>,
+    trace: Traceparent,
+    ApiJson(req): ApiJson<RecipientRequest>,
+) -> Result<Json<SurplusJson>, ApiError> {
+    let action = SurplusAction::PickUp {
+        recipient_id: recipient_id(req.recipient_id),
+    };
+    act(&edge, id, action, trace).await
+}
+
+/// The claimant delivered the food; `delivered_kg` is the impact figure.
+#[utoipa::path(post, path = "/surplus/{id}/deliver", tag = "surplus",
+    params(("id" = uuid::Uuid, Path, description = "Surplus id")),
+    request_body = DeliverRequest,
+    responses(
+        (status = 200, body = SurplusJson),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn deliver(
+    State(edge): State<EdgeHandle>,
+    IdPath(id): IdPath<SurplusId>,
+    trace: Traceparent,
+    ApiJson(req): ApiJson<DeliverRequest>,
+) -> Result<Json<SurplusJson>, ApiError> {
+    let action = SurplusAction::Deliver {
+        recipient_id: recipient_id(req.recipient_id),
+        delivered: req.delivered()?,
+    };
+    act(&edge, id, action, trace).await
+}

@@ -1,0 +1,128 @@
+//! The vocabulary of writes: validated requests the API (or `simulate`)
+//! hands to the writer, and the typed outcomes it answers with.
+
+use sync_protocol::{
+    Contact, FoodType, FoodTypeSet, GeoPoint, Mass, ProviderId, RecipientId, Timestamp,
+};
+
+use crate::core::engine::CommandRefusal;
+use crate::core::lifecycle::Refusal;
+use crate::view::SurplusView;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewProvider {
+    pub name: String,
+    pub location: GeoPoint,
+    pub contact: Contact,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecipient {
+    pub name: String,
+    pub location: GeoPoint,
+    pub capacity_per_day: Mass,
+    pub accepted_food_types: FoodTypeSet,
+    pub is_fallback: bool,
+    pub contact: Contact,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSurplus {
+    pub provider_id: ProviderId,
+    pub location: GeoPoint,
+    pub quantity: Mass,
+    pub food_type: FoodType,
+    pub expires_at: Timestamp,
+    pub description: String,
+}
+
+impl NewSurplus {
+    /// A stable fingerprint of the request, so an `Idempotency-Key` reused
+    /// with a different body is caught (FNV-1a over the fields).
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        feed(self.provider_id.as_bytes());
+        feed(&self.location.lat().to_bits().to_le_bytes());
+        feed(&self.location.lon().to_bits().to_le_bytes());
+        feed(&self.quantity.grams().to_le_bytes());
+        feed(self.food_type.as_str().as_bytes());
+        feed(&self.expires_at.unix_ms().to_le_bytes());
+        feed(self.description.as_bytes());
+        h
+    }
+}
+
+/// An `Idempotency-Key` header value and the fingerprint of its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: u64,
+}
+
+/// What a recipient does to a surplus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SurplusAction {
+    Claim {
+        recipient_id: RecipientId,
+        version: u64,
+    },
+    Accept {
+        recipient_id: RecipientId,
+    },
+    Decline {
+        recipient_id: RecipientId,
+    },
+    PickUp {
+        recipient_id: RecipientId,
+    },
+    Deliver {
+        recipient_id: RecipientId,
+        delivered: Mass,
+    },
+}
+
+/// Why a write was refused (each maps to one HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    NotFound,
+    UnknownProvider,
+    UnknownRecipient,
+    /// Too many unfinished surplus: try again later.
+    Saturated,
+    /// The `Idempotency-Key` was used before with a different request.
+    IdempotencyKeyReused,
+    Lifecycle(Refusal),
+}
+
+impl From<CommandRefusal> for Rejected {
+    fn from(r: CommandRefusal) -> Rejected {
+        match r {
+            CommandRefusal::NotLive => Rejected::NotFound,
+            CommandRefusal::UnknownProvider => Rejected::UnknownProvider,
+            CommandRefusal::UnknownRecipient => Rejected::UnknownRecipient,
+            CommandRefusal::Saturated => Rejected::Saturated,
+            CommandRefusal::Lifecycle(l) => Rejected::Lifecycle(l),
+        }
+    }
+}
+
+/// A refusal and, where there is one, the surplus as it now stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: Rejected,
+    pub current: Option<SurplusView>,
+}
+
+/// A post's result: the surplus, and whether it already existed under the
+/// same `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Posted {
+    pub surplus: SurplusView,
+    pub replayed: bool,
+}

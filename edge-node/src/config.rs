@@ -1,0 +1,299 @@
+//! The edge's configuration: one struct, documented fields with units, the
+//! defaults in one place (`EdgeConfig::default`). Loaded from defaults, then
+//! an optional TOML file, then `PAHLAWAN_EDGE_*` environment variables
+//! (nested fields with `__`, e.g. `PAHLAWAN_EDGE_MATCHING__RADIUS_KM=10`),
+//! then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use sync_protocol::{Duration, EdgeId};
+
+use crate::cells::{CellError, CellSet, GREATER_JAKARTA};
+use crate::core::engine::{EngineConfig, LifecycleConfig};
+use crate::core::matching::MatchParams;
+
+pub const ENV_PREFIX: &str = "PAHLAWAN_EDGE_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// This edge's name: `a-z 0-9 - _ .`, at most 64 characters.
+    pub edge_id: String,
+    /// Where the SQLite database lives (created if missing).
+    pub data_dir: PathBuf,
+    /// The HTTP API's address. Use `0.0.0.0:8080` to serve kiosks on the LAN.
+    pub listen: SocketAddr,
+    /// The city's offset from UTC in minutes; "today" for capacity starts at
+    /// local midnight. Jakarta is +420.
+    pub utc_offset_minutes: i32,
+    pub cells: CellsConfig,
+    pub matching: MatchParams,
+    pub lifecycle: LifecycleConfig,
+    pub store: StoreConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CellsConfig {
+    /// The S2 level of owned cells (9 ≈ 18 km across).
+    pub level: u8,
+    /// Owned cells as S2 tokens. When empty, the cells covering `bbox`.
+    pub tokens: Vec<String>,
+    /// `[lat_lo, lon_lo, lat_hi, lon_hi]` in degrees; Greater Jakarta by default.
+    pub bbox: [f64; 4],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Commands committed together in one transaction, at most.
+    pub max_batch: usize,
+    /// Commands waiting for the writer, at most; more get 503 + Retry-After.
+    pub queue_capacity: usize,
+    /// Idle read-only connections kept open.
+    pub read_connections: usize,
+    /// Unfinished surplus held at once, at most; more get 503.
+    pub max_live_surplus: usize,
+    /// Finished surplus stay in the `GET /surplus` listing this long.
+    pub recent_window_mins: u32,
+    /// ... but no more than this many of them.
+    pub max_recent_finished: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `GET /surplus` returns at most this many items.
+    pub max_list_items: usize,
+    /// `GET /surplus` refuses a larger `radius_km`.
+    pub max_radius_km: f64,
+    /// Concurrent SSE offer streams, at most; more get 503.
+    pub max_streams: usize,
+    /// SSE keep-alive comment interval.
+    pub sse_keepalive_secs: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> EdgeConfig {
+        EdgeConfig {
+            edge_id: "edge-local".into(),
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            utc_offset_minutes: 420,
+            cells: CellsConfig::default(),
+            matching: MatchParams::default(),
+            lifecycle: LifecycleConfig::default(),
+            store: StoreConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for CellsConfig {
+    fn default() -> CellsConfig {
+        CellsConfig {
+            level: 9,
+            tokens: Vec::new(),
+            bbox: GREATER_JAKARTA,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            max_batch: 1_024,
+            queue_capacity: 16_384,
+            read_connections: 4,
+            max_live_surplus: 1_000_000,
+            recent_window_mins: 24 * 60,
+            max_recent_finished: 200_000,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            max_body_bytes: 64 * 1024,
+            max_list_items: 500,
+            max_radius_km: 100.0,
+            max_streams: 10_000,
+            sse_keepalive_secs: 15,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("edge_id: {0}")]
+    EdgeId(#[from] sync_protocol::EdgeIdError),
+    #[error("cells: {0}")]
+    Cells(#[from] CellError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A configuration that passed validation, with derived values.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub raw: EdgeConfig,
+    pub edge_id: EdgeId,
+    pub cells: CellSet,
+    pub engine: EngineConfig,
+}
+
+impl EdgeConfig {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<EdgeConfig, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(EdgeConfig::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    pub fn validate(self) -> Result<Validated, ConfigError> {
+        let edge_id = EdgeId::new(&self.edge_id)?;
+        let cells = if self.cells.tokens.is_empty() {
+            CellSet::covering(self.cells.level, self.cells.bbox)?
+        } else {
+            CellSet::from_tokens(self.cells.level, &self.cells.tokens)?
+        };
+        let m = &self.matching;
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        let checks = [
+            (
+                positive(m.radius_km) && m.radius_km <= 500.0,
+                "matching.radius_km must be in (0, 500]",
+            ),
+            (
+                positive(m.speed_kmh) && m.speed_kmh <= 300.0,
+                "matching.speed_kmh must be in (0, 300]",
+            ),
+            (
+                m.max_feasible >= 1 && m.max_scanned >= m.max_feasible,
+                "matching.max_scanned must be ≥ max_feasible ≥ 1",
+            ),
+            (
+                self.lifecycle.ack_timeout_secs >= 1,
+                "lifecycle.ack_timeout_secs must be ≥ 1",
+            ),
+            (
+                self.lifecycle.dlq_backoff_base_secs >= 1,
+                "lifecycle.dlq_backoff_base_secs must be ≥ 1",
+            ),
+            (
+                self.lifecycle.max_offers >= 1,
+                "lifecycle.max_offers must be ≥ 1",
+            ),
+            (
+                (-720..=840).contains(&self.utc_offset_minutes),
+                "utc_offset_minutes must be in [-720, 840]",
+            ),
+            (
+                self.store.max_batch >= 1 && self.store.queue_capacity >= 1,
+                "store.max_batch and store.queue_capacity must be ≥ 1",
+            ),
+            (
+                self.store.max_live_surplus >= 1,
+                "store.max_live_surplus must be ≥ 1",
+            ),
+            (
+                self.http.max_body_bytes >= 1_024,
+                "http.max_body_bytes must be ≥ 1024",
+            ),
+            (
+                self.http.max_list_items >= 1 && positive(self.http.max_radius_km),
+                "http.max_list_items and http.max_radius_km must be positive",
+            ),
+        ];
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(ConfigError::Invalid((*msg).to_string()));
+        }
+        let engine = EngineConfig {
+            matching: self.matching,
+            lifecycle: self.lifecycle,
+            utc_offset_minutes: self.utc_offset_minutes,
+            max_live_surplus: self.store.max_live_surplus,
+            ..EngineConfig::default()
+        };
+        Ok(Validated {
+            raw: self,
+            edge_id,
+            cells,
+            engine,
+        })
+    }
+
+    pub fn recent_window(&self) -> Duration {
+        Duration::from_mins(i64::from(self.store.recent_window_mins))
+    }
+
+    /// The effective configuration as TOML (for `pahlawan edge config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_cover_jakarta() {
+        let v = EdgeConfig::default()
+            .validate()
+            .expect("defaults are valid");
+        assert_eq!(v.edge_id.as_str(), "edge-local");
+        assert!(v.cells.len() > 1);
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("edge.toml");
+        std::fs::write(&f, "edge_id = \"bandung-1\"\n[matching]\nradius_km = 7.5\n")
+            .expect("write");
+        let c = EdgeConfig::load(Some(&f)).expect("loads");
+        assert_eq!(c.edge_id, "bandung-1");
+        assert_eq!(c.matching.radius_km, 7.5);
+        assert_eq!(c.matching.speed_kmh, MatchParams::default().speed_kmh);
+        std::fs::write(&f, "radius = 3\n").expect("write");
+        assert!(EdgeConfig::load(Some(&f)).is_err());
+        assert!(EdgeConfig::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_their_name() {
+        let table: Vec<(fn(&mut EdgeConfig), &str)> = vec![
+            (|c| c.edge_id = "Bad Id".into(), "edge_id"),
+            (|c| c.matching.radius_km = f64::NAN, "radius_km"),
+            (|c| c.lifecycle.ack_timeout_secs = 0, "ack_timeout_secs"),
+            (|c| c.cells.tokens = vec!["nope".into()], "cells"),
+            (|c| c.utc_offset_minutes = 5_000, "utc_offset_minutes"),
+        ];
+        for (mutate, needle) in table {
+            let mut c = EdgeConfig::default();
+            mutate(&mut c);
+            let err = c.validate().expect_err("must be refused").to_string();
+            assert!(err.contains(needle), "{err:?} should name {needle}");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The in-memory read side: a snapshot of every unfinished surplus (and those
+//! finished within the recent window), an R-tree over them for "near me"
+//! queries, and pending offers by recipient. Only the writer updates it, and
+//! only with committed state, after the commit.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use rstar::RTree;
+use rstar::primitives::GeomWithData;
+use sync_protocol::geo::chord_squared_for_km;
+use sync_protocol::{Duration, GeoPoint, RecipientId, SurplusId, SurplusStatus, Timestamp};
+
+use crate::view::SurplusView;
+
+type Node = GeomWithData<[f64; 3], SurplusId>;
+
+/// An offer made, as announced to its recipient's stream.
+#[derive(Debug, Clone)]
+pub struct OfferNotice {
+    pub recipient_id: RecipientId,
+    pub surplus: SurplusView,
+}
+
+#[derive(Debug)]
+pub struct ReadModel {
+    views: HashMap<SurplusId, SurplusView>,
+    tree: RTree<Node>,
+    pending: HashMap<RecipientId, BTreeSet<SurplusId>>,
+    finished: VecDeque<(Timestamp, SurplusId)>,
+    recent_window: Duration,
+    max_finished: usize,
+}
+
+impl ReadModel {
+    /// Finished surplus stay listed for `recent_window`, at most `max_finished`.
+    pub fn new(recent_window: Duration, max_finished: usize) -> ReadModel {
+        ReadModel {
+            views: HashMap::new(),
+            tree: RTree::new(),
+            pending: HashMap::new(),
+            finished: VecDeque::new(),
+            recent_window,
+            max_finished,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.views.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty()
+    }
+
+    pub fn apply(&mut self, views: impl IntoIterator<Item = SurplusView>, now: Timestamp) {
+        for v in views {
+            let id = v.id;
+            if let Some(o) = &v.offer {
+                self.pending.entry(o.recipient_id).or_default().insert(id);
+            }
+            if v.status.is_terminal() {
+                self.finished.push_back((now, id));
+            }
+            let point = v.location.unit_vector();
+            let now_offered_to = v.offer.as_ref().map(|o| o.recipient_id);
+            match self.views.insert(id, v) {
+                Some(old) => self.forget_offer(&old, now_offered_to),
+                None => self.tree.insert(Node::new(point, id)),
+            }
+        }
+        self.evict(now);
+    }
+
+    /// Drops `old`'s pending-offer entry unless the offer still stands.
+    fn forget_offer(&mut self, old: &SurplusView, now_offered_to: Option<RecipientId>) {
+        let Some(o) = &old.offer else { return };
+        if now_offered_to == Some(o.recipient_id) {
+            return;
+        }
+        if let Some(set) = self.pending.get_mut(&o.recipient_id) {
+            set.remove(&old.id);
+            if set.is_empty() {
+                self.pending.remove(&o.recipient_id);
+            }
+        }
+    }
+
+    fn evict(&mut self, now: Timestamp) {
+        let horizon = now + Duration::from_ms(-self.recent_window.as_ms());
+        while let Some(&(at, id)) = self.finished.front() {
+            if at > horizon && self.finished.len() <= self.max_finished {
+                break;
+            }
+            self.finished.pop_front();
+            if let Some(v) = self.views.remove(&id) {
+                self.tree.remove(&Node::new(v.location.unit_vector(), id));
+                self.forget_offer(&v, None);
+            }
+        }
+    }
+
+    pub fn get(&self, id: &SurplusId) -> Option<&SurplusView> {
+        self.views.get(id)
+    }
+
+    /// Surplus within `radius_km` of `point`, nearest first, optionally of
+    /// one status, at most `limit`.
+    pub fn near(
+        &self,
+        point: &GeoPoint,
+        radius_km: f64,
+        status: Option<SurplusStatus>,
+        limit: usize,
+    ) -> Vec<(SurplusView, f64)> {
+        let max_d2 = chord_squared_for_km(radius_km);
+        self.tree
+            .nearest_neighbor_iter_with_distance_2(&point.unit_vector())
+            .take_while(|(_, d2)| *d2 <= max_d2)
+            .filter_map(|(node, _)| self.views.get(&node.data))
+            .filter(|v| status.is_none_or(|s| v.status == s))
+            .take(limit)
+            .map(|v| (v.clone(), point.haversine_km(&v.location)))
+            .collect()
+    }
+
+    /// The offers waiting on `recipient`'s answer, oldest surplus first.
+    pub fn pending_for(&self, recipient: &RecipientId) -> Vec<SurplusView> {
+        self.pending
+            .get(recipient)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.views.get(id))
+            .filter(|v| {
+                v.offer
+                    .as_ref()
+                    .is_some_and(|o| o.recipient_id == *recipient)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::OfferView;
+    use sync_protocol::{FoodType, Mass, ProviderId};
+
+    const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
+
+    fn view(n: u8, km_south: f64, status: SurplusStatus, offer_to: Option<u8>) -> SurplusView {
+        SurplusView {
+            id: SurplusId::from_bytes([n; 16]),
+            provider_id: ProviderId::from_bytes([0; 16]),
+            location: GeoPoint::new(-6.2 - km_south / 111.2, 106.8).expect("valid"),
+            cell: 1,
+            quantity: Mass::from_grams(1_000),
+            food_type: FoodType::Bakery,
+            expires_at: T0,
+            description: String::new(),
+            posted_at: T0,
+            status,
+            version: 1,
+            claimed_by: None,
+            delivered: None,
+            offer: offer_to.map(|r| OfferView {
+                recipient_id: RecipientId::from_bytes([r; 16]),
+                expires_at: T0,
+                fallback: false,
+            }),
+            updated_at: T0,
+        }
+    }
+
+    #[test]
+    fn near_is_sorted_filtered_and_bounded() {
+        let mut m = ReadModel::new(Duration::from_mins(60), 100);
+        m.apply(
+            [
+                view(1, 3.0, SurplusStatus::Offered, Some(9)),
+                view(2, 1.0, SurplusStatus::Available, None),
+                view(3, 2.0, SurplusStatus::Offered, Some(9)),
+                view(4, 30.0, SurplusStatus::Available, None),
+            ],
+            T0,
+        );
+        let here = GeoPoint::new(-6.2, 106.8).expect("valid");
+        let ids = |v: Vec<(SurplusView, f64)>| {
+            v.iter()
+                .map(|(v, _)| v.id.as_bytes()[0])
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(m.near(&here, 10.0, None, 10)), vec![2, 3, 1]);
+        assert_eq!(
+            ids(m.near(&here, 10.0, Some(SurplusStatus::Offered), 10)),
+            vec![3, 1]
+        );
+        assert_eq!(ids(m.near(&here, 10.0, None, 1)), vec![2]);
+    }
+
+    #[test]
+    fn pending_offers_follow_the_latest_view() {
+        let mut m = ReadModel::new(Duration::from_mins(60), 100);
+        m.apply([view(1, 1.0, SurplusStatus::Offered, Some(9))], T0);
+        assert_eq!(m.pending_for(&RecipientId::from_bytes([9; 16])).len(), 1);
+        m.apply([view(1, 1.0, SurplusStatus::Offered, Some(8))], T0);
+        assert!(m.pending_for(&RecipientId::from_bytes([9; 16])).is_empty());
+        assert_eq!(m.pending_for(&RecipientId::from_bytes([8; 16])).len(), 1);
+        m.apply([view(1, 1.0, SurplusStatus::Claimed, None)], T0);
+        assert!(m.pending_for(&RecipientId::from_bytes([8; 16])).is_empty());
+    }
+
+    #[test]
+    fn finished_views_leave_after_the_window() {
+        let mut m = ReadModel::new(Duration::from_mins(60), 100);
+        m.apply(
+            [
+                view(1, 1.0, SurplusStatus::Delivered, None),
+                view(2, 1.0, SurplusStatus::Claimed, None),
+            ],
+            T0,
+        );
+        assert_eq!(m.len(), 2);
+        m.apply([], T0 + Duration::from_mins(61));
+        assert_eq!(m.len(), 1);
+        assert!(m.get(&SurplusId::from_bytes([2; 16])).is_some());
+        let here = GeoPoint::new(-6.2, 106.8).expect("valid");
+        assert_eq!(m.near(&here, 5.0, None, 10).len(), 1);
+    }
+}

@@ -1,0 +1,327 @@
+//! The running edge: [`Edge::start`] opens the store, rebuilds state, starts
+//! the writer thread and (optionally) the HTTP server; [`EdgeHandle`] is the
+//! typed, async face of the edge that the HTTP handlers and `simulate` call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+use sync_protocol::{
+    GeoPoint, Provider, ProviderId, Recipient, RecipientId, SurplusId, SurplusStatus, TraceContext,
+};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::cells::CellSet;
+use crate::clock::{Clock, SystemClock};
+use crate::commands::{
+    IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection, SurplusAction,
+};
+use crate::config::{EdgeConfig, Validated};
+use crate::ids::IdGen;
+use crate::read_model::{OfferNotice, ReadModel};
+use crate::shared::Shared;
+use crate::store::reader::ReadPool;
+use crate::store::writer::{Command, Unavailable, Writer, WriterConfig};
+use crate::store::{DB_FILE, StoreError, open_writer};
+use crate::view::SurplusView;
+
+/// Why the edge could not do what was asked (beyond business refusals).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EdgeError {
+    /// The point lies in a cell this edge does not own.
+    #[error("the point lies in S2 cell {} which this edge does not own", crate::cells::token(*cell))]
+    Misdirected { cell: u64 },
+    /// The writer's queue is full: back off and retry.
+    #[error("the edge is saturated; retry shortly")]
+    Busy,
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("creating the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// How to start an edge besides its configuration.
+pub struct StartOptions {
+    pub clock: Arc<dyn Clock>,
+    /// Seed for id generation (`simulate`); `None` draws from the OS.
+    pub id_seed: Option<u64>,
+    /// Serve the HTTP API on `config.listen`.
+    pub serve_http: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> StartOptions {
+        StartOptions {
+            clock: Arc::new(SystemClock),
+            id_seed: None,
+            serve_http: true,
+        }
+    }
+}
+
+/// A cheap, cloneable handle to a running edge.
+#[derive(Clone)]
+pub struct EdgeHandle {
+    tx: Sender<Command>,
+    shared: Arc<Shared>,
+    readers: Arc<ReadPool>,
+    cells: Arc<CellSet>,
+    config: Arc<EdgeConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+pub struct Edge {
+    handle: EdgeHandle,
+    writer: Option<std::thread::JoinHandle<()>>,
+    http: Option<crate::api::Server>,
+}
+
+impl Edge {
+    pub async fn start(config: EdgeConfig, opts: StartOptions) -> Result<Edge, StartError> {
+        let v: Validated = config.validate()?;
+        std::fs::create_dir_all(&v.raw.data_dir).map_err(|source| StartError::DataDir {
+            path: v.raw.data_dir.display().to_string(),
+            source,
+        })?;
+        let db = v.raw.data_dir.join(DB_FILE);
+        let conn = open_writer(&db)?;
+        let read_model = ReadModel::new(v.raw.recent_window(), v.raw.store.max_recent_finished);
+        let shared = Arc::new(Shared::new(read_model));
+        let ids = opts.id_seed.map_or_else(IdGen::from_entropy, IdGen::seeded);
+        let writer_cfg = WriterConfig {
+            edge_id: v.edge_id.clone(),
+            lease_epoch: 1,
+            max_batch: v.raw.store.max_batch,
+            engine: v.engine,
+        };
+        let writer = Writer::new(conn, writer_cfg, opts.clock.clone(), ids, shared.clone())?;
+        shared
+            .read_model
+            .write()
+            .apply(writer.live_views(), opts.clock.now());
+        let (tx, rx) = crossbeam_channel::bounded(v.raw.store.queue_capacity);
+        let writer = std::thread::Builder::new()
+            .name("edge-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StartError::Thread)?;
+        let handle = EdgeHandle {
+            tx,
+            shared,
+            readers: Arc::new(ReadPool::new(&db, v.raw.store.read_connections)),
+            cells: Arc::new(v.cells),
+            config: Arc::new(v.raw),
+            clock: opts.clock,
+        };
+        let http = if opts.serve_http {
+            Some(crate::api::Server::bind(handle.clone()).await?)
+        } else {
+            None
+        };
+        tracing::info!(
+            edge_id = %handle.config.edge_id,
+            cells = handle.cells.len(),
+            live = handle.shared.read_model.read().len(),
+            listen = ?http.as_ref().map(|s| s.local_addr()),
+            "edge started"
+        );
+        Ok(Edge {
+            handle,
+            writer: Some(writer),
+            http,
+        })
+    }
+
+    pub fn handle(&self) -> &EdgeHandle {
+        &self.handle
+    }
+
+    /// The HTTP API's bound address, if serving.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|s| s.local_addr())
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+
+    /// Stops accepting requests, lets the writer finish its queue, joins it.
+    pub async fn shutdown(mut self) {
+        if let Some(http) = self.http.take() {
+            http.shutdown().await;
+        }
+        let Edge { handle, writer, .. } = self;
+        drop(handle);
+        if let Some(w) = writer {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+}
+
+impl EdgeHandle {
+    pub fn config(&self) -> &EdgeConfig {
+        &self.config
+    }
+
+    pub fn cells(&self) -> &CellSet {
+        &self.cells
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub fn now(&self) -> sync_protocol::Timestamp {
+        self.clock.now()
+    }
+
+    /// The owned cell a point lies in, or `Misdirected`.
+    pub fn owned_cell(&self, p: &GeoPoint) -> Result<u64, EdgeError> {
+        self.cells
+            .owner_cell(p)
+            .map_err(|cell| EdgeError::Misdirected { cell })
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(crate::store::writer::Reply<T>) -> Command,
+    ) -> Result<T, EdgeError> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(EdgeError::Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(EdgeError::Unavailable(Unavailable(
+                    "the writer has stopped".into(),
+                )));
+            }
+        }
+        match rx.await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(EdgeError::Unavailable(Unavailable(
+                "the write was abandoned by a failed commit".into(),
+            ))),
+        }
+    }
+
+    pub async fn register_provider(&self, new: NewProvider) -> Result<Provider, EdgeError> {
+        self.owned_cell(&new.location)?;
+        self.call(|reply| Command::RegisterProvider { new, reply })
+            .await
+    }
+
+    pub async fn register_recipient(&self, new: NewRecipient) -> Result<Recipient, EdgeError> {
+        let cell = self.owned_cell(&new.location)?;
+        self.call(|reply| Command::RegisterRecipient { new, cell, reply })
+            .await
+    }
+
+    pub async fn post_surplus(
+        &self,
+        new: NewSurplus,
+        idempotency_key: Option<String>,
+        trace: Option<TraceContext>,
+    ) -> Result<Result<Posted, Rejection>, EdgeError> {
+        let cell = self.owned_cell(&new.location)?;
+        let idempotency = idempotency_key.map(|key| IdempotencyKey {
+            key,
+            fingerprint: new.fingerprint(),
+        });
+        self.call(|reply| Command::Post {
+            new,
+            cell,
+            idempotency,
+            trace,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn act(
+        &self,
+        surplus_id: SurplusId,
+        action: SurplusAction,
+        trace: Option<TraceContext>,
+    ) -> Result<Result<SurplusView, Rejection>, EdgeError> {
+        self.call(|reply| Command::Act {
+            surplus_id,
+            action,
+            trace,
+            reply,
+        })
+        .await
+    }
+
+    /// Fires due timers now; returns how many fired (manual clocks use this).
+    pub async fn tick(&self) -> Result<usize, EdgeError> {
+        self.call(|reply| Command::Tick { reply }).await
+    }
+
+    /// A surplus as last committed: from memory if recent, else from SQLite.
+    pub async fn surplus(&self, id: SurplusId) -> Result<Option<SurplusView>, EdgeError> {
+        if let Some(v) = self.shared.read_model.read().get(&id) {
+            return Ok(Some(v.clone()));
+        }
+        self.readers.surplus(id).await.map_err(unavailable)
+    }
+
+    pub fn surplus_near(
+        &self,
+        point: &GeoPoint,
+        radius_km: f64,
+        status: Option<SurplusStatus>,
+        limit: usize,
+    ) -> Vec<(SurplusView, f64)> {
+        self.shared
+            .read_model
+            .read()
+            .near(point, radius_km, status, limit)
+    }
+
+    pub fn pending_offers(&self, recipient: &RecipientId) -> Vec<SurplusView> {
+        self.shared.read_model.read().pending_for(recipient)
+    }
+
+    pub fn subscribe_offers(&self) -> broadcast::Receiver<OfferNotice> {
+        self.shared.offers.subscribe()
+    }
+
+    pub async fn provider(&self, id: ProviderId) -> Result<Option<Provider>, EdgeError> {
+        self.readers.provider(id).await.map_err(unavailable)
+    }
+
+    pub async fn recipient(&self, id: RecipientId) -> Result<Option<(Recipient, u64)>, EdgeError> {
+        self.readers.recipient(id).await.map_err(unavailable)
+    }
+
+    /// Ready when the writer can commit.
+    pub fn is_ready(&self) -> bool {
+        self.shared
+            .stats
+            .writer_healthy
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn unavailable(e: StoreError) -> EdgeError {
+    EdgeError::Unavailable(Unavailable(e.to_string()))
+}

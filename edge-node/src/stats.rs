@@ -1,0 +1,56 @@
+//! Counters and latency histograms the writer keeps, read by `simulate`,
+//! the benchmark and (later) the metrics endpoint.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+#[derive(Debug)]
+pub struct Stats {
+    pub batches: AtomicU64,
+    pub commands: AtomicU64,
+    pub events: AtomicU64,
+    pub commit_failures: AtomicU64,
+    pub alerts_fallback_offered: AtomicU64,
+    pub alerts_no_fallback: AtomicU64,
+    /// False while the writer cannot commit (readiness).
+    pub writer_healthy: AtomicBool,
+    /// Nanoseconds the engine spent deciding each post (matching included).
+    pub decide_ns: Mutex<Histogram<u64>>,
+    /// Nanoseconds per batch commit (the fsync).
+    pub commit_ns: Mutex<Histogram<u64>>,
+    /// Commands per committed batch.
+    pub batch_size: Mutex<Histogram<u64>>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static bounds are valid")
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            batches: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            alerts_fallback_offered: AtomicU64::new(0),
+            alerts_no_fallback: AtomicU64::new(0),
+            writer_healthy: AtomicBool::new(true),
+            decide_ns: Mutex::new(histogram()),
+            commit_ns: Mutex::new(histogram()),
+            batch_size: Mutex::new(histogram()),
+        }
+    }
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,98 @@
+//! Read-only connections for what the in-memory read model does not hold:
+//! finished surplus, providers and recipients. Queries run on tokio's
+//! blocking pool; the pool of connections is bounded.
+
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use sync_protocol::{Provider, ProviderId, Recipient, RecipientId, SurplusId};
+
+use super::rows::{
+    PROVIDER_COLUMNS, RECIPIENT_COLUMNS, provider_from_row, read_surplus_view, recipient_from_row,
+};
+use super::{StoreError, open_reader};
+use crate::view::SurplusView;
+
+#[derive(Debug)]
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl ReadPool {
+    pub fn new(path: &Path, max_idle: usize) -> ReadPool {
+        ReadPool {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+        }
+    }
+
+    async fn with<T, F>(self: &std::sync::Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.clone();
+        {
+            tokio::task::spawn_blocking(move || {
+                let conn = pool.idle.lock().pop();
+                let conn = match conn {
+                    Some(c) => c,
+                    None => open_reader(&pool.path)?,
+                };
+                let out = f(&conn);
+                let mut idle = pool.idle.lock();
+                if idle.len() < pool.max_idle {
+                    idle.push(conn);
+                }
+                out
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
+        }
+    }
+
+    pub async fn surplus(
+        self: &std::sync::Arc<Self>,
+        id: SurplusId,
+    ) -> Result<Option<SurplusView>, StoreError> {
+        self.with(move |c| read_surplus_view(c, &id)).await
+    }
+
+    pub async fn provider(
+        self: &std::sync::Arc<Self>,
+        id: ProviderId,
+    ) -> Result<Option<Provider>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = ?1"
+            ))?;
+            let mut rows = stmt.query([id.as_bytes()])?;
+            Ok(match rows.next()? {
+                Some(row) => Some(provider_from_row(row)?),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    pub async fn recipient(
+        self: &std::sync::Arc<Self>,
+        id: RecipientId,
+    ) -> Result<Option<(Recipient, u64)>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE id = ?1"
+            ))?;
+            let mut rows = stmt.query([id.as_bytes()])?;
+            Ok(match rows.next()? {
+                Some(row) => Some(recipient_from_row(row)?),
+                None => None,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,654 @@
+//! The single writer: one OS thread owns the write connection and the engine.
+//! It takes whatever commands are queued (up to `max_batch`), applies them in
+//! order inside one transaction — domain rows and outbox events together —
+//! commits once (one fsync for the whole group), and only then answers. A
+//! failed commit rolls back, reloads the engine from SQLite and answers every
+//! command in the group with `Unavailable`: nothing is acknowledged that is
+//! not durable.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rusqlite::{Connection, params};
+use sync_protocol::wire::encode_envelope;
+use sync_protocol::{
+    ClaimVia, EdgeId, Envelope, Event, Provider, ProviderId, Recipient, RecipientId, SurplusId,
+    SurplusPosted, SurplusStatus, Timestamp, TraceContext,
+};
+use tokio::sync::oneshot;
+
+use super::StoreError;
+use super::load::load;
+use super::rows::{insert_provider, insert_recipient, read_surplus_view, upsert_surplus};
+use crate::clock::Clock;
+use crate::commands::{
+    IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejected, Rejection,
+    SurplusAction,
+};
+use crate::core::engine::{Alert, CommandRefusal, Engine, EngineConfig};
+use crate::core::lifecycle::Refusal;
+use crate::ids::IdGen;
+use crate::read_model::OfferNotice;
+use crate::shared::Shared;
+use crate::stats::Stats;
+use crate::view::SurplusView;
+
+/// The store could not make the write durable; nothing was acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the edge could not commit: {0}")]
+pub struct Unavailable(pub String);
+
+pub type Reply<T> = oneshot::Sender<Result<T, Unavailable>>;
+
+pub enum Command {
+    RegisterProvider {
+        new: NewProvider,
+        reply: Reply<Provider>,
+    },
+    RegisterRecipient {
+        new: NewRecipient,
+        cell: u64,
+        reply: Reply<Recipient>,
+    },
+    Post {
+        new: NewSurplus,
+        cell: u64,
+        idempotency: Option<IdempotencyKey>,
+        trace: Option<TraceContext>,
+        reply: Reply<Result<Posted, Rejection>>,
+    },
+    Act {
+        surplus_id: SurplusId,
+        action: SurplusAction,
+        trace: Option<TraceContext>,
+        reply: Reply<Result<SurplusView, Rejection>>,
+    },
+    /// Fire due timers now (the manual clock's way of moving time).
+    Tick { reply: Reply<usize> },
+}
+
+/// An answer held back until the group commits.
+enum Pending {
+    Provider(Reply<Provider>, Provider),
+    Recipient(Reply<Recipient>, Recipient),
+    Post(Reply<Result<Posted, Rejection>>, Result<Posted, Rejection>),
+    Act(
+        Reply<Result<SurplusView, Rejection>>,
+        Result<SurplusView, Rejection>,
+    ),
+    Tick(Reply<usize>, usize),
+}
+
+impl Pending {
+    fn send(self, failure: Option<&Unavailable>) {
+        // A dropped receiver means the client went away; nothing to do.
+        macro_rules! answer {
+            ($reply:expr, $value:expr) => {{
+                let _ = $reply.send(match failure {
+                    None => Ok($value),
+                    Some(e) => Err(e.clone()),
+                });
+            }};
+        }
+        match self {
+            Pending::Provider(r, v) => answer!(r, v),
+            Pending::Recipient(r, v) => answer!(r, v),
+            Pending::Post(r, v) => answer!(r, v),
+            Pending::Act(r, v) => answer!(r, v),
+            Pending::Tick(r, v) => answer!(r, v),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub edge_id: EdgeId,
+    pub lease_epoch: u64,
+    pub max_batch: usize,
+    pub engine: EngineConfig,
+}
+
+pub struct Writer {
+    conn: Connection,
+    engine: Engine,
+    cfg: WriterConfig,
+    next_seq: u64,
+    clock: Arc<dyn Clock>,
+    ids: IdGen,
+    shared: Arc<Shared>,
+    /// Views changed in the current group, for the read model.
+    views: Vec<SurplusView>,
+    /// Offers made in the current group: (recipient, surplus).
+    offers_made: Vec<(RecipientId, SurplusId)>,
+}
+
+enum Wake {
+    Command(Command),
+    Timer,
+    Closed,
+}
+
+impl Writer {
+    pub fn new(
+        conn: Connection,
+        cfg: WriterConfig,
+        clock: Arc<dyn Clock>,
+        ids: IdGen,
+        shared: Arc<Shared>,
+    ) -> Result<Writer, StoreError> {
+        let loaded = load(&conn, cfg.engine, clock.now())?;
+        Ok(Writer {
+            conn,
+            engine: loaded.engine,
+            cfg,
+            next_seq: loaded.next_seq,
+            clock,
+            ids,
+            shared,
+            views: Vec::new(),
+            offers_made: Vec::new(),
+        })
+    }
+
+    /// The views of every live surplus, to seed the read model at start.
+    pub fn live_views(&self) -> Vec<SurplusView> {
+        self.engine.live().map(SurplusView::from).collect()
+    }
+
+    /// Runs until every sender is dropped, then finishes what is queued.
+    pub fn run(mut self, rx: Receiver<Command>) {
+        let mut batch = Vec::with_capacity(self.cfg.max_batch);
+        loop {
+            match self.wait(&rx) {
+                Wake::Command(c) => batch.push(c),
+                Wake::Timer => {}
+                Wake::Closed => break,
+            }
+            while batch.len() < self.cfg.max_batch {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            let now = self.clock.now();
+            let timers_due = self.engine.next_deadline().is_some_and(|t| t <= now);
+            if batch.is_empty() && !timers_due {
+                continue;
+            }
+            self.process(now, &mut batch);
+        }
+    }
+
+    fn wait(&self, rx: &Receiver<Command>) -> Wake {
+        let deadline = self
+            .engine
+            .next_deadline()
+            .filter(|_| !self.clock.is_manual());
+        let Some(due) = deadline else {
+            return rx.recv().map_or(Wake::Closed, Wake::Command);
+        };
+        let wait_ms = (due - self.clock.now()).as_ms().clamp(0, 1_000);
+        if wait_ms == 0 {
+            return Wake::Timer;
+        }
+        match rx.recv_timeout(std::time::Duration::from_millis(wait_ms as u64)) {
+            Ok(c) => Wake::Command(c),
+            Err(RecvTimeoutError::Timeout) => Wake::Timer,
+            Err(RecvTimeoutError::Disconnected) => Wake::Closed,
+        }
+    }
+
+    fn process(&mut self, now: Timestamp, batch: &mut Vec<Command>) {
+        let size = batch.len() as u64;
+        let mut pending = Vec::with_capacity(batch.len());
+        let result = self.run_group(now, batch, &mut pending);
+        batch.clear(); // commands not reached drop their reply: the caller sees Unavailable
+        let stats = &self.shared.stats;
+        match result {
+            Ok(commit_ns) => {
+                Stats::add(&stats.batches, 1);
+                Stats::add(&stats.commands, size);
+                let _ = stats.commit_ns.lock().record(commit_ns.max(1));
+                let _ = stats.batch_size.lock().record(size.max(1));
+                self.publish(now);
+                for p in pending {
+                    p.send(None);
+                }
+            }
+            Err(e) => {
+                let failure = Unavailable(e.to_string());
+                tracing::error!(error = %e, commands = size, "group commit failed; rolled back");
+                Stats::add(&stats.commit_failures, 1);
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.views.clear();
+                self.offers_made.clear();
+                self.recover();
+                for p in pending {
+                    p.send(Some(&failure));
+                }
+            }
+        }
+    }
+
+    /// Reloads the engine from what SQLite holds (the last committed state).
+    fn recover(&mut self) {
+        let healthy = match load(&self.conn, self.cfg.engine, self.clock.now()) {
+            Ok(loaded) => {
+                self.engine = loaded.engine;
+                self.next_seq = loaded.next_seq;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reloading state after a failed commit failed");
+                false
+            }
+        };
+        self.shared
+            .stats
+            .writer_healthy
+            .store(healthy, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One transaction for the whole group; returns the commit's duration.
+    fn run_group(
+        &mut self,
+        now: Timestamp,
+        batch: &mut Vec<Command>,
+        pending: &mut Vec<Pending>,
+    ) -> Result<u64, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.engine.tick(now);
+        self.write_output(now, None)?;
+        for cmd in batch.drain(..) {
+            pending.push(self.apply(now, cmd)?);
+        }
+        let t = Instant::now();
+        self.conn.execute_batch("COMMIT")?;
+        self.shared
+            .stats
+            .writer_healthy
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(t.elapsed().as_nanos() as u64)
+    }
+
+    fn apply(&mut self, now: Timestamp, cmd: Command) -> Result<Pending, StoreError> {
+        Ok(match cmd {
+            Command::RegisterProvider { new, reply } => {
+                let p = Provider {
+                    id: ProviderId::from_uuid(self.ids.next(now)),
+                    name: new.name,
+                    location: new.location,
+                    contact: new.contact,
+                };
+                self.engine.register_provider(p.clone());
+                self.write_output(now, None)?;
+                Pending::Provider(reply, p)
+            }
+            Command::RegisterRecipient { new, cell, reply } => {
+                let r = Recipient {
+                    id: RecipientId::from_uuid(self.ids.next(now)),
+                    name: new.name,
+                    location: new.location,
+                    capacity_per_day: new.capacity_per_day,
+                    accepted_food_types: new.accepted_food_types,
+                    is_fallback: new.is_fallback,
+                    contact: new.contact,
+                };
+                self.engine.register_recipient(r.clone(), cell);
+                self.write_output(now, None)?;
+                Pending::Recipient(reply, r)
+            }
+            Command::Post {
+                new,
+                cell,
+                idempotency,
+                trace,
+                reply,
+            } => {
+                let outcome = self.post(now, new, cell, idempotency, trace)?;
+                Pending::Post(reply, outcome)
+            }
+            Command::Act {
+                surplus_id,
+                action,
+                trace,
+                reply,
+            } => {
+                let outcome = self.act(now, surplus_id, action, trace)?;
+                Pending::Act(reply, outcome)
+            }
+            Command::Tick { reply } => {
+                let fired = self.engine.tick(now);
+                self.write_output(now, None)?;
+                Pending::Tick(reply, fired)
+            }
+        })
+    }
+
+    fn post(
+        &mut self,
+        now: Timestamp,
+        new: NewSurplus,
+        cell: u64,
+        idempotency: Option<IdempotencyKey>,
+        trace: Option<TraceContext>,
+    ) -> Result<Result<Posted, Rejection>, StoreError> {
+        if let Some(key) = &idempotency
+            && let Some(earlier) = self.replay(&new.provider_id, key)?
+        {
+            return Ok(earlier);
+        }
+        let posted = SurplusPosted {
+            id: SurplusId::from_uuid(self.ids.next(now)),
+            provider_id: new.provider_id,
+            location: new.location,
+            cell,
+            quantity: new.quantity,
+            food_type: new.food_type,
+            expires_at: new.expires_at,
+            description: new.description,
+        };
+        let started = Instant::now();
+        let result = self.engine.post(now, posted).map(SurplusView::from);
+        let _ = self
+            .shared
+            .stats
+            .decide_ns
+            .lock()
+            .record((started.elapsed().as_nanos() as u64).max(1));
+        let view = match result {
+            Ok(view) => view,
+            Err(refusal) => {
+                return Ok(Err(Rejection {
+                    reason: refusal.into(),
+                    current: None,
+                }));
+            }
+        };
+        self.write_output(now, trace)?;
+        if let Some(key) = idempotency {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO idempotency_keys (provider_id, key, fingerprint, surplus_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    view.provider_id.as_bytes(),
+                    key.key,
+                    key.fingerprint as i64,
+                    view.id.as_bytes(),
+                    now.unix_ms()
+                ])?;
+        }
+        Ok(Ok(Posted {
+            surplus: view,
+            replayed: false,
+        }))
+    }
+
+    /// The earlier answer to a request with this `Idempotency-Key`, if any.
+    fn replay(
+        &mut self,
+        provider: &ProviderId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Result<Posted, Rejection>>, StoreError> {
+        let found: Option<(i64, Vec<u8>)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT fingerprint, surplus_id FROM idempotency_keys WHERE provider_id = ?1 AND key = ?2",
+            )?;
+            let mut rows = stmt.query(params![provider.as_bytes(), key.key])?;
+            match rows.next()? {
+                Some(row) => Some((row.get(0)?, row.get(1)?)),
+                None => None,
+            }
+        };
+        let Some((fingerprint, id)) = found else {
+            return Ok(None);
+        };
+        if fingerprint as u64 != key.fingerprint {
+            return Ok(Some(Err(Rejection {
+                reason: Rejected::IdempotencyKeyReused,
+                current: None,
+            })));
+        }
+        let id = SurplusId::from_bytes(
+            id.try_into()
+                .map_err(|_| StoreError::Corrupt("idempotency surplus id".into()))?,
+        );
+        let view = match self.engine.surplus(&id) {
+            Some(s) => Some(SurplusView::from(s)),
+            None => read_surplus_view(&self.conn, &id)?,
+        };
+        let view =
+            view.ok_or_else(|| StoreError::Corrupt(format!("idempotency key names missing {id}")))?;
+        Ok(Some(Ok(Posted {
+            surplus: view,
+            replayed: true,
+        })))
+    }
+
+    fn act(
+        &mut self,
+        now: Timestamp,
+        id: SurplusId,
+        action: SurplusAction,
+        trace: Option<TraceContext>,
+    ) -> Result<Result<SurplusView, Rejection>, StoreError> {
+        let e = &mut self.engine;
+        let result = match action {
+            SurplusAction::Claim {
+                recipient_id,
+                version,
+            } => e.claim(now, id, recipient_id, version),
+            SurplusAction::Accept { recipient_id } => e.accept(now, id, recipient_id),
+            SurplusAction::Decline { recipient_id } => e.decline(now, id, recipient_id),
+            SurplusAction::PickUp { recipient_id } => e.pick_up(now, id, recipient_id),
+            SurplusAction::Deliver {
+                recipient_id,
+                delivered,
+            } => e.deliver(now, id, recipient_id, delivered),
+        }
+        .map(SurplusView::from);
+        match result {
+            Ok(view) => {
+                self.write_output(now, trace)?;
+                Ok(Ok(view))
+            }
+            Err(CommandRefusal::NotLive) => Ok(Err(self.refuse_finished(id, action)?)),
+            Err(refusal) => Ok(Err(Rejection {
+                reason: refusal.into(),
+                current: self.engine.surplus(&id).map(SurplusView::from),
+            })),
+        }
+    }
+
+    /// Why an action on a surplus that is not live fails: unknown (404),
+    /// expired (410), or already finished (409).
+    fn refuse_finished(
+        &self,
+        id: SurplusId,
+        action: SurplusAction,
+    ) -> Result<Rejection, StoreError> {
+        let Some(view) = read_surplus_view(&self.conn, &id)? else {
+            return Ok(Rejection {
+                reason: Rejected::NotFound,
+                current: None,
+            });
+        };
+        let refusal = match (view.status, action) {
+            (SurplusStatus::Expired, _) => Refusal::Expired,
+            (_, SurplusAction::Claim { .. }) => Refusal::AlreadyClaimed,
+            (_, SurplusAction::Accept { .. } | SurplusAction::Decline { .. }) => {
+                Refusal::NoPendingOffer
+            }
+            _ => Refusal::InvalidTransition,
+        };
+        Ok(Rejection {
+            reason: Rejected::Lifecycle(refusal),
+            current: Some(view),
+        })
+    }
+
+    /// Writes what the engine changed: an outbox row per event, the rows each
+    /// event projects to, and the final row of each touched surplus.
+    fn write_output(
+        &mut self,
+        now: Timestamp,
+        trace: Option<TraceContext>,
+    ) -> Result<(), StoreError> {
+        let out = self.engine.drain();
+        for event in out.events {
+            let env = Envelope {
+                edge_id: self.cfg.edge_id.clone(),
+                seq: self.next_seq,
+                lease_epoch: self.cfg.lease_epoch,
+                at: now,
+                trace_context: trace,
+                event,
+            };
+            self.conn
+                .prepare_cached("INSERT INTO outbox (seq, envelope) VALUES (?1, ?2)")?
+                .execute(params![env.seq as i64, encode_envelope(&env)])?;
+            self.project(now, &env.event)?;
+            self.next_seq += 1;
+            Stats::add(&self.shared.stats.events, 1);
+        }
+        for s in &out.surplus {
+            upsert_surplus(&self.conn, s)?;
+            self.views.push(SurplusView::from(s));
+        }
+        for alert in out.alerts {
+            self.raise(alert);
+        }
+        Ok(())
+    }
+
+    fn raise(&self, alert: Alert) {
+        let stats = &self.shared.stats;
+        match alert {
+            Alert::FallbackOffered {
+                surplus_id,
+                recipient_id,
+            } => {
+                tracing::warn!(%surplus_id, %recipient_id, "dead-letter queue exhausted: offered to the cell's fallback recipient");
+                Stats::add(&stats.alerts_fallback_offered, 1);
+            }
+            Alert::NoFallback { surplus_id } => {
+                tracing::warn!(%surplus_id, "dead-letter queue exhausted and no fallback recipient took it: needs a human");
+                Stats::add(&stats.alerts_no_fallback, 1);
+            }
+        }
+    }
+
+    /// The domain rows an event changes besides the surplus row itself.
+    fn project(&mut self, now: Timestamp, event: &Event) -> Result<(), StoreError> {
+        let set_outcome = |conn: &Connection, s: &SurplusId, r: &RecipientId, outcome: &str| {
+            conn.prepare_cached(
+                "UPDATE offers SET outcome = ?3, decided_at = ?4 WHERE surplus_id = ?1 AND recipient_id = ?2",
+            )?
+            .execute(params![s.as_bytes(), r.as_bytes(), outcome, now.unix_ms()])
+        };
+        let close_pending = |conn: &Connection, s: &SurplusId, outcome: &str| {
+            conn.prepare_cached(
+                "UPDATE offers SET outcome = ?2, decided_at = ?3 WHERE surplus_id = ?1 AND outcome = 'pending'",
+            )?
+            .execute(params![s.as_bytes(), outcome, now.unix_ms()])
+        };
+        match event {
+            Event::ProviderRegistered(p) => insert_provider(&self.conn, p, now)?,
+            Event::RecipientRegistered(r) => {
+                let cell = self.engine.recipients().get(&r.id).map_or(0, |e| e.cell);
+                insert_recipient(&self.conn, r, cell, now)?;
+            }
+            Event::OfferMade {
+                surplus_id,
+                recipient_id,
+                ack_deadline,
+                attempt,
+                fallback,
+                ..
+            } => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO offers (surplus_id, recipient_id, attempt, made_at, ack_deadline,
+                            reserved_day, fallback, outcome)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+                    )?
+                    .execute(params![
+                        surplus_id.as_bytes(),
+                        recipient_id.as_bytes(),
+                        attempt,
+                        now.unix_ms(),
+                        ack_deadline.unix_ms(),
+                        now.local_day(self.cfg.engine.utc_offset_minutes),
+                        fallback
+                    ])?;
+                self.offers_made.push((*recipient_id, *surplus_id));
+            }
+            Event::OfferDeclined {
+                surplus_id,
+                recipient_id,
+                ..
+            } => {
+                set_outcome(&self.conn, surplus_id, recipient_id, "declined")?;
+            }
+            Event::OfferTimedOut {
+                surplus_id,
+                recipient_id,
+                ..
+            } => {
+                set_outcome(&self.conn, surplus_id, recipient_id, "timed_out")?;
+            }
+            Event::Claimed {
+                surplus_id,
+                recipient_id,
+                via,
+                ..
+            } => match via {
+                ClaimVia::OfferAccepted => {
+                    set_outcome(&self.conn, surplus_id, recipient_id, "accepted")?;
+                }
+                ClaimVia::Direct => {
+                    close_pending(&self.conn, surplus_id, "superseded")?;
+                }
+            },
+            Event::Expired { surplus_id, .. } => {
+                close_pending(&self.conn, surplus_id, "expired")?;
+            }
+            Event::SurplusPosted(_)
+            | Event::PickedUp { .. }
+            | Event::Delivered { .. }
+            | Event::DeadLettered { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// After a commit: the read model learns the group's changes, and each
+    /// offer still standing is announced to its recipient.
+    fn publish(&mut self, now: Timestamp) {
+        let views = std::mem::take(&mut self.views);
+        let mut notices = Vec::with_capacity(self.offers_made.len());
+        {
+            let mut model = self.shared.read_model.write();
+            model.apply(views, now);
+            for (recipient_id, surplus_id) in self.offers_made.drain(..) {
+                let standing = model.get(&surplus_id).filter(|v| {
+                    v.offer
+                        .as_ref()
+                        .is_some_and(|o| o.recipient_id == recipient_id)
+                });
+                if let Some(v) = standing {
+                    notices.push(OfferNotice {
+                        recipient_id,
+                        surplus: v.clone(),
+                    });
+                }
+            }
+        }
+        for n in notices {
+            // No subscribers is fine: offers are also listed by GET .../offers.
+            let _ = self.shared.offers.send(n);
+        }
+    }
+}
