@@ -157,6 +157,12 @@ impl CellSet {
     }
 }
 
+/// The centre of a cell.
+pub fn center(cell: u64) -> Option<GeoPoint> {
+    let ll = LatLng::from(CellID(cell));
+    GeoPoint::new(ll.lat.deg(), ll.lng.deg()).ok()
+}
+
 /// The token of a cell id, as used in JSON and configuration.
 pub fn token(cell: u64) -> String {
     CellID(cell).to_token()

@@ -116,7 +116,7 @@ impl From<CommandRefusal> for Rejected {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub reason: Rejected,
-    pub current: Option<SurplusView>,
+    pub current: Option<Box<SurplusView>>,
 }
 
 /// A post's result: the surplus, and whether it already existed under the

@@ -282,7 +282,8 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused_with_their_name() {
-        let table: Vec<(fn(&mut EdgeConfig), &str)> = vec![
+        type Mutation = fn(&mut EdgeConfig);
+        let table: Vec<(Mutation, &str)> = vec![
             (|c| c.edge_id = "Bad Id".into(), "edge_id"),
             (|c| c.matching.radius_km = f64::NAN, "radius_km"),
             (|c| c.lifecycle.ack_timeout_secs = 0, "ack_timeout_secs"),

@@ -5,6 +5,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod api;
+pub mod bench;
 pub mod cells;
 pub mod clock;
 pub mod commands;
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod read_model;
 pub mod service;
 pub mod shared;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod view;

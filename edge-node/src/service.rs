@@ -313,6 +313,18 @@ impl EdgeHandle {
         self.readers.recipient(id).await.map_err(unavailable)
     }
 
+    /// Committed outbox events after `seq`, oldest first (at most `limit`).
+    pub async fn outbox_after(
+        &self,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<sync_protocol::Envelope>, EdgeError> {
+        self.readers
+            .outbox_after(seq, limit)
+            .await
+            .map_err(unavailable)
+    }
+
     /// Ready when the writer can commit.
     pub fn is_ready(&self) -> bool {
         self.shared

@@ -26,7 +26,7 @@ pub struct ErrorDetail {
     pub message: String,
     /// For 409 and 410 on a surplus: the surplus as it now stands.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub current: Option<SurplusJson>,
+    pub current: Option<Box<SurplusJson>>,
     /// For 421: the S2 cell token the point lies in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cell: Option<String>,
@@ -37,7 +37,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub current: Option<SurplusJson>,
+    pub current: Option<Box<SurplusJson>>,
     pub cell: Option<String>,
     pub retry_after_secs: Option<u32>,
 }
@@ -184,7 +184,7 @@ impl From<Rejection> for ApiError {
             },
         };
         ApiError {
-            current: r.current.as_ref().map(SurplusJson::from),
+            current: r.current.as_deref().map(|v| Box::new(SurplusJson::from(v))),
             retry_after_secs: (status == S::SERVICE_UNAVAILABLE).then_some(5),
             ..ApiError::new(status, code, message)
         }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
-use sync_protocol::{Provider, ProviderId, Recipient, RecipientId, SurplusId};
+use sync_protocol::wire::decode_envelope;
+use sync_protocol::{Envelope, Provider, ProviderId, Recipient, RecipientId, SurplusId};
 
 use super::rows::{
     PROVIDER_COLUMNS, RECIPIENT_COLUMNS, provider_from_row, read_surplus_view, recipient_from_row,
@@ -92,6 +93,30 @@ impl ReadPool {
                 Some(row) => Some(recipient_from_row(row)?),
                 None => None,
             })
+        })
+        .await
+    }
+
+    /// Outbox events with `seq > after`, in order, at most `limit`.
+    pub async fn outbox_after(
+        self: &std::sync::Arc<Self>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![after as i64, limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let bytes: Vec<u8> = row.get(0)?;
+                out.push(
+                    decode_envelope(&bytes)
+                        .map_err(|e| StoreError::Corrupt(format!("outbox row: {e}")))?,
+                );
+            }
+            Ok(out)
         })
         .await
     }

@@ -458,7 +458,10 @@ impl Writer {
             Err(CommandRefusal::NotLive) => Ok(Err(self.refuse_finished(id, action)?)),
             Err(refusal) => Ok(Err(Rejection {
                 reason: refusal.into(),
-                current: self.engine.surplus(&id).map(SurplusView::from),
+                current: self
+                    .engine
+                    .surplus(&id)
+                    .map(|s| Box::new(SurplusView::from(s))),
             })),
         }
     }
@@ -486,7 +489,7 @@ impl Writer {
         };
         Ok(Rejection {
             reason: Rejected::Lifecycle(refusal),
-            current: Some(view),
+            current: Some(Box::new(view)),
         })
     }
 

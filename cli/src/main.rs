@@ -1,0 +1,226 @@
+//! `pahlawan`: the command line. Each verb is a thin call into a crate; this
+//! file only parses arguments, sets up logging and reports errors in one line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edge_node::EdgeConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "pahlawan",
+    version,
+    about = "Pahlawan Pangan: real-time food-surplus redistribution"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run or inspect a city edge node.
+    Edge {
+        #[command(subcommand)]
+        command: EdgeCommand,
+    },
+    /// The thundering-herd demo: an in-process edge, N restaurants posting
+    /// within one simulated minute, recipients answering by a seeded policy.
+    Simulate(SimulateArgs),
+    /// Load-test `POST /api/v1/surplus` over real HTTP, beside an empty axum
+    /// handler and raw SQLite inserts measured in the same run.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum EdgeCommand {
+    /// Serve the edge's HTTP API (embedded defaults: SQLite under ./data,
+    /// Greater Jakarta's cells, 127.0.0.1:8080, no hub).
+    Run(EdgeArgs),
+    /// Print the effective configuration (defaults, file, environment, flags) as TOML.
+    Config(EdgeArgs),
+}
+
+#[derive(Args)]
+struct EdgeArgs {
+    /// TOML configuration file (see README); environment variables
+    /// PAHLAWAN_EDGE_* override it, flags override both.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory holding the SQLite database.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the HTTP API, e.g. 0.0.0.0:8080 for kiosks on the LAN.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    #[arg(long, default_value_t = 10_000)]
+    providers: usize,
+    #[arg(long, default_value_t = 500)]
+    recipients: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Seconds measured per scenario.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Open-loop target rate in requests/s (default: closed loop, as fast as possible).
+    #[arg(long)]
+    rate: Option<u32>,
+    #[arg(long, default_value_t = 500)]
+    recipients: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo and the benchmark report their own figures; keep logs to errors.
+    let quiet = matches!(cli.command, Command::Simulate(_) | Command::Bench(_));
+    init_logging(cli.log_format, if quiet { "error" } else { "info" });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Edge {
+            command: EdgeCommand::Run(args),
+        } => edge_run(args).await,
+        Command::Edge {
+            command: EdgeCommand::Config(args),
+        } => {
+            print!("{}", edge_config(&args)?.to_toml());
+            Ok(())
+        }
+        Command::Simulate(args) => simulate(args).await,
+        Command::Bench(args) => bench(args).await,
+    }
+}
+
+fn edge_config(args: &EdgeArgs) -> anyhow::Result<EdgeConfig> {
+    let mut config = EdgeConfig::load(args.config.as_deref())?;
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    Ok(config)
+}
+
+async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
+    let config = edge_config(&args)?;
+    let edge = edge_node::Edge::start(config, edge_node::StartOptions::default())
+        .await
+        .context("starting the edge")?;
+    if let Some(addr) = edge.local_addr() {
+        // A machine-readable line for scripts and tests, then the human hint.
+        println!("listening on http://{addr}");
+        eprintln!(
+            "edge serving on http://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json); Ctrl-C to stop"
+        );
+    }
+    edge.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.providers >= 1, "--providers must be at least 1");
+    anyhow::ensure!(args.recipients >= 1, "--recipients must be at least 1");
+    let report = edge_node::sim::run(edge_node::sim::SimConfig {
+        providers: args.providers,
+        recipients: args.recipients,
+        seed: args.seed,
+        show_progress: !args.no_progress,
+        ..Default::default()
+    })
+    .await?;
+    print!("{}", report.render());
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        args.duration_secs >= 1,
+        "--duration-secs must be at least 1"
+    );
+    let report = edge_node::bench::run(edge_node::bench::BenchConfig {
+        duration: std::time::Duration::from_secs(args.duration_secs),
+        warmup: std::time::Duration::from_secs(args.warmup_secs),
+        concurrency: args.concurrency,
+        rate: args.rate,
+        recipients: args.recipients,
+    })
+    .await?;
+    print!("{}", report.render());
+    Ok(())
+}

@@ -1,0 +1,475 @@
+//! `pahlawan bench`: drives `POST /api/v1/surplus` over real HTTP against an
+//! in-process edge on a temporary SQLite file, and measures two baselines in
+//! the same run on the same machine: an empty axum handler behind the same
+//! load generator, and raw batched SQLite inserts with `synchronous=FULL`.
+//! Figures are throughput and p50/p95/p99; this is a measurement, not a test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::http::StatusCode;
+use bytes_pool::BodyPool;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::api::dto::rfc3339;
+use crate::clock::{Clock, SystemClock};
+use crate::config::EdgeConfig;
+use crate::service::{Edge, StartOptions};
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Measured time per scenario (after warm-up).
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Concurrent keep-alive HTTP/1.1 connections.
+    pub concurrency: usize,
+    /// Open-loop target rate (requests/s); closed-loop (as fast as possible) when `None`.
+    pub rate: Option<u32>,
+    /// Recipients registered before the run (matching works among them).
+    pub recipients: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> BenchConfig {
+        BenchConfig {
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            concurrency: 64,
+            rate: None,
+            recipients: 500,
+        }
+    }
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    pub name: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Microseconds, from the scheduled send (open loop) or the send (closed loop).
+    pub latency_us: Histogram<u64>,
+}
+
+impl LoadResult {
+    pub fn per_sec(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    fn ms(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1_000.0
+    }
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            self.name,
+            self.per_sec(),
+            self.ms(0.5),
+            self.ms(0.95),
+            self.ms(0.99),
+            self.requests,
+            self.errors
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct BenchReport {
+    pub machine: String,
+    pub config: BenchConfig,
+    pub empty_handler: LoadResult,
+    pub edge_post: LoadResult,
+    pub sqlite_rows_per_sec: f64,
+    pub sqlite_batch: usize,
+    pub mean_batch: f64,
+    pub commit_p50_ms: f64,
+    pub commit_p99_ms: f64,
+}
+
+impl BenchReport {
+    pub fn render(&self) -> String {
+        let ratio = self.edge_post.per_sec() / self.empty_handler.per_sec().max(1e-9);
+        let mode = match self.config.rate {
+            Some(r) => format!("open loop at {r} req/s (latency from the scheduled send)"),
+            None => "closed loop (as fast as the server answers)".into(),
+        };
+        format!(
+            "### `pahlawan bench`\n\n\
+             Machine: {}\n\n\
+             Mode: {}, {} connections, {:?} measured after {:?} warm-up, {} recipients.\n\n\
+             | scenario | req/s | p50 ms | p95 ms | p99 ms | requests | errors |\n\
+             |---|---|---|---|---|---|---|\n{}\n{}\n\n\
+             Edge / empty handler throughput: **{:.2}**.\n\n\
+             Raw SQLite baseline (same run): {:.0} rows/s inserting batches of {} rows, one \
+             `synchronous=FULL` commit per batch. A post writes 4 rows (surplus, offer, two outbox events).\n\n\
+             Edge writer: mean group commit {:.0} commands; commit (fsync) p50 {:.2} ms, p99 {:.2} ms.\n",
+            self.machine,
+            mode,
+            self.config.concurrency,
+            self.config.duration,
+            self.config.warmup,
+            self.config.recipients,
+            self.empty_handler.row(),
+            self.edge_post.row(),
+            ratio,
+            self.sqlite_rows_per_sec,
+            self.sqlite_batch,
+            self.mean_batch,
+            self.commit_p50_ms,
+            self.commit_p99_ms,
+        )
+    }
+}
+
+/// CPU model, cores and memory, from /proc (Linux).
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {mem_gib:.0} GiB RAM, Linux {}",
+        kernel.trim()
+    )
+}
+
+mod bytes_pool {
+    use hyper::body::Bytes;
+
+    /// Pre-built request bodies, so the load generator spends no CPU on JSON.
+    #[derive(Debug, Clone)]
+    pub struct BodyPool(pub std::sync::Arc<Vec<Bytes>>);
+
+    impl BodyPool {
+        pub fn get(&self, i: usize) -> Bytes {
+            self.0[i % self.0.len()].clone()
+        }
+    }
+}
+
+pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
+    let empty = run_empty_handler(&cfg).await?;
+    let (sqlite_rows_per_sec, sqlite_batch) =
+        tokio::task::spawn_blocking(sqlite_baseline).await??;
+    let dir = tempfile::tempdir()?;
+    let config = EdgeConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        edge_id: "bench".into(),
+        ..EdgeConfig::default()
+    };
+    let edge = Edge::start(config, StartOptions::default()).await?;
+    let addr = edge
+        .local_addr()
+        .ok_or_else(|| anyhow::anyhow!("the edge is not serving HTTP"))?;
+    let provider = seed_registry(addr, cfg.recipients).await?;
+    let bodies = surplus_bodies(&provider, 4_096);
+    let edge_post = drive(
+        &cfg,
+        "edge `POST /surplus` (durable, matched)",
+        addr,
+        bodies,
+    )
+    .await?;
+    let stats = &edge.handle().shared().stats;
+    let (mean_batch, commit_p50_ms, commit_p99_ms) = {
+        let b = stats.batch_size.lock();
+        let c = stats.commit_ns.lock();
+        (
+            b.mean(),
+            c.value_at_quantile(0.5) as f64 / 1e6,
+            c.value_at_quantile(0.99) as f64 / 1e6,
+        )
+    };
+    edge.shutdown().await;
+    Ok(BenchReport {
+        machine: machine(),
+        config: cfg,
+        empty_handler: empty,
+        edge_post,
+        sqlite_rows_per_sec,
+        sqlite_batch,
+        mean_batch,
+        commit_p50_ms,
+        commit_p99_ms,
+    })
+}
+
+async fn run_empty_handler(cfg: &BenchConfig) -> anyhow::Result<LoadResult> {
+    let app = axum::Router::new().route(
+        "/api/v1/surplus",
+        axum::routing::post(|| async {
+            (StatusCode::CREATED, Json(serde_json::json!({"ok": true})))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let bodies = surplus_bodies(&uuid::Uuid::nil().to_string(), 16);
+    let result = drive(cfg, "empty axum handler (baseline)", addr, bodies).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    result
+}
+
+/// Raw SQLite: batches of rows shaped like a surplus row, one FULL commit each.
+fn sqlite_baseline() -> anyhow::Result<(f64, usize)> {
+    const BATCH: usize = 256;
+    const ROWS: usize = 200_000;
+    let dir = tempfile::tempdir()?;
+    let conn = rusqlite::Connection::open(dir.path().join("baseline.sqlite3"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE t (id BLOB PRIMARY KEY, lat REAL, lon REAL, quantity_g INTEGER,
+                         food_type TEXT, status TEXT, version INTEGER, payload BLOB) WITHOUT ROWID;",
+    )?;
+    let mut rng = SmallRng::seed_from_u64(1);
+    let mut ids = crate::ids::IdGen::seeded(1);
+    let payload = vec![7u8; 160];
+    let t = Instant::now();
+    for _ in 0..ROWS / BATCH {
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO t VALUES (?1, ?2, ?3, ?4, 'bakery', 'offered', 2, ?5)",
+            )?;
+            for _ in 0..BATCH {
+                let id = ids.next(SystemClock.now());
+                stmt.execute(rusqlite::params![
+                    id.as_bytes(),
+                    rng.random::<f64>(),
+                    rng.random::<f64>(),
+                    1_000,
+                    payload
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok((ROWS as f64 / t.elapsed().as_secs_f64(), BATCH))
+}
+
+async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: String,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = reqwest_like_post(addr, path, Bytes::from(body)).await?;
+    Ok(serde_json::from_slice(&resp)?)
+}
+
+async fn reqwest_like_post(addr: SocketAddr, path: &str, body: Bytes) -> anyhow::Result<Bytes> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "{path}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    Ok(bytes)
+}
+
+/// Registers one provider and `n` high-capacity recipients over HTTP.
+async fn seed_registry(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
+    let mut rng = SmallRng::seed_from_u64(7);
+    for i in 0..n {
+        let (lat, lon) = (
+            -6.2 + rng.random_range(-0.2..0.2),
+            106.85 + rng.random_range(-0.2..0.2),
+        );
+        let body = serde_json::json!({
+            "name": format!("Bench food bank {i}"), "lat": lat, "lon": lon,
+            "capacity_kg_per_day": 1_000_000.0,
+            "accepted_food_types": ["prepared_meals", "bakery", "produce", "dairy", "meat_fish", "dry_goods", "frozen"],
+            "contact_phone": "+62 21 555 0000", "contact_email": "bench@example.org"
+        });
+        post_json(addr, "/api/v1/recipients", body.to_string()).await?;
+    }
+    let provider = post_json(
+        addr,
+        "/api/v1/providers",
+        serde_json::json!({"name": "Bench restaurant", "lat": -6.2, "lon": 106.85,
+            "contact_phone": "+62 21 555 0001", "contact_email": "r@example.org"})
+        .to_string(),
+    )
+    .await?;
+    provider["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no provider id in {provider}"))
+}
+
+fn surplus_bodies(provider: &str, n: usize) -> BodyPool {
+    let mut rng = SmallRng::seed_from_u64(11);
+    let expires = rfc3339(SystemClock.now() + sync_protocol::Duration::from_mins(240));
+    let bodies = (0..n)
+        .map(|_| {
+            let (lat, lon) = (
+                -6.2 + rng.random_range(-0.15..0.15),
+                106.85 + rng.random_range(-0.15..0.15),
+            );
+            Bytes::from(
+                serde_json::json!({
+                    "provider_id": provider, "lat": lat, "lon": lon,
+                    "quantity_kg": rng.random_range(1.0..40.0), "food_type": "prepared_meals",
+                    "expires_at": expires, "description": "bench"
+                })
+                .to_string(),
+            )
+        })
+        .collect();
+    BodyPool(Arc::new(bodies))
+}
+
+/// Runs the load on its own runtime (two threads) so client and server share
+/// the machine the way separate processes would.
+async fn drive(
+    cfg: &BenchConfig,
+    name: &str,
+    addr: SocketAddr,
+    bodies: BodyPool,
+) -> anyhow::Result<LoadResult> {
+    let cfg = cfg.clone();
+    let name = name.to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("loadgen".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build();
+            let result = match rt {
+                Ok(rt) => rt.block_on(load(cfg, name, addr, bodies)),
+                Err(e) => Err(e.into()),
+            };
+            let _ = tx.send(result);
+        })?;
+    rx.await?
+}
+
+async fn load(
+    cfg: BenchConfig,
+    name: String,
+    addr: SocketAddr,
+    bodies: BodyPool,
+) -> anyhow::Result<LoadResult> {
+    let started = Instant::now();
+    let measure_from = started + cfg.warmup;
+    let stop_at = measure_from + cfg.duration;
+    let errors = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::with_capacity(cfg.concurrency);
+    for w in 0..cfg.concurrency {
+        let (bodies, errors, counter) = (bodies.clone(), errors.clone(), counter.clone());
+        let interval = cfg
+            .rate
+            .map(|r| Duration::from_secs_f64(cfg.concurrency as f64 / f64::from(r.max(1))));
+        workers.push(tokio::spawn(async move {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("static bounds");
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            // Stagger open-loop workers across one interval.
+            let mut next = started
+                + interval.map_or(Duration::ZERO, |i| {
+                    i.mul_f64(w as f64 / cfg.concurrency as f64)
+                });
+            let mut i = w * 7_919;
+            loop {
+                if interval.is_some() {
+                    tokio::time::sleep_until(next.into()).await;
+                }
+                let scheduled = if interval.is_some() {
+                    next
+                } else {
+                    Instant::now()
+                };
+                if scheduled >= stop_at {
+                    break;
+                }
+                let req = Request::post("/api/v1/surplus")
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .body(Full::new(bodies.get(i)))?;
+                i += 1;
+                let ok = match sender.send_request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        resp.into_body().collect().await.is_ok() && status == StatusCode::CREATED
+                    }
+                    Err(_) => false,
+                };
+                let done = Instant::now();
+                if scheduled >= measure_from {
+                    if ok {
+                        let _ = hist.record((done - scheduled).as_micros().max(1) as u64);
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if let Some(iv) = interval {
+                    next += iv;
+                }
+            }
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    for w in workers {
+        latency_us.add(w.await??)?;
+    }
+    Ok(LoadResult {
+        name,
+        requests: counter.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: cfg.duration,
+        latency_us,
+    })
+}
