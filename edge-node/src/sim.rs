@@ -532,15 +532,13 @@ impl Sim {
                     .await;
             for r in done {
                 if let Err(rej) = r? {
-                    if matches!(rej.reason, crate::commands::Rejected::Lifecycle(_)) {
-                        self.counts.claim_conflicts += u64::from(matches!(
-                            rej.reason,
-                            crate::commands::Rejected::Lifecycle(
-                                crate::core::lifecycle::Refusal::AlreadyClaimed
-                                    | crate::core::lifecycle::Refusal::StaleVersion
-                            )
-                        ));
-                    }
+                    use crate::commands::Rejected;
+                    use crate::core::lifecycle::Refusal;
+                    let lost_race = matches!(
+                        rej.reason,
+                        Rejected::Lifecycle(Refusal::AlreadyClaimed | Refusal::StaleVersion)
+                    );
+                    self.counts.claim_conflicts += u64::from(lost_race);
                 }
             }
         }

@@ -70,6 +70,14 @@ impl GeoPoint {
     }
 }
 
+/// Great-circle distance from the squared chord between two unit vectors
+/// (what a 3-D R-tree query yields): exact on the sphere, like haversine,
+/// with one square root and one arcsine.
+pub fn km_from_chord_squared(chord_squared: f64) -> f64 {
+    let half_chord = (libm::sqrt(chord_squared.max(0.0)) / 2.0).min(1.0);
+    2.0 * EARTH_RADIUS_KM * libm::asin(half_chord)
+}
+
 /// The squared chord length between two unit vectors `distance_km` apart on
 /// the surface: the R-tree radius for "within `distance_km`".
 pub fn chord_squared_for_km(distance_km: f64) -> f64 {
@@ -140,6 +148,7 @@ mod tests {
         let km = a.haversine_km(&b);
         assert!(d2 <= chord_squared_for_km(km + 0.001));
         assert!(d2 >= chord_squared_for_km(km - 0.001));
+        assert!((km_from_chord_squared(d2) - km).abs() < 1e-6);
     }
 
     #[test]

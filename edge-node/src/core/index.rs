@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
-use sync_protocol::geo::chord_squared_for_km;
+use sync_protocol::geo::{chord_squared_for_km, km_from_chord_squared};
 use sync_protocol::{GeoPoint, Mass, Recipient, RecipientId};
 
 type Node = GeomWithData<[f64; 3], u32>;
@@ -164,10 +164,7 @@ impl RecipientIndex {
         self.tree
             .nearest_neighbor_iter_with_distance_2(&point.unit_vector())
             .take_while(move |(_, d2)| *d2 <= limit)
-            .map(move |(node, _)| {
-                let e = &self.entries[node.data as usize];
-                (e, point.haversine_km(&e.recipient.location))
-            })
+            .map(move |(node, d2)| (&self.entries[node.data as usize], km_from_chord_squared(d2)))
     }
 
     /// The cell's fallback recipient (lowest id if several claim the role).
