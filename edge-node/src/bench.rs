@@ -93,6 +93,8 @@ pub struct BenchReport {
     pub mean_batch: f64,
     pub commit_p50_ms: f64,
     pub commit_p99_ms: f64,
+    pub group_p99_ms: f64,
+    pub group_max_ms: f64,
 }
 
 impl BenchReport {
@@ -111,7 +113,8 @@ impl BenchReport {
              Edge / empty handler throughput: **{:.2}**.\n\n\
              Raw SQLite baseline (same run): {:.0} rows/s inserting batches of {} rows, one \
              `synchronous=FULL` commit per batch. A post writes 4 rows (surplus, offer, two outbox events).\n\n\
-             Edge writer: mean group commit {:.0} commands; commit (fsync) p50 {:.2} ms, p99 {:.2} ms.\n",
+             Edge writer: mean group commit {:.0} commands; commit (fsync) p50 {:.2} ms, p99 {:.2} ms; \
+             whole group (apply, commit, publish, reply) p99 {:.2} ms, max {:.2} ms.\n",
             self.machine,
             mode,
             self.config.concurrency,
@@ -126,6 +129,8 @@ impl BenchReport {
             self.mean_batch,
             self.commit_p50_ms,
             self.commit_p99_ms,
+            self.group_p99_ms,
+            self.group_max_ms,
         )
     }
 }
@@ -196,13 +201,16 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
     )
     .await?;
     let stats = &edge.handle().shared().stats;
-    let (mean_batch, commit_p50_ms, commit_p99_ms) = {
+    let (mean_batch, commit_p50_ms, commit_p99_ms, group_p99_ms, group_max_ms) = {
         let b = stats.batch_size.lock();
         let c = stats.commit_ns.lock();
+        let g = stats.group_ns.lock();
         (
             b.mean(),
             c.value_at_quantile(0.5) as f64 / 1e6,
             c.value_at_quantile(0.99) as f64 / 1e6,
+            g.value_at_quantile(0.99) as f64 / 1e6,
+            g.max() as f64 / 1e6,
         )
     };
     edge.shutdown().await;
@@ -216,6 +224,8 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
         mean_batch,
         commit_p50_ms,
         commit_p99_ms,
+        group_p99_ms,
+        group_max_ms,
     })
 }
 

@@ -3,7 +3,7 @@
 //! queries, and pending offers by recipient. Only the writer updates it, and
 //! only with committed state, after the commit.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
@@ -23,7 +23,8 @@ pub struct OfferNotice {
 
 #[derive(Debug)]
 pub struct ReadModel {
-    views: HashMap<SurplusId, SurplusView>,
+    /// A B-tree so growth never stalls the writer with a rehash (see engine).
+    views: BTreeMap<SurplusId, SurplusView>,
     tree: RTree<Node>,
     pending: HashMap<RecipientId, BTreeSet<SurplusId>>,
     finished: VecDeque<(Timestamp, SurplusId)>,
@@ -35,7 +36,7 @@ impl ReadModel {
     /// Finished surplus stay listed for `recent_window`, at most `max_finished`.
     pub fn new(recent_window: Duration, max_finished: usize) -> ReadModel {
         ReadModel {
-            views: HashMap::new(),
+            views: BTreeMap::new(),
             tree: RTree::new(),
             pending: HashMap::new(),
             finished: VecDeque::new(),

@@ -20,6 +20,8 @@ pub struct Stats {
     pub decide_ns: Mutex<Histogram<u64>>,
     /// Nanoseconds per batch commit (the fsync).
     pub commit_ns: Mutex<Histogram<u64>>,
+    /// Nanoseconds per group: apply, commit, publish, reply.
+    pub group_ns: Mutex<Histogram<u64>>,
     /// Commands per committed batch.
     pub batch_size: Mutex<Histogram<u64>>,
 }
@@ -40,6 +42,7 @@ impl Default for Stats {
             writer_healthy: AtomicBool::new(true),
             decide_ns: Mutex::new(histogram()),
             commit_ns: Mutex::new(histogram()),
+            group_ns: Mutex::new(histogram()),
             batch_size: Mutex::new(histogram()),
         }
     }

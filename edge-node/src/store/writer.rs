@@ -39,6 +39,9 @@ use crate::view::SurplusView;
 #[error("the edge could not commit: {0}")]
 pub struct Unavailable(pub String);
 
+/// A group taking longer than this is logged: it delays every reply in it.
+const SLOW_GROUP: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub type Reply<T> = oneshot::Sender<Result<T, Unavailable>>;
 
 pub enum Command {
@@ -202,9 +205,11 @@ impl Writer {
     fn process(&mut self, now: Timestamp, batch: &mut Vec<Command>) {
         let size = batch.len() as u64;
         let mut pending = Vec::with_capacity(batch.len());
+        let started = Instant::now();
         let result = self.run_group(now, batch, &mut pending);
         batch.clear(); // commands not reached drop their reply: the caller sees Unavailable
-        let stats = &self.shared.stats;
+        let shared = self.shared.clone();
+        let stats = &shared.stats;
         match result {
             Ok(commit_ns) => {
                 Stats::add(&stats.batches, 1);
@@ -214,6 +219,19 @@ impl Writer {
                 self.publish(now);
                 for p in pending {
                     p.send(None);
+                }
+                let group = started.elapsed();
+                let _ = stats
+                    .group_ns
+                    .lock()
+                    .record((group.as_nanos() as u64).max(1));
+                if group > SLOW_GROUP {
+                    tracing::warn!(
+                        commands = size,
+                        group_ms = group.as_millis() as u64,
+                        commit_ms = commit_ns / 1_000_000,
+                        "slow group commit"
+                    );
                 }
             }
             Err(e) => {
