@@ -95,6 +95,8 @@ pub struct BenchReport {
     pub commit_p99_ms: f64,
     pub group_p99_ms: f64,
     pub group_max_ms: f64,
+    /// Post sent → the offer's SSE event received, measured during the load.
+    pub sse_latency_us: Histogram<u64>,
 }
 
 impl BenchReport {
@@ -114,7 +116,9 @@ impl BenchReport {
              Raw SQLite baseline (same run): {:.0} rows/s inserting batches of {} rows, one \
              `synchronous=FULL` commit per batch. A post writes 4 rows (surplus, offer, two outbox events).\n\n\
              Edge writer: mean group commit {:.0} commands; commit (fsync) p50 {:.2} ms, p99 {:.2} ms; \
-             whole group (apply, commit, publish, reply) p99 {:.2} ms, max {:.2} ms.\n",
+             whole group (apply, commit, publish, reply) p99 {:.2} ms, max {:.2} ms.\n\n\
+             Offer stream (SSE) during the load: post sent → offer event received by the \
+             recipient's stream, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} offers.\n",
             self.machine,
             mode,
             self.config.concurrency,
@@ -131,6 +135,10 @@ impl BenchReport {
             self.commit_p99_ms,
             self.group_p99_ms,
             self.group_max_ms,
+            self.sse_latency_us.value_at_quantile(0.5) as f64 / 1e3,
+            self.sse_latency_us.value_at_quantile(0.99) as f64 / 1e3,
+            self.sse_latency_us.max() as f64 / 1e3,
+            self.sse_latency_us.len(),
         )
     }
 }
@@ -193,6 +201,12 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
         .ok_or_else(|| anyhow::anyhow!("the edge is not serving HTTP"))?;
     let provider = seed_registry(addr, cfg.recipients).await?;
     let bodies = surplus_bodies(&provider, 4_096);
+    let probe = tokio::spawn(sse_probe(
+        addr,
+        provider.clone(),
+        cfg.warmup,
+        cfg.warmup + cfg.duration,
+    ));
     let edge_post = drive(
         &cfg,
         "edge `POST /surplus` (durable, matched)",
@@ -200,6 +214,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
         bodies,
     )
     .await?;
+    let sse_latency_us = probe.await??;
     let stats = &edge.handle().shared().stats;
     let (mean_batch, commit_p50_ms, commit_p99_ms, group_p99_ms, group_max_ms) = {
         let b = stats.batch_size.lock();
@@ -226,6 +241,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
         commit_p99_ms,
         group_p99_ms,
         group_max_ms,
+        sse_latency_us,
     })
 }
 
@@ -349,6 +365,81 @@ async fn seed_registry(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("no provider id in {provider}"))
+}
+
+/// A recipient alone at the city's north-east edge listens on its offer
+/// stream while surplus are posted next to it every 10 ms (during the load):
+/// each offer goes to it, and the time from sending the post to receiving
+/// the event is recorded.
+async fn sse_probe(
+    addr: SocketAddr,
+    provider: String,
+    from: Duration,
+    until: Duration,
+) -> anyhow::Result<Histogram<u64>> {
+    let (lat, lon) = (-6.0, 107.15);
+    let recipient = post_json(
+        addr,
+        "/api/v1/recipients",
+        serde_json::json!({"name": "Probe", "lat": lat, "lon": lon, "capacity_kg_per_day": 1_000_000.0,
+            "accepted_food_types": ["bakery"], "contact_phone": "+62 21 555 0002", "contact_email": "p@example.org"})
+        .to_string(),
+    )
+    .await?;
+    let rid = recipient["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no recipient id"))?
+        .to_string();
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = Request::get(format!("/api/v1/recipients/{rid}/offers/stream"))
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))?;
+    let mut body = sender.send_request(req).await?.into_body();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if let Some(id) = block.lines().find_map(|l| l.strip_prefix("id:")) {
+                    let _ = seen_tx.send((id.trim().to_string(), Instant::now()));
+                }
+            }
+        }
+    });
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let started = Instant::now();
+    tokio::time::sleep(from).await;
+    let expires = rfc3339(SystemClock.now() + sync_protocol::Duration::from_mins(240));
+    while started.elapsed() < until {
+        let body =
+            serde_json::json!({"provider_id": provider, "lat": lat, "lon": lon, "quantity_kg": 1.0,
+            "food_type": "bakery", "expires_at": expires})
+            .to_string();
+        let sent = Instant::now();
+        let posted = post_json(addr, "/api/v1/surplus", body).await?;
+        let id = posted["id"].as_str().unwrap_or_default().to_string();
+        let deadline = sent + Duration::from_secs(10);
+        loop {
+            let next = tokio::time::timeout_at(deadline.into(), seen_rx.recv()).await;
+            match next {
+                Ok(Some((seen, at))) if seen == id => {
+                    let _ = hist.record((at - sent).as_micros().max(1) as u64);
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                _ => anyhow::bail!("the offer of {id} never reached the stream"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(hist)
 }
 
 fn surplus_bodies(provider: &str, n: usize) -> BodyPool {

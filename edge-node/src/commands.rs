@@ -7,7 +7,7 @@ use sync_protocol::{
 
 use crate::core::engine::CommandRefusal;
 use crate::core::lifecycle::Refusal;
-use crate::view::SurplusView;
+use sync_protocol::Surplus;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewProvider {
@@ -116,13 +116,13 @@ impl From<CommandRefusal> for Rejected {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub reason: Rejected,
-    pub current: Option<Box<SurplusView>>,
+    pub current: Option<Box<Surplus>>,
 }
 
 /// A post's result: the surplus, and whether it already existed under the
 /// same `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Posted {
-    pub surplus: SurplusView,
+    pub surplus: Surplus,
     pub replayed: bool,
 }

@@ -18,7 +18,6 @@ pub mod shared;
 pub mod sim;
 pub mod stats;
 pub mod store;
-pub mod view;
 
 pub use config::EdgeConfig;
 pub use service::{Edge, EdgeError, EdgeHandle, StartError, StartOptions};

@@ -10,7 +10,7 @@ use rstar::primitives::GeomWithData;
 use sync_protocol::geo::chord_squared_for_km;
 use sync_protocol::{Duration, GeoPoint, RecipientId, SurplusId, SurplusStatus, Timestamp};
 
-use crate::view::SurplusView;
+use sync_protocol::Surplus;
 
 type Node = GeomWithData<[f64; 3], SurplusId>;
 
@@ -18,13 +18,13 @@ type Node = GeomWithData<[f64; 3], SurplusId>;
 #[derive(Debug, Clone)]
 pub struct OfferNotice {
     pub recipient_id: RecipientId,
-    pub surplus: SurplusView,
+    pub surplus: Surplus,
 }
 
 #[derive(Debug)]
 pub struct ReadModel {
     /// A B-tree so growth never stalls the writer with a rehash (see engine).
-    views: BTreeMap<SurplusId, SurplusView>,
+    views: BTreeMap<SurplusId, Surplus>,
     tree: RTree<Node>,
     pending: HashMap<RecipientId, BTreeSet<SurplusId>>,
     finished: VecDeque<(Timestamp, SurplusId)>,
@@ -53,7 +53,7 @@ impl ReadModel {
         self.views.is_empty()
     }
 
-    pub fn apply(&mut self, views: impl IntoIterator<Item = SurplusView>, now: Timestamp) {
+    pub fn apply(&mut self, views: impl IntoIterator<Item = Surplus>, now: Timestamp) {
         for v in views {
             let id = v.id;
             if let Some(o) = &v.offer {
@@ -73,7 +73,7 @@ impl ReadModel {
     }
 
     /// Drops `old`'s pending-offer entry unless the offer still stands.
-    fn forget_offer(&mut self, old: &SurplusView, now_offered_to: Option<RecipientId>) {
+    fn forget_offer(&mut self, old: &Surplus, now_offered_to: Option<RecipientId>) {
         let Some(o) = &old.offer else { return };
         if now_offered_to == Some(o.recipient_id) {
             return;
@@ -100,7 +100,7 @@ impl ReadModel {
         }
     }
 
-    pub fn get(&self, id: &SurplusId) -> Option<&SurplusView> {
+    pub fn get(&self, id: &SurplusId) -> Option<&Surplus> {
         self.views.get(id)
     }
 
@@ -112,7 +112,7 @@ impl ReadModel {
         radius_km: f64,
         status: Option<SurplusStatus>,
         limit: usize,
-    ) -> Vec<(SurplusView, f64)> {
+    ) -> Vec<(Surplus, f64)> {
         let max_d2 = chord_squared_for_km(radius_km);
         self.tree
             .nearest_neighbor_iter_with_distance_2(&point.unit_vector())
@@ -125,7 +125,7 @@ impl ReadModel {
     }
 
     /// The offers waiting on `recipient`'s answer, oldest surplus first.
-    pub fn pending_for(&self, recipient: &RecipientId) -> Vec<SurplusView> {
+    pub fn pending_for(&self, recipient: &RecipientId) -> Vec<Surplus> {
         self.pending
             .get(recipient)
             .into_iter()
@@ -144,13 +144,13 @@ impl ReadModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::OfferView;
+    use sync_protocol::Offer;
     use sync_protocol::{FoodType, Mass, ProviderId};
 
     const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
 
-    fn view(n: u8, km_south: f64, status: SurplusStatus, offer_to: Option<u8>) -> SurplusView {
-        SurplusView {
+    fn view(n: u8, km_south: f64, status: SurplusStatus, offer_to: Option<u8>) -> Surplus {
+        Surplus {
             id: SurplusId::from_bytes([n; 16]),
             provider_id: ProviderId::from_bytes([0; 16]),
             location: GeoPoint::new(-6.2 - km_south / 111.2, 106.8).expect("valid"),
@@ -164,7 +164,7 @@ mod tests {
             version: 1,
             claimed_by: None,
             delivered: None,
-            offer: offer_to.map(|r| OfferView {
+            offer: offer_to.map(|r| Offer {
                 recipient_id: RecipientId::from_bytes([r; 16]),
                 expires_at: T0,
                 fallback: false,
@@ -186,7 +186,7 @@ mod tests {
             T0,
         );
         let here = GeoPoint::new(-6.2, 106.8).expect("valid");
-        let ids = |v: Vec<(SurplusView, f64)>| {
+        let ids = |v: Vec<(Surplus, f64)>| {
             v.iter()
                 .map(|(v, _)| v.id.as_bytes()[0])
                 .collect::<Vec<_>>()

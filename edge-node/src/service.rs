@@ -23,7 +23,7 @@ use crate::shared::Shared;
 use crate::store::reader::ReadPool;
 use crate::store::writer::{Command, Unavailable, Writer, WriterConfig};
 use crate::store::{DB_FILE, StoreError, open_writer};
-use crate::view::SurplusView;
+use sync_protocol::Surplus;
 
 /// Why the edge could not do what was asked (beyond business refusals).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,16 +164,24 @@ impl Edge {
         self.shutdown().await;
     }
 
-    /// Stops accepting requests, lets the writer finish its queue, joins it.
+    /// Ends offer streams, stops accepting requests and lets in-flight ones
+    /// finish, then lets the writer finish its queue and joins it.
     pub async fn shutdown(mut self) {
+        self.handle.shared.shutting_down.send_replace(true);
         if let Some(http) = self.http.take() {
             http.shutdown().await;
         }
         let Edge { handle, writer, .. } = self;
+        let tx = handle.tx.clone();
         drop(handle);
-        if let Some(w) = writer {
-            let _ = tokio::task::spawn_blocking(move || w.join()).await;
-        }
+        let _ = tokio::task::spawn_blocking(move || {
+            // Blocks only while the queue is full; the writer is draining it.
+            let _ = tx.send(Command::Stop);
+            if let Some(w) = writer {
+                let _ = w.join();
+            }
+        })
+        .await;
     }
 }
 
@@ -261,7 +269,7 @@ impl EdgeHandle {
         surplus_id: SurplusId,
         action: SurplusAction,
         trace: Option<TraceContext>,
-    ) -> Result<Result<SurplusView, Rejection>, EdgeError> {
+    ) -> Result<Result<Surplus, Rejection>, EdgeError> {
         self.call(|reply| Command::Act {
             surplus_id,
             action,
@@ -277,7 +285,7 @@ impl EdgeHandle {
     }
 
     /// A surplus as last committed: from memory if recent, else from SQLite.
-    pub async fn surplus(&self, id: SurplusId) -> Result<Option<SurplusView>, EdgeError> {
+    pub async fn surplus(&self, id: SurplusId) -> Result<Option<Surplus>, EdgeError> {
         if let Some(v) = self.shared.read_model.read().get(&id) {
             return Ok(Some(v.clone()));
         }
@@ -290,14 +298,14 @@ impl EdgeHandle {
         radius_km: f64,
         status: Option<SurplusStatus>,
         limit: usize,
-    ) -> Vec<(SurplusView, f64)> {
+    ) -> Vec<(Surplus, f64)> {
         self.shared
             .read_model
             .read()
             .near(point, radius_km, status, limit)
     }
 
-    pub fn pending_offers(&self, recipient: &RecipientId) -> Vec<SurplusView> {
+    pub fn pending_offers(&self, recipient: &RecipientId) -> Vec<Surplus> {
         self.shared.read_model.read().pending_for(recipient)
     }
 

@@ -192,3 +192,39 @@ async fn health_and_readiness() {
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
     }
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_and_outliving_handles_get_unavailable() {
+    let mut t = TestEdge::start().await;
+    let p = t.provider().await;
+    let r = t.recipient(-6.205, 106.816).await;
+    t.surplus(&p, json!({})).await;
+    let resp = t
+        .client
+        .get(t.url(&format!("/recipients/{r}/offers/stream")))
+        .send()
+        .await
+        .unwrap();
+    let mut sse = SseReader::new(resp);
+    assert_eq!(sse.next().await.0, "offer");
+    let edge = t.edge.take().unwrap();
+    let handle = edge.handle().clone();
+    // A kiosk holding a stream open must not keep the edge from stopping.
+    tokio::time::timeout(Duration::from_secs(30), edge.shutdown())
+        .await
+        .expect("shutdown completes with a stream open");
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = sse.stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended");
+    let err = handle.tick().await.expect_err("the writer has stopped");
+    assert!(
+        matches!(err, edge_node::EdgeError::Unavailable(_)),
+        "{err:?}"
+    );
+}

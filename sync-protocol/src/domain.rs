@@ -8,7 +8,8 @@ use core::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::geo::GeoPoint;
-use crate::ids::{ProviderId, RecipientId};
+use crate::ids::{ProviderId, RecipientId, SurplusId};
+use crate::time::Timestamp;
 
 /// Named maxima for every user-supplied value (TigerBeetle style: limits on
 /// everything, decided in one place).
@@ -294,6 +295,38 @@ pub struct Recipient {
     /// queue gives up.
     pub is_fallback: bool,
     pub contact: Contact,
+}
+
+/// A pending offer of a surplus to a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub recipient_id: RecipientId,
+    /// The ACK deadline: unanswered by then, the surplus is rematched.
+    pub expires_at: Timestamp,
+    /// Made to the cell's fallback recipient after the dead-letter queue gave up.
+    pub fallback: bool,
+}
+
+/// A surplus as readers see it: a snapshot of its committed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Surplus {
+    pub id: SurplusId,
+    pub provider_id: ProviderId,
+    pub location: GeoPoint,
+    /// The S2 cell (at the owning edge's level) the surplus lies in.
+    pub cell: u64,
+    pub quantity: Mass,
+    pub food_type: FoodType,
+    pub expires_at: Timestamp,
+    pub description: String,
+    pub posted_at: Timestamp,
+    pub status: SurplusStatus,
+    /// Bumped by every change; a claim must carry the version it read.
+    pub version: u64,
+    pub claimed_by: Option<RecipientId>,
+    pub delivered: Option<Mass>,
+    pub offer: Option<Offer>,
+    pub updated_at: Timestamp,
 }
 
 #[cfg(test)]

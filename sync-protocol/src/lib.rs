@@ -14,7 +14,8 @@ pub mod trace;
 pub mod wire;
 
 pub use domain::{
-    Contact, FoodType, FoodTypeSet, Mass, Provider, Recipient, SurplusStatus, Validation,
+    Contact, FoodType, FoodTypeSet, Mass, Offer, Provider, Recipient, Surplus, SurplusStatus,
+    Validation,
 };
 pub use event::{ClaimVia, DeadLetterReason, Envelope, Event, SurplusPosted};
 pub use geo::{GeoError, GeoPoint};

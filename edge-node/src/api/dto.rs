@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use crate::cells;
 use crate::commands::{NewProvider, NewRecipient, NewSurplus};
-use crate::view::SurplusView;
+use sync_protocol::Surplus;
 
 pub fn rfc3339(t: Timestamp) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
@@ -324,8 +324,8 @@ pub struct SurplusJson {
     pub offer: Option<OfferJson>,
 }
 
-impl From<&SurplusView> for SurplusJson {
-    fn from(v: &SurplusView) -> SurplusJson {
+impl From<&Surplus> for SurplusJson {
+    fn from(v: &Surplus) -> SurplusJson {
         SurplusJson {
             id: *v.id.as_uuid(),
             provider_id: *v.provider_id.as_uuid(),

@@ -21,7 +21,7 @@ use super::extract::{ApiJson, IdPath, Traceparent};
 use super::surplus::act;
 use crate::commands::SurplusAction;
 use crate::service::EdgeHandle;
-use crate::view::SurplusView;
+use sync_protocol::Surplus;
 
 /// Accept the offer of a surplus: it becomes claimed by the recipient.
 #[utoipa::path(post, path = "/offers/{surplus_id}/accept", tag = "offers",
@@ -109,7 +109,7 @@ impl Drop for SlotGuard {
     }
 }
 
-fn offer_event(v: &SurplusView) -> Event {
+fn offer_event(v: &Surplus) -> Event {
     Event::default()
         .event("offer")
         .id(v.id.to_string())
@@ -160,7 +160,10 @@ pub async fn stream_offers(
         };
         futures::future::ready(out)
     });
-    let events = stream::iter(snapshot).chain(live).map(Ok);
+    let events = stream::iter(snapshot)
+        .chain(live)
+        .take_until(edge.shared().shutdown_signal())
+        .map(Ok);
     let keepalive = Duration::from_secs(edge.config().http.sse_keepalive_secs.max(1));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive)))
 }

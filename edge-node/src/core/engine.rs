@@ -14,7 +14,7 @@ use sync_protocol::{
 };
 
 use super::index::{RecipientEntry, RecipientIndex};
-use super::lifecycle::{PendingOffer, Refusal, Surplus};
+use super::lifecycle::{LiveSurplus, PendingOffer, Refusal};
 use super::matching::{self, MatchParams, SurplusFacts};
 
 /// Lifecycle timing and retry policy (the `[lifecycle]` section of the config).
@@ -102,7 +102,7 @@ impl From<Refusal> for CommandRefusal {
 pub struct Output {
     pub events: Vec<Event>,
     /// The state after the change of every surplus touched, once each.
-    pub surplus: Vec<Surplus>,
+    pub surplus: Vec<LiveSurplus>,
     pub alerts: Vec<Alert>,
 }
 
@@ -114,11 +114,11 @@ pub struct Engine {
     /// A B-tree, not a hash map: it never rehashes, so a growing city never
     /// stalls the writer for the tens of milliseconds a large rehash takes
     /// (measured: doubling stalls of 12 → 83 ms at 20k posts/s).
-    live: BTreeMap<SurplusId, Surplus>,
+    live: BTreeMap<SurplusId, LiveSurplus>,
     /// One entry per live unclaimed surplus: its next deadline.
     timers: BTreeSet<(Timestamp, SurplusId)>,
     /// Finished surplus waiting for their final row to be drained.
-    retired: HashMap<SurplusId, Surplus>,
+    retired: HashMap<SurplusId, LiveSurplus>,
     touched: Vec<SurplusId>,
     events: Vec<Event>,
     alerts: Vec<Alert>,
@@ -134,7 +134,7 @@ impl Engine {
         cfg: EngineConfig,
         recipients: Vec<RecipientEntry>,
         providers: Vec<ProviderId>,
-        live: Vec<Surplus>,
+        live: Vec<LiveSurplus>,
     ) -> Engine {
         let timers = live
             .iter()
@@ -161,12 +161,12 @@ impl Engine {
         &self.recipients
     }
 
-    pub fn surplus(&self, id: &SurplusId) -> Option<&Surplus> {
+    pub fn surplus(&self, id: &SurplusId) -> Option<&LiveSurplus> {
         self.live.get(id)
     }
 
     /// Every unfinished surplus, in no particular order.
-    pub fn live(&self) -> impl Iterator<Item = &Surplus> {
+    pub fn live(&self) -> impl Iterator<Item = &LiveSurplus> {
         self.live.values()
     }
 
@@ -225,7 +225,7 @@ impl Engine {
         &mut self,
         now: Timestamp,
         posted: SurplusPosted,
-    ) -> Result<&Surplus, CommandRefusal> {
+    ) -> Result<&LiveSurplus, CommandRefusal> {
         if !self.providers.contains(&posted.provider_id) {
             return Err(CommandRefusal::UnknownProvider);
         }
@@ -235,7 +235,7 @@ impl Engine {
         let id = posted.id;
         debug_assert!(!self.live.contains_key(&id), "surplus ids are fresh");
         self.events.push(Event::SurplusPosted(posted.clone()));
-        let mut s = Surplus::new(posted, now);
+        let mut s = LiveSurplus::new(posted, now);
         self.match_or_dead_letter(now, &mut s);
         self.put(s);
         Ok(&self.live[&id])
@@ -247,7 +247,7 @@ impl Engine {
         id: SurplusId,
         recipient_id: RecipientId,
         version: u64,
-    ) -> Result<&Surplus, CommandRefusal> {
+    ) -> Result<&LiveSurplus, CommandRefusal> {
         if !self.recipients.contains(&recipient_id) {
             return Err(CommandRefusal::UnknownRecipient);
         }
@@ -270,7 +270,7 @@ impl Engine {
         now: Timestamp,
         id: SurplusId,
         recipient_id: RecipientId,
-    ) -> Result<&Surplus, CommandRefusal> {
+    ) -> Result<&LiveSurplus, CommandRefusal> {
         self.with_surplus(id, |engine, s| {
             let (_offer, event) = s.accept(now, recipient_id)?;
             if let Some(r) = engine.recipients.get_mut(&recipient_id) {
@@ -287,7 +287,7 @@ impl Engine {
         now: Timestamp,
         id: SurplusId,
         recipient_id: RecipientId,
-    ) -> Result<&Surplus, CommandRefusal> {
+    ) -> Result<&LiveSurplus, CommandRefusal> {
         self.with_surplus(id, |engine, s| {
             if s.is_expired_at(now) {
                 return Err(Refusal::Expired.into());
@@ -305,7 +305,7 @@ impl Engine {
         now: Timestamp,
         id: SurplusId,
         recipient_id: RecipientId,
-    ) -> Result<&Surplus, CommandRefusal> {
+    ) -> Result<&LiveSurplus, CommandRefusal> {
         self.with_surplus(id, |engine, s| {
             engine.events.push(s.pick_up(now, recipient_id)?);
             Ok(())
@@ -318,7 +318,7 @@ impl Engine {
         id: SurplusId,
         recipient_id: RecipientId,
         delivered: Mass,
-    ) -> Result<&Surplus, CommandRefusal> {
+    ) -> Result<&LiveSurplus, CommandRefusal> {
         self.with_surplus(id, |engine, s| {
             engine.events.push(s.deliver(now, recipient_id, delivered)?);
             Ok(())
@@ -351,7 +351,7 @@ impl Engine {
         fired
     }
 
-    fn fire(&mut self, now: Timestamp, s: &mut Surplus) {
+    fn fire(&mut self, now: Timestamp, s: &mut LiveSurplus) {
         if s.status.is_unclaimed() && s.is_expired_at(now) {
             if let Ok((cancelled, event)) = s.expire(now) {
                 if let Some(offer) = cancelled {
@@ -379,7 +379,7 @@ impl Engine {
     }
 
     /// After a decline or timeout (the surplus is `available` again).
-    fn after_failed_offer(&mut self, now: Timestamp, s: &mut Surplus) {
+    fn after_failed_offer(&mut self, now: Timestamp, s: &mut LiveSurplus) {
         debug_assert_eq!(s.status, SurplusStatus::Available);
         if s.fallback_tried {
             self.dead_letter(now, s, DeadLetterReason::FallbackFailed, None);
@@ -393,7 +393,7 @@ impl Engine {
         }
     }
 
-    fn match_or_dead_letter(&mut self, now: Timestamp, s: &mut Surplus) {
+    fn match_or_dead_letter(&mut self, now: Timestamp, s: &mut LiveSurplus) {
         let facts = SurplusFacts {
             location: s.posted.location,
             food_type: s.posted.food_type,
@@ -416,7 +416,7 @@ impl Engine {
 
     /// Schedules the next DLQ retry, or goes to the fallback when retries are
     /// spent or the next retry would come after expiry.
-    fn enter_dlq(&mut self, now: Timestamp, s: &mut Surplus, reason: DeadLetterReason) {
+    fn enter_dlq(&mut self, now: Timestamp, s: &mut LiveSurplus, reason: DeadLetterReason) {
         let l = &self.cfg.lifecycle;
         if s.dlq_attempts >= l.dlq_max_retries {
             return self.fallback(now, s);
@@ -430,7 +430,7 @@ impl Engine {
         self.dead_letter(now, s, reason, Some(retry_at));
     }
 
-    fn fallback(&mut self, now: Timestamp, s: &mut Surplus) {
+    fn fallback(&mut self, now: Timestamp, s: &mut LiveSurplus) {
         let candidate = self
             .recipients
             .fallback_for_cell(s.posted.cell)
@@ -459,7 +459,7 @@ impl Engine {
     fn offer(
         &mut self,
         now: Timestamp,
-        s: &mut Surplus,
+        s: &mut LiveSurplus,
         recipient_id: RecipientId,
         fallback: bool,
     ) {
@@ -483,7 +483,7 @@ impl Engine {
     fn dead_letter(
         &mut self,
         now: Timestamp,
-        s: &mut Surplus,
+        s: &mut LiveSurplus,
         reason: DeadLetterReason,
         retry_at: Option<Timestamp>,
     ) {
@@ -504,8 +504,8 @@ impl Engine {
     fn with_surplus(
         &mut self,
         id: SurplusId,
-        f: impl FnOnce(&mut Engine, &mut Surplus) -> Result<(), CommandRefusal>,
-    ) -> Result<&Surplus, CommandRefusal> {
+        f: impl FnOnce(&mut Engine, &mut LiveSurplus) -> Result<(), CommandRefusal>,
+    ) -> Result<&LiveSurplus, CommandRefusal> {
         let deadline = self
             .live
             .get(&id)
@@ -533,7 +533,7 @@ impl Engine {
     }
 
     /// Removes a live surplus (and its timer) for modification.
-    fn take(&mut self, id: SurplusId, deadline: Option<Timestamp>) -> Option<Surplus> {
+    fn take(&mut self, id: SurplusId, deadline: Option<Timestamp>) -> Option<LiveSurplus> {
         if let Some(t) = deadline {
             self.timers.remove(&(t, id));
         }
@@ -541,7 +541,7 @@ impl Engine {
     }
 
     /// Puts a modified surplus back: live with its new timer, or retired.
-    fn put(&mut self, s: Surplus) {
+    fn put(&mut self, s: LiveSurplus) {
         let id = s.posted.id;
         self.touched.push(id);
         if s.status.is_terminal() {
@@ -554,7 +554,7 @@ impl Engine {
         }
     }
 
-    fn put_untouched(&mut self, s: Surplus) {
+    fn put_untouched(&mut self, s: LiveSurplus) {
         if let Some(t) = s.next_deadline() {
             self.timers.insert((t, s.posted.id));
         }

@@ -6,7 +6,8 @@
 //! (rematch, dead-letter, fallback) is the engine's policy, not this file's.
 
 use sync_protocol::{
-    ClaimVia, DeadLetterReason, Event, Mass, RecipientId, SurplusPosted, SurplusStatus, Timestamp,
+    ClaimVia, DeadLetterReason, Event, Mass, Offer, RecipientId, Surplus, SurplusPosted,
+    SurplusStatus, Timestamp,
 };
 
 /// The offer a surplus is waiting on.
@@ -22,7 +23,7 @@ pub struct PendingOffer {
 
 /// The live state of one surplus.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Surplus {
+pub struct LiveSurplus {
     pub posted: SurplusPosted,
     pub posted_at: Timestamp,
     pub status: SurplusStatus,
@@ -63,9 +64,9 @@ pub enum Refusal {
     DeliveredExceedsQuantity,
 }
 
-impl Surplus {
-    pub fn new(posted: SurplusPosted, now: Timestamp) -> Surplus {
-        Surplus {
+impl LiveSurplus {
+    pub fn new(posted: SurplusPosted, now: Timestamp) -> LiveSurplus {
+        LiveSurplus {
             posted,
             posted_at: now,
             status: SurplusStatus::Available,
@@ -81,6 +82,32 @@ impl Surplus {
             claimed_day: None,
             delivered: None,
             updated_at: now,
+        }
+    }
+
+    /// The surplus as readers see it.
+    pub fn snapshot(&self) -> Surplus {
+        let p = &self.posted;
+        Surplus {
+            id: p.id,
+            provider_id: p.provider_id,
+            location: p.location,
+            cell: p.cell,
+            quantity: p.quantity,
+            food_type: p.food_type,
+            expires_at: p.expires_at,
+            description: p.description.clone(),
+            posted_at: self.posted_at,
+            status: self.status,
+            version: self.version,
+            claimed_by: self.claimed_by,
+            delivered: self.delivered,
+            offer: self.offer.map(|o| Offer {
+                recipient_id: o.recipient_id,
+                expires_at: o.ack_deadline,
+                fallback: o.fallback,
+            }),
+            updated_at: self.updated_at,
         }
     }
 
@@ -369,8 +396,8 @@ mod tests {
 
     const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
 
-    fn surplus() -> Surplus {
-        Surplus::new(
+    fn surplus() -> LiveSurplus {
+        LiveSurplus::new(
             SurplusPosted {
                 id: SurplusId::from_bytes([1; 16]),
                 provider_id: ProviderId::from_bytes([2; 16]),
@@ -409,7 +436,7 @@ mod tests {
     #[test]
     fn refusals_change_nothing() {
         // (setup, attempt, expected refusal)
-        type Step = fn(&mut Surplus) -> Result<(), Refusal>;
+        type Step = fn(&mut LiveSurplus) -> Result<(), Refusal>;
         let table: Vec<(&str, Step, Refusal)> = vec![
             (
                 "accept without offer",

@@ -12,7 +12,7 @@ use super::rows::{RECIPIENT_COLUMNS, SURPLUS_COLUMNS, recipient_from_row, surplu
 use super::{StoreError, u64_from_sql};
 use crate::core::engine::{Engine, EngineConfig};
 use crate::core::index::{AcceptanceStats, RecipientEntry, Reservation};
-use crate::core::lifecycle::{PendingOffer, Surplus};
+use crate::core::lifecycle::{LiveSurplus, PendingOffer};
 
 /// Everything the writer needs to resume.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ pub fn load(conn: &Connection, cfg: EngineConfig, now: Timestamp) -> Result<Load
     })
 }
 
-fn load_live_surplus(conn: &Connection) -> Result<HashMap<SurplusId, Surplus>, StoreError> {
+fn load_live_surplus(conn: &Connection) -> Result<HashMap<SurplusId, LiveSurplus>, StoreError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {SURPLUS_COLUMNS} FROM surplus WHERE status NOT IN ('delivered', 'expired')"
     ))?;
@@ -65,7 +65,7 @@ fn load_live_surplus(conn: &Connection) -> Result<HashMap<SurplusId, Surplus>, S
 
 fn attach_offers(
     conn: &Connection,
-    live: &mut HashMap<SurplusId, Surplus>,
+    live: &mut HashMap<SurplusId, LiveSurplus>,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare(
         "SELECT o.surplus_id, o.recipient_id, o.made_at, o.ack_deadline, o.reserved_day,
@@ -105,7 +105,7 @@ fn attach_offers(
 fn load_recipients(
     conn: &Connection,
     today: i64,
-    live: &HashMap<SurplusId, Surplus>,
+    live: &HashMap<SurplusId, LiveSurplus>,
 ) -> Result<Vec<RecipientEntry>, StoreError> {
     let mut stats: HashMap<RecipientId, AcceptanceStats> = HashMap::new();
     let mut stmt = conn.prepare(

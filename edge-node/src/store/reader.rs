@@ -13,7 +13,7 @@ use super::rows::{
     PROVIDER_COLUMNS, RECIPIENT_COLUMNS, provider_from_row, read_surplus_view, recipient_from_row,
 };
 use super::{StoreError, open_reader};
-use crate::view::SurplusView;
+use sync_protocol::Surplus;
 
 #[derive(Debug)]
 pub struct ReadPool {
@@ -59,7 +59,7 @@ impl ReadPool {
     pub async fn surplus(
         self: &std::sync::Arc<Self>,
         id: SurplusId,
-    ) -> Result<Option<SurplusView>, StoreError> {
+    ) -> Result<Option<Surplus>, StoreError> {
         self.with(move |c| read_surplus_view(c, &id)).await
     }
 

@@ -8,8 +8,8 @@ use sync_protocol::{
 };
 
 use super::{StoreError, u64_from_sql, u64_to_sql};
-use crate::core::lifecycle::Surplus;
-use crate::view::SurplusView;
+use crate::core::lifecycle::LiveSurplus;
+use sync_protocol::Surplus;
 
 pub const SURPLUS_COLUMNS: &str = "id, provider_id, lat, lon, cell, quantity_g, food_type, \
     expires_at, description, posted_at, status, version, failed_offers, dlq_attempts, \
@@ -54,7 +54,7 @@ fn mass(v: i64) -> rusqlite::Result<Mass> {
 }
 
 /// A surplus row as its live state (offers are filled in by the caller).
-pub fn surplus_from_row(row: &Row<'_>) -> rusqlite::Result<Surplus> {
+pub fn surplus_from_row(row: &Row<'_>) -> rusqlite::Result<LiveSurplus> {
     let food: String = row.get(6)?;
     let status: String = row.get(10)?;
     let posted = SurplusPosted {
@@ -68,7 +68,7 @@ pub fn surplus_from_row(row: &Row<'_>) -> rusqlite::Result<Surplus> {
         description: row.get(8)?,
     };
     let delivered: Option<i64> = row.get(19)?;
-    Ok(Surplus {
+    Ok(LiveSurplus {
         posted,
         posted_at: ts(row.get(9)?),
         status: status
@@ -89,7 +89,7 @@ pub fn surplus_from_row(row: &Row<'_>) -> rusqlite::Result<Surplus> {
     })
 }
 
-pub fn upsert_surplus(conn: &rusqlite::Connection, s: &Surplus) -> rusqlite::Result<()> {
+pub fn upsert_surplus(conn: &rusqlite::Connection, s: &LiveSurplus) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO surplus (id, provider_id, lat, lon, cell, quantity_g, food_type, expires_at,
             description, posted_at, status, version, failed_offers, dlq_attempts, dlq_retry_at,
@@ -208,7 +208,7 @@ pub fn insert_provider(
 pub fn read_surplus_view(
     conn: &rusqlite::Connection,
     id: &SurplusId,
-) -> Result<Option<SurplusView>, StoreError> {
+) -> Result<Option<Surplus>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SURPLUS_COLUMNS} FROM surplus WHERE id = ?1"
     ))?;
@@ -217,7 +217,7 @@ pub fn read_surplus_view(
         return Ok(None);
     };
     let s = surplus_from_row(row)?;
-    let mut view = SurplusView::from(&s);
+    let mut view = s.snapshot();
     if s.status == SurplusStatus::Offered {
         let mut stmt = conn.prepare_cached(
             "SELECT recipient_id, ack_deadline, fallback FROM offers
@@ -225,7 +225,7 @@ pub fn read_surplus_view(
         )?;
         let mut rows = stmt.query([id.as_bytes()])?;
         if let Some(row) = rows.next()? {
-            view.offer = Some(crate::view::OfferView {
+            view.offer = Some(sync_protocol::Offer {
                 recipient_id: RecipientId::from_bytes(id16(row, 0)?),
                 expires_at: ts(row.get(1)?),
                 fallback: row.get(2)?,

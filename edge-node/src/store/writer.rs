@@ -27,12 +27,12 @@ use crate::commands::{
     SurplusAction,
 };
 use crate::core::engine::{Alert, CommandRefusal, Engine, EngineConfig};
-use crate::core::lifecycle::Refusal;
+use crate::core::lifecycle::{LiveSurplus, Refusal};
 use crate::ids::IdGen;
 use crate::read_model::OfferNotice;
 use crate::shared::Shared;
 use crate::stats::Stats;
-use crate::view::SurplusView;
+use sync_protocol::Surplus;
 
 /// The store could not make the write durable; nothing was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,10 +65,13 @@ pub enum Command {
         surplus_id: SurplusId,
         action: SurplusAction,
         trace: Option<TraceContext>,
-        reply: Reply<Result<SurplusView, Rejection>>,
+        reply: Reply<Result<Surplus, Rejection>>,
     },
     /// Fire due timers now (the manual clock's way of moving time).
     Tick { reply: Reply<usize> },
+    /// Finish what is queued ahead of this, then stop. Handles that outlive
+    /// the edge (a lingering connection) then get `Unavailable`.
+    Stop,
 }
 
 /// An answer held back until the group commits.
@@ -77,8 +80,8 @@ enum Pending {
     Recipient(Reply<Recipient>, Recipient),
     Post(Reply<Result<Posted, Rejection>>, Result<Posted, Rejection>),
     Act(
-        Reply<Result<SurplusView, Rejection>>,
-        Result<SurplusView, Rejection>,
+        Reply<Result<Surplus, Rejection>>,
+        Result<Surplus, Rejection>,
     ),
     Tick(Reply<usize>, usize),
 }
@@ -121,7 +124,7 @@ pub struct Writer {
     ids: IdGen,
     shared: Arc<Shared>,
     /// Views changed in the current group, for the read model.
-    views: Vec<SurplusView>,
+    views: Vec<Surplus>,
     /// Offers made in the current group: (recipient, surplus).
     offers_made: Vec<(RecipientId, SurplusId)>,
 }
@@ -130,6 +133,13 @@ enum Wake {
     Command(Command),
     Timer,
     Closed,
+}
+
+/// Whether the writer keeps running after a group.
+#[derive(PartialEq, Eq)]
+enum Next {
+    Continue,
+    Stop,
 }
 
 impl Writer {
@@ -155,32 +165,35 @@ impl Writer {
     }
 
     /// The views of every live surplus, to seed the read model at start.
-    pub fn live_views(&self) -> Vec<SurplusView> {
-        self.engine.live().map(SurplusView::from).collect()
+    pub fn live_views(&self) -> Vec<Surplus> {
+        self.engine.live().map(LiveSurplus::snapshot).collect()
     }
 
-    /// Runs until every sender is dropped, then finishes what is queued.
+    /// Runs until told to stop (or every sender is dropped), finishing
+    /// what was queued before that.
     pub fn run(mut self, rx: Receiver<Command>) {
         let mut batch = Vec::with_capacity(self.cfg.max_batch);
-        loop {
+        let mut next = Next::Continue;
+        while next == Next::Continue {
             match self.wait(&rx) {
+                Wake::Command(Command::Stop) | Wake::Closed => next = Next::Stop,
                 Wake::Command(c) => batch.push(c),
                 Wake::Timer => {}
-                Wake::Closed => break,
             }
-            while batch.len() < self.cfg.max_batch {
+            while next == Next::Continue && batch.len() < self.cfg.max_batch {
                 match rx.try_recv() {
+                    Ok(Command::Stop) => next = Next::Stop,
                     Ok(c) => batch.push(c),
                     Err(_) => break,
                 }
             }
             let now = self.clock.now();
             let timers_due = self.engine.next_deadline().is_some_and(|t| t <= now);
-            if batch.is_empty() && !timers_due {
-                continue;
+            if !batch.is_empty() || timers_due {
+                self.process(now, &mut batch);
             }
-            self.process(now, &mut batch);
         }
+        tracing::debug!("writer stopped");
     }
 
     fn wait(&self, rx: &Receiver<Command>) -> Wake {
@@ -341,6 +354,7 @@ impl Writer {
                 self.write_output(now, None)?;
                 Pending::Tick(reply, fired)
             }
+            Command::Stop => unreachable!("Stop never enters a batch"),
         })
     }
 
@@ -368,7 +382,7 @@ impl Writer {
             description: new.description,
         };
         let started = Instant::now();
-        let result = self.engine.post(now, posted).map(SurplusView::from);
+        let result = self.engine.post(now, posted).map(LiveSurplus::snapshot);
         let _ = self
             .shared
             .stats
@@ -435,7 +449,7 @@ impl Writer {
                 .map_err(|_| StoreError::Corrupt("idempotency surplus id".into()))?,
         );
         let view = match self.engine.surplus(&id) {
-            Some(s) => Some(SurplusView::from(s)),
+            Some(s) => Some(s.snapshot()),
             None => read_surplus_view(&self.conn, &id)?,
         };
         let view =
@@ -452,7 +466,7 @@ impl Writer {
         id: SurplusId,
         action: SurplusAction,
         trace: Option<TraceContext>,
-    ) -> Result<Result<SurplusView, Rejection>, StoreError> {
+    ) -> Result<Result<Surplus, Rejection>, StoreError> {
         let e = &mut self.engine;
         let result = match action {
             SurplusAction::Claim {
@@ -467,7 +481,7 @@ impl Writer {
                 delivered,
             } => e.deliver(now, id, recipient_id, delivered),
         }
-        .map(SurplusView::from);
+        .map(LiveSurplus::snapshot);
         match result {
             Ok(view) => {
                 self.write_output(now, trace)?;
@@ -476,10 +490,7 @@ impl Writer {
             Err(CommandRefusal::NotLive) => Ok(Err(self.refuse_finished(id, action)?)),
             Err(refusal) => Ok(Err(Rejection {
                 reason: refusal.into(),
-                current: self
-                    .engine
-                    .surplus(&id)
-                    .map(|s| Box::new(SurplusView::from(s))),
+                current: self.engine.surplus(&id).map(|s| Box::new(s.snapshot())),
             })),
         }
     }
@@ -537,7 +548,7 @@ impl Writer {
         }
         for s in &out.surplus {
             upsert_surplus(&self.conn, s)?;
-            self.views.push(SurplusView::from(s));
+            self.views.push(s.snapshot());
         }
         for alert in out.alerts {
             self.raise(alert);
