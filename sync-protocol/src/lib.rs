@@ -9,6 +9,8 @@ pub mod domain;
 pub mod event;
 pub mod geo;
 pub mod ids;
+pub mod lease;
+pub mod session;
 pub mod time;
 pub mod trace;
 pub mod wire;

@@ -19,7 +19,7 @@ pub enum WireError {
     Empty,
     #[error("unsupported wire version {0} (this build speaks {WIRE_VERSION})")]
     UnsupportedVersion(u8),
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")]
+    #[error("frame of {0} bytes exceeds the size limit")]
     TooLarge(usize),
     #[error("malformed frame: {0}")]
     Malformed(postcard::Error),
@@ -40,10 +40,18 @@ fn encode_into<T: Serialize + ?Sized>(msg: &T, out: Vec<u8>) -> Vec<u8> {
     postcard::to_extend(msg, out).expect("wire types are postcard-serialisable")
 }
 
-/// Decodes a frame produced by [`encode`], rejecting other versions, oversize
-/// frames and trailing garbage.
+/// Decodes a frame produced by [`encode`], rejecting other versions, frames
+/// over [`MAX_FRAME_BYTES`] and trailing garbage.
 pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, WireError> {
-    if frame.len() > MAX_FRAME_BYTES {
+    decode_with_limit(frame, MAX_FRAME_BYTES)
+}
+
+/// [`decode`] with another size limit (session frames carry whole batches).
+pub fn decode_with_limit<'a, T: Deserialize<'a>>(
+    frame: &'a [u8],
+    max_bytes: usize,
+) -> Result<T, WireError> {
+    if frame.len() > max_bytes {
         return Err(WireError::TooLarge(frame.len()));
     }
     let (&version, body) = frame.split_first().ok_or(WireError::Empty)?;
