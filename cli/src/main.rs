@@ -42,6 +42,66 @@ enum Command {
     /// Load-test `POST /api/v1/surplus` over real HTTP, beside an empty axum
     /// handler and raw SQLite inserts measured in the same run.
     Bench(BenchArgs),
+    /// Run or inspect the cloud hub.
+    Hub {
+        #[command(subcommand)]
+        command: HubCommand,
+    },
+    /// The hub's certificate authority and edge certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HubCommand {
+    /// Serve QUIC sync for edges and the HTTP status API, backed by PostgreSQL.
+    Run(HubArgs),
+    /// Print the effective hub configuration as TOML.
+    Config(HubArgs),
+}
+
+#[derive(Args)]
+struct HubArgs {
+    /// TOML configuration file; PAHLAWAN_HUB_* variables override it, flags override both.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// PostgreSQL connection string (default: $DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// UDP address for edges' QUIC connections.
+    #[arg(long)]
+    listen_quic: Option<SocketAddr>,
+    /// Address of the HTTP status API.
+    #[arg(long)]
+    listen_http: Option<SocketAddr>,
+    /// Directory holding ca.crt, hub.crt and hub.key (from `certs init`).
+    #[arg(long)]
+    certs_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create the CA and the hub's certificate.
+    Init {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// DNS names or IPs edges use to reach the hub (repeatable);
+        /// default: pahlawan-hub, localhost, 127.0.0.1.
+        #[arg(long = "hub-name")]
+        hub_names: Vec<String>,
+        /// Replace an existing CA (every edge certificate must then be reissued).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue an edge's client certificate and key, signed by the CA.
+    IssueEdge {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long)]
+        edge_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,7 +203,68 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Hub {
+            command: HubCommand::Run(args),
+        } => hub_run(args).await,
+        Command::Hub {
+            command: HubCommand::Config(args),
+        } => {
+            print!("{}", hub_config(&args)?.to_toml());
+            Ok(())
+        }
+        Command::Certs { command } => certs(command),
     }
+}
+
+fn hub_config(args: &HubArgs) -> anyhow::Result<cloud_hub::HubConfig> {
+    let mut config = cloud_hub::HubConfig::load(args.config.as_deref())?;
+    if let Some(u) = &args.database_url {
+        config.database_url = u.clone();
+    }
+    if let Some(a) = args.listen_quic {
+        config.listen_quic = a;
+    }
+    if let Some(a) = args.listen_http {
+        config.listen_http = a;
+    }
+    if let Some(d) = &args.certs_dir {
+        config.tls.ca_cert = d.join(cloud_hub::certs::CA_CERT);
+        config.tls.cert = d.join(cloud_hub::certs::HUB_CERT);
+        config.tls.key = d.join(cloud_hub::certs::HUB_KEY);
+    }
+    Ok(config)
+}
+
+async fn hub_run(args: HubArgs) -> anyhow::Result<()> {
+    let hub = cloud_hub::Hub::start(hub_config(&args)?)
+        .await
+        .context("starting the hub")?;
+    println!(
+        "quic on {} http on http://{}",
+        hub.quic_addr(),
+        hub.http_addr()
+    );
+    hub.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    let created = match command {
+        CertsCommand::Init {
+            dir,
+            hub_names,
+            force,
+        } => cloud_hub::certs::init(&dir, &hub_names, force)?,
+        CertsCommand::IssueEdge { dir, edge_id } => {
+            let edge = sync_protocol::EdgeId::new(&edge_id)
+                .map_err(|e| anyhow::anyhow!("--edge-id {edge_id:?}: {e}"))?;
+            cloud_hub::certs::issue_edge(&dir, &edge)?
+        }
+    };
+    for f in created.files {
+        println!("{}", f.display());
+    }
+    Ok(())
 }
 
 fn edge_config(args: &EdgeArgs) -> anyhow::Result<EdgeConfig> {

@@ -141,9 +141,7 @@ impl CellSet {
 
     /// The cell (at the ownership level) containing `p`.
     pub fn cell_of(&self, p: &GeoPoint) -> u64 {
-        CellID::from(LatLng::from_degrees(p.lat(), p.lon()))
-            .parent(u64::from(self.level))
-            .0
+        cell_at(self.level, p)
     }
 
     /// The owned cell containing `p`, or the foreign cell it lies in.
@@ -155,6 +153,13 @@ impl CellSet {
             Err(c)
         }
     }
+}
+
+/// The level-`level` cell containing `p`.
+pub fn cell_at(level: u8, p: &GeoPoint) -> u64 {
+    CellID::from(LatLng::from_degrees(p.lat(), p.lon()))
+        .parent(u64::from(level))
+        .0
 }
 
 /// The centre of a cell.

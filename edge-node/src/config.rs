@@ -35,6 +35,51 @@ pub struct EdgeConfig {
     pub lifecycle: LifecycleConfig,
     pub store: StoreConfig,
     pub http: HttpConfig,
+    /// The cloud hub to sync with; none by default (the edge runs alone).
+    pub hub: Option<HubLinkConfig>,
+}
+
+/// How to reach the hub (`[hub]`): QUIC with mutual TLS, the certificate
+/// files from `pahlawan certs init` / `issue-edge`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubLinkConfig {
+    /// `host:port` of the hub's QUIC endpoint.
+    pub address: String,
+    /// The name in the hub's certificate.
+    #[serde(default = "default_hub_name")]
+    pub server_name: String,
+    pub ca_cert: PathBuf,
+    /// This edge's certificate (its common name is this edge's id) and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Reconnect backoff starts here and doubles (with jitter) up to the max.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// Events per batch, at most.
+    #[serde(default = "default_batch_events")]
+    pub max_batch_events: usize,
+    /// Batches awaiting the hub's acknowledgement, at most.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_hub_name() -> String {
+    "pahlawan-hub".into()
+}
+fn default_reconnect_min_ms() -> u64 {
+    200
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+fn default_batch_events() -> usize {
+    1_024
+}
+fn default_in_flight() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +137,7 @@ impl Default for EdgeConfig {
             lifecycle: LifecycleConfig::default(),
             store: StoreConfig::default(),
             http: HttpConfig::default(),
+            hub: None,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod shared;
 pub mod sim;
 pub mod stats;
 pub mod store;
+pub mod sync;
 
 pub use config::EdgeConfig;
 pub use service::{Edge, EdgeError, EdgeHandle, StartError, StartOptions};

@@ -56,6 +56,8 @@ pub enum StartError {
     },
     #[error("starting the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("the hub link: {0}")]
+    Sync(#[from] crate::sync::SyncSetupError),
 }
 
 /// How to start an edge besides its configuration.
@@ -92,6 +94,7 @@ pub struct Edge {
     handle: EdgeHandle,
     writer: Option<std::thread::JoinHandle<()>>,
     http: Option<crate::api::Server>,
+    sync: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Edge {
@@ -108,8 +111,8 @@ impl Edge {
         let ids = opts.id_seed.map_or_else(IdGen::from_entropy, IdGen::seeded);
         let writer_cfg = WriterConfig {
             edge_id: v.edge_id.clone(),
-            lease_epoch: 1,
             max_batch: v.raw.store.max_batch,
+            cell_level: v.cells.level(),
             engine: v.engine,
         };
         let writer = Writer::new(conn, writer_cfg, opts.clock.clone(), ids, shared.clone())?;
@@ -130,6 +133,13 @@ impl Edge {
             config: Arc::new(v.raw),
             clock: opts.clock,
         };
+        let sync = match handle.config.hub.clone() {
+            Some(link) => {
+                let stop = handle.shared.shutting_down.subscribe();
+                Some(crate::sync::spawn(handle.clone(), link, stop)?)
+            }
+            None => None,
+        };
         let http = if opts.serve_http {
             Some(crate::api::Server::bind(handle.clone()).await?)
         } else {
@@ -146,6 +156,7 @@ impl Edge {
             handle,
             writer: Some(writer),
             http,
+            sync,
         })
     }
 
@@ -170,6 +181,9 @@ impl Edge {
         self.handle.shared.shutting_down.send_replace(true);
         if let Some(http) = self.http.take() {
             http.shutdown().await;
+        }
+        if let Some(sync) = self.sync.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sync).await;
         }
         let Edge { handle, writer, .. } = self;
         let tx = handle.tx.clone();
@@ -331,6 +345,57 @@ impl EdgeHandle {
             .outbox_after(seq, limit)
             .await
             .map_err(unavailable)
+    }
+
+    /// The last outbox `seq` committed.
+    pub fn committed_seq(&self) -> u64 {
+        *self.shared.committed_seq.borrow()
+    }
+
+    pub fn subscribe_committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.committed_seq.subscribe()
+    }
+
+    /// Raw outbox events after `after`, for the hub.
+    pub async fn outbox_batch(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<sync_protocol::session::BatchEvent>, EdgeError> {
+        self.readers
+            .outbox_batch(after, limit)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn event_time(
+        &self,
+        seq: u64,
+    ) -> Result<Option<sync_protocol::Timestamp>, EdgeError> {
+        self.readers.event_time(seq).await.map_err(unavailable)
+    }
+
+    /// (published seq, lease epoch) as stored.
+    pub async fn sync_state(&self) -> Result<(u64, u64), EdgeError> {
+        self.readers.sync_state().await.map_err(unavailable)
+    }
+
+    pub async fn mark_published(&self, seq: u64) -> Result<(), EdgeError> {
+        self.call(|reply| Command::MarkPublished { seq, reply })
+            .await
+    }
+
+    pub async fn set_lease_epoch(&self, epoch: u64) -> Result<(), EdgeError> {
+        self.call(|reply| Command::SetLeaseEpoch { epoch, reply })
+            .await
+    }
+
+    pub async fn import_recipients(
+        &self,
+        entries: Vec<sync_protocol::session::RegistryEntry>,
+    ) -> Result<usize, EdgeError> {
+        self.call(|reply| Command::ImportRecipients { entries, reply })
+            .await
     }
 
     /// Ready when the writer can commit.

@@ -19,6 +19,27 @@ pub struct Shared {
     /// Flips to `true` when the edge starts shutting down: long-lived
     /// responses (offer streams) end so the server can drain.
     pub shutting_down: watch::Sender<bool>,
+    /// The last outbox `seq` committed (the sync task waits on it).
+    pub committed_seq: watch::Sender<u64>,
+    /// What the sync task reports about the link to the hub.
+    pub sync: RwLock<SyncStatus>,
+}
+
+/// The state of the link to the hub, for `GET /api/v1/sync` and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncStatus {
+    pub enabled: bool,
+    pub connected: bool,
+    /// The hub's acknowledged high-water mark.
+    pub acked_seq: u64,
+    pub lease_epoch: u64,
+    /// Cells another edge holds the lease of.
+    pub conflicts: Vec<u64>,
+    /// Seconds since the oldest unacknowledged event was committed.
+    pub lag_seconds: f64,
+    pub last_error: Option<String>,
+    /// Recipients of neighbouring cells imported from the hub.
+    pub neighbours_imported: u64,
 }
 
 impl Shared {
@@ -28,6 +49,8 @@ impl Shared {
             offers: broadcast::channel(OFFER_STREAM_CAPACITY).0,
             stats: Stats::default(),
             shutting_down: watch::Sender::new(false),
+            committed_seq: watch::Sender::new(0),
+            sync: RwLock::new(SyncStatus::default()),
         }
     }
 

@@ -141,6 +141,7 @@ async fn openapi_describes_every_route_and_every_answer_is_documented() {
         ("get", "/api/v1/recipients/{id}/offers/stream"),
         ("get", "/api/v1/healthz"),
         ("get", "/api/v1/readyz"),
+        ("get", "/api/v1/sync"),
     ];
     let mut documented = Vec::new();
     for (path, item) in paths {

@@ -434,6 +434,28 @@ pub fn surplus_id(u: Uuid) -> SurplusId {
     SurplusId::from_uuid(u)
 }
 
+/// `GET /sync`: the link to the hub.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SyncJson {
+    /// A hub is configured.
+    pub enabled: bool,
+    pub connected: bool,
+    /// The last outbox event committed here.
+    pub committed_seq: u64,
+    /// The last one the hub acknowledged.
+    pub acked_seq: u64,
+    /// Events committed but not yet acknowledged.
+    pub backlog: u64,
+    /// Age of the oldest unacknowledged event, in seconds.
+    pub lag_seconds: f64,
+    pub lease_epoch: u64,
+    /// Cells whose lease another edge holds (S2 tokens).
+    pub lease_conflicts: Vec<String>,
+    /// Recipients of neighbouring cells imported from the hub.
+    pub neighbours_imported: u64,
+    pub last_error: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthJson {
     pub status: &'static str,

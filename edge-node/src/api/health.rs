@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::dto::HealthJson;
+use super::dto::{HealthJson, SyncJson};
 use super::error::{ApiError, ErrorBody};
 use crate::service::EdgeHandle;
 
@@ -28,4 +28,28 @@ pub async fn readyz(State(edge): State<EdgeHandle>) -> Result<Json<HealthJson>, 
             "the store cannot commit",
         ))
     }
+}
+
+/// The link to the hub: connected?, how far behind?
+#[utoipa::path(get, path = "/sync", tag = "health",
+    responses((status = 200, body = SyncJson)))]
+pub async fn sync_status(State(edge): State<EdgeHandle>) -> Json<SyncJson> {
+    let committed = edge.committed_seq();
+    let s = edge.shared().sync.read().clone();
+    Json(SyncJson {
+        enabled: s.enabled,
+        connected: s.connected,
+        committed_seq: committed,
+        acked_seq: s.acked_seq,
+        backlog: committed.saturating_sub(s.acked_seq),
+        lag_seconds: s.lag_seconds,
+        lease_epoch: s.lease_epoch,
+        lease_conflicts: s
+            .conflicts
+            .iter()
+            .map(|c| crate::cells::token(*c))
+            .collect(),
+        neighbours_imported: s.neighbours_imported,
+        last_error: s.last_error,
+    })
 }

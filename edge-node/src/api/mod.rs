@@ -54,7 +54,8 @@ pub fn routes() -> (Router<EdgeHandle>, utoipa::openapi::OpenApi) {
         .routes(routes!(offers::pending))
         .routes(routes!(offers::stream_offers))
         .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz));
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::sync_status));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .split_for_parts();

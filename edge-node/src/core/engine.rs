@@ -219,6 +219,12 @@ impl Engine {
         self.events.push(Event::RecipientRegistered(recipient));
     }
 
+    /// A recipient another edge owns (a neighbouring cell's, from the hub):
+    /// matchable here, but its registration is not this edge's event.
+    pub fn import_recipient(&mut self, recipient: Recipient, cell: u64) {
+        self.recipients.upsert(recipient, cell);
+    }
+
     /// A new surplus: stored, then offered to the best candidate at once (or
     /// sent to the dead-letter queue if there is none).
     pub fn post(

@@ -161,6 +161,18 @@ fn load_recipients(
     Ok(out)
 }
 
+/// The lease epoch last granted by the hub (0 if never).
+pub fn lease_epoch(conn: &Connection) -> Result<u64, StoreError> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM edge_meta WHERE key = 'lease_epoch'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
 fn blob16(v: Vec<u8>) -> Result<[u8; 16], StoreError> {
     v.try_into()
         .map_err(|_| StoreError::Corrupt("id is not 16 bytes".into()))

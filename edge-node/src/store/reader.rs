@@ -120,4 +120,67 @@ impl ReadPool {
         })
         .await
     }
+
+    /// Raw outbox rows with `seq > after` (at most `limit`): the first seq
+    /// and the events as shipped to the hub.
+    pub async fn outbox_batch(
+        self: &std::sync::Arc<Self>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<sync_protocol::session::BatchEvent>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, cell, envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![after as i64, limit as i64])?;
+            let mut out = Vec::new();
+            let mut expected = after + 1;
+            while let Some(row) = rows.next()? {
+                let seq = row.get::<_, i64>(0)? as u64;
+                if seq != expected {
+                    return Err(StoreError::Corrupt(format!(
+                        "outbox hole: {seq} after {}",
+                        expected - 1
+                    )));
+                }
+                expected += 1;
+                out.push(sync_protocol::session::BatchEvent {
+                    cell: row.get::<_, i64>(1)? as u64,
+                    envelope: row.get(2)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The `at` of the outbox event `seq`, if it exists.
+    pub async fn event_time(
+        self: &std::sync::Arc<Self>,
+        seq: u64,
+    ) -> Result<Option<sync_protocol::Timestamp>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached("SELECT envelope FROM outbox WHERE seq = ?1")?;
+            let mut rows = stmt.query([seq as i64])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let bytes: Vec<u8> = row.get(0)?;
+            Ok(decode_envelope(&bytes).ok().map(|e| e.at))
+        })
+        .await
+    }
+
+    /// (published seq, lease epoch) as last stored.
+    pub async fn sync_state(self: &std::sync::Arc<Self>) -> Result<(u64, u64), StoreError> {
+        self.with(|c| {
+            let published: i64 = c.query_row(
+                "SELECT published_seq FROM sync_state WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((published as u64, super::load::lease_epoch(c)?))
+        })
+        .await
+    }
 }

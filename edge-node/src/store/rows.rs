@@ -171,6 +171,37 @@ pub fn insert_recipient(
     Ok(())
 }
 
+/// Inserts or refreshes a recipient owned by another edge.
+pub fn upsert_foreign_recipient(
+    conn: &rusqlite::Connection,
+    r: &Recipient,
+    cell: u64,
+    owner: &str,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO recipients (id, name, lat, lon, cell, capacity_g_per_day, food_types,
+            is_fallback, contact_phone, contact_email, created_at, owner_edge)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', '', ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET name = ?2, lat = ?3, lon = ?4, cell = ?5,
+            capacity_g_per_day = ?6, food_types = ?7, is_fallback = ?8, owner_edge = ?10
+         WHERE owner_edge IS NOT NULL",
+    )?
+    .execute(params![
+        r.id.as_bytes(),
+        r.name,
+        r.location.lat(),
+        r.location.lon(),
+        u64_to_sql(cell),
+        u64_to_sql(r.capacity_per_day.grams()),
+        r.accepted_food_types.bits(),
+        r.is_fallback,
+        now.unix_ms(),
+        owner,
+    ])?;
+    Ok(())
+}
+
 pub fn provider_from_row(row: &Row<'_>) -> rusqlite::Result<Provider> {
     Ok(Provider {
         id: ProviderId::from_bytes(id16(row, 0)?),

@@ -69,6 +69,15 @@ pub enum Command {
     },
     /// Fire due timers now (the manual clock's way of moving time).
     Tick { reply: Reply<usize> },
+    /// The hub acknowledged the outbox up to `seq`.
+    MarkPublished { seq: u64, reply: Reply<()> },
+    /// The hub granted this lease epoch: stamp it on new events.
+    SetLeaseEpoch { epoch: u64, reply: Reply<()> },
+    /// Recipients of neighbouring cells, from the hub (no events: not ours).
+    ImportRecipients {
+        entries: Vec<sync_protocol::session::RegistryEntry>,
+        reply: Reply<usize>,
+    },
     /// Finish what is queued ahead of this, then stop. Handles that outlive
     /// the edge (a lingering connection) then get `Unavailable`.
     Stop,
@@ -84,6 +93,7 @@ enum Pending {
         Result<Surplus, Rejection>,
     ),
     Tick(Reply<usize>, usize),
+    Done(Reply<()>),
 }
 
 impl Pending {
@@ -103,6 +113,7 @@ impl Pending {
             Pending::Post(r, v) => answer!(r, v),
             Pending::Act(r, v) => answer!(r, v),
             Pending::Tick(r, v) => answer!(r, v),
+            Pending::Done(r) => answer!(r, ()),
         }
     }
 }
@@ -110,8 +121,9 @@ impl Pending {
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub edge_id: EdgeId,
-    pub lease_epoch: u64,
     pub max_batch: usize,
+    /// The S2 level of owned cells (to place providers' events).
+    pub cell_level: u8,
     pub engine: EngineConfig,
 }
 
@@ -127,6 +139,8 @@ pub struct Writer {
     views: Vec<Surplus>,
     /// Offers made in the current group: (recipient, surplus).
     offers_made: Vec<(RecipientId, SurplusId)>,
+    /// The epoch stamped on new events (granted by the hub; 0 before).
+    lease_epoch: u64,
 }
 
 enum Wake {
@@ -151,7 +165,10 @@ impl Writer {
         shared: Arc<Shared>,
     ) -> Result<Writer, StoreError> {
         let loaded = load(&conn, cfg.engine, clock.now())?;
+        let lease_epoch = super::load::lease_epoch(&conn)?;
+        shared.committed_seq.send_replace(loaded.next_seq - 1);
         Ok(Writer {
+            lease_epoch,
             conn,
             engine: loaded.engine,
             cfg,
@@ -354,6 +371,26 @@ impl Writer {
                 self.write_output(now, None)?;
                 Pending::Tick(reply, fired)
             }
+            Command::MarkPublished { seq, reply } => {
+                let seq = seq.min(self.next_seq - 1) as i64;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE sync_state SET published_seq = max(published_seq, ?1) WHERE id = 1",
+                    )?
+                    .execute([seq])?;
+                Pending::Done(reply)
+            }
+            Command::SetLeaseEpoch { epoch, reply } => {
+                self.conn
+                    .prepare_cached("UPDATE edge_meta SET value = ?1 WHERE key = 'lease_epoch'")?
+                    .execute([epoch.to_string()])?;
+                self.lease_epoch = epoch;
+                Pending::Done(reply)
+            }
+            Command::ImportRecipients { entries, reply } => {
+                let n = self.import(now, entries)?;
+                Pending::Tick(reply, n)
+            }
             Command::Stop => unreachable!("Stop never enters a batch"),
         })
     }
@@ -530,18 +567,24 @@ impl Writer {
         trace: Option<TraceContext>,
     ) -> Result<(), StoreError> {
         let out = self.engine.drain();
+        let cells: std::collections::HashMap<SurplusId, u64> = out
+            .surplus
+            .iter()
+            .map(|s| (s.posted.id, s.posted.cell))
+            .collect();
         for event in out.events {
+            let cell = self.cell_of(&event, &cells);
             let env = Envelope {
                 edge_id: self.cfg.edge_id.clone(),
                 seq: self.next_seq,
-                lease_epoch: self.cfg.lease_epoch,
+                lease_epoch: self.lease_epoch,
                 at: now,
                 trace_context: trace,
                 event,
             };
             self.conn
-                .prepare_cached("INSERT INTO outbox (seq, envelope) VALUES (?1, ?2)")?
-                .execute(params![env.seq as i64, encode_envelope(&env)])?;
+                .prepare_cached("INSERT INTO outbox (seq, cell, envelope) VALUES (?1, ?2, ?3)")?
+                .execute(params![env.seq as i64, cell as i64, encode_envelope(&env)])?;
             self.project(now, &env.event)?;
             self.next_seq += 1;
             Stats::add(&self.shared.stats.events, 1);
@@ -554,6 +597,67 @@ impl Writer {
             self.raise(alert);
         }
         Ok(())
+    }
+
+    /// The S2 cell an event concerns, shipped with it to the hub.
+    fn cell_of(
+        &self,
+        event: &Event,
+        surplus_cells: &std::collections::HashMap<SurplusId, u64>,
+    ) -> u64 {
+        match event {
+            Event::ProviderRegistered(p) => crate::cells::cell_at(self.cfg.cell_level, &p.location),
+            Event::RecipientRegistered(r) => {
+                self.engine.recipients().get(&r.id).map_or(0, |e| e.cell)
+            }
+            other => other
+                .surplus_id()
+                .and_then(|id| {
+                    surplus_cells
+                        .get(&id)
+                        .copied()
+                        .or_else(|| self.engine.surplus(&id).map(|s| s.posted.cell))
+                })
+                .unwrap_or(0),
+        }
+    }
+
+    /// Imports neighbouring recipients; returns how many were new or changed.
+    fn import(
+        &mut self,
+        now: Timestamp,
+        entries: Vec<sync_protocol::session::RegistryEntry>,
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for e in entries {
+            if e.owner == self.cfg.edge_id {
+                continue;
+            }
+            let r = Recipient {
+                id: e.id,
+                name: e.name,
+                location: e.location,
+                capacity_per_day: e.capacity_per_day,
+                accepted_food_types: e.accepted_food_types,
+                is_fallback: e.is_fallback,
+                contact: sync_protocol::Contact {
+                    phone: String::new(),
+                    email: String::new(),
+                },
+            };
+            let known = self
+                .engine
+                .recipients()
+                .get(&r.id)
+                .is_some_and(|x| x.recipient == r && x.cell == e.cell);
+            if known {
+                continue;
+            }
+            super::rows::upsert_foreign_recipient(&self.conn, &r, e.cell, e.owner.as_str(), now)?;
+            self.engine.import_recipient(r, e.cell);
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn raise(&self, alert: Alert) {
@@ -659,6 +763,11 @@ impl Writer {
     /// After a commit: the read model learns the group's changes, and each
     /// offer still standing is announced to its recipient.
     fn publish(&mut self, now: Timestamp) {
+        self.shared.committed_seq.send_if_modified(|seq| {
+            let changed = *seq != self.next_seq - 1;
+            *seq = self.next_seq - 1;
+            changed
+        });
         let views = std::mem::take(&mut self.views);
         let mut notices = Vec::with_capacity(self.offers_made.len());
         {

@@ -18,6 +18,8 @@
 
 pub mod edge;
 pub mod hub;
+#[cfg(feature = "tokio")]
+pub mod io;
 pub mod msg;
 
 pub use msg::{BatchEvent, EdgeMsg, HubMsg, RefusalReason, RegistryEntry};

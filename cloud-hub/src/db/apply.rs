@@ -1,0 +1,609 @@
+//! Applying one batch of an edge's events, in one PostgreSQL transaction:
+//! the `(edge_id, seq)` rows of the event log, their effects on the global
+//! views, and the edge's new high-water mark commit together (the dedupe
+//! state lives with the output). Rows are written with multi-row `UNNEST`
+//! statements, a handful per batch, not one per event.
+
+use std::collections::HashMap;
+
+use sync_protocol::lease::{Lease, is_fenced};
+use sync_protocol::session::hub::Apply;
+use sync_protocol::{
+    ClaimVia, EdgeId, Envelope, Event, RecipientId, SurplusId, SurplusStatus, Timestamp,
+};
+use time::OffsetDateTime;
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use super::DbError;
+use crate::region::region_of;
+
+pub fn odt(t: Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub events: usize,
+    pub fenced: usize,
+    /// The newest event's `at`.
+    pub newest: Option<Timestamp>,
+}
+
+#[derive(Default)]
+struct LogRows {
+    seq: Vec<i64>,
+    region: Vec<i64>,
+    cell: Vec<i64>,
+    kind: Vec<&'static str>,
+    at: Vec<OffsetDateTime>,
+    epoch: Vec<i64>,
+    trace: Vec<Option<Vec<u8>>>,
+    fenced: Vec<bool>,
+    envelope: Vec<Vec<u8>>,
+}
+
+struct NewSurplus {
+    region: i64,
+    row: sync_protocol::SurplusPosted,
+    posted_at: Timestamp,
+    state: SurplusState,
+}
+
+#[derive(Clone, Copy)]
+struct SurplusState {
+    region: i64,
+    status: SurplusStatus,
+    version: u64,
+    claimed_by: Option<RecipientId>,
+    delivered_g: Option<u64>,
+    updated_at: Timestamp,
+}
+
+struct OfferRow {
+    region: i64,
+    attempt: u32,
+    made_at: Timestamp,
+    ack_deadline: Timestamp,
+    fallback: bool,
+    outcome: &'static str,
+    decided_at: Option<Timestamp>,
+}
+
+/// Every effect of a batch, folded in event order so each row is written once.
+#[derive(Default)]
+struct Fold {
+    log: LogRows,
+    providers: Vec<(i64, sync_protocol::Provider, Timestamp)>,
+    recipients: Vec<(i64, sync_protocol::Recipient, Timestamp)>,
+    new_surplus: HashMap<SurplusId, NewSurplus>,
+    updates: HashMap<SurplusId, SurplusState>,
+    new_offers: HashMap<(SurplusId, RecipientId), OfferRow>,
+    /// Outcomes of offers made in earlier batches.
+    outcomes: Vec<(i64, SurplusId, RecipientId, &'static str, Timestamp)>,
+    /// "Close whatever offer is pending" for offers made in earlier batches.
+    close_pending: Vec<(i64, SurplusId, &'static str, Timestamp)>,
+    pending_in_batch: HashMap<SurplusId, RecipientId>,
+}
+
+impl Fold {
+    fn set_state(
+        &mut self,
+        id: SurplusId,
+        region: i64,
+        at: Timestamp,
+        f: impl FnOnce(&mut SurplusState),
+    ) {
+        if let Some(n) = self.new_surplus.get_mut(&id) {
+            f(&mut n.state);
+            n.state.updated_at = at;
+            return;
+        }
+        let s = self.updates.entry(id).or_insert(SurplusState {
+            region,
+            status: SurplusStatus::Available,
+            version: 0,
+            claimed_by: None,
+            delivered_g: None,
+            updated_at: at,
+        });
+        f(s);
+        s.updated_at = at;
+    }
+
+    fn status(
+        &mut self,
+        id: SurplusId,
+        region: i64,
+        at: Timestamp,
+        status: SurplusStatus,
+        version: u64,
+    ) {
+        self.set_state(id, region, at, |s| {
+            s.status = status;
+            s.version = version;
+        });
+    }
+
+    fn outcome(
+        &mut self,
+        region: i64,
+        s: SurplusId,
+        r: RecipientId,
+        outcome: &'static str,
+        at: Timestamp,
+    ) {
+        if let Some(o) = self.new_offers.get_mut(&(s, r)) {
+            o.outcome = outcome;
+            o.decided_at = Some(at);
+        } else {
+            self.outcomes.push((region, s, r, outcome, at));
+        }
+        if self.pending_in_batch.get(&s) == Some(&r) {
+            self.pending_in_batch.remove(&s);
+        }
+    }
+
+    fn close_pending(&mut self, region: i64, s: SurplusId, outcome: &'static str, at: Timestamp) {
+        match self.pending_in_batch.get(&s).copied() {
+            Some(r) => self.outcome(region, s, r, outcome, at),
+            None => self.close_pending.push((region, s, outcome, at)),
+        }
+    }
+
+    fn project(&mut self, region: i64, at: Timestamp, event: &Event) {
+        use SurplusStatus as S;
+        match event {
+            Event::ProviderRegistered(p) => self.providers.push((region, p.clone(), at)),
+            Event::RecipientRegistered(r) => self.recipients.push((region, r.clone(), at)),
+            Event::SurplusPosted(p) => {
+                // The event carries its own cell: trust it over the hint.
+                let region = region_of(p.cell);
+                self.new_surplus.insert(
+                    p.id,
+                    NewSurplus {
+                        region,
+                        row: p.clone(),
+                        posted_at: at,
+                        state: SurplusState {
+                            region,
+                            status: S::Available,
+                            version: 1,
+                            claimed_by: None,
+                            delivered_g: None,
+                            updated_at: at,
+                        },
+                    },
+                );
+            }
+            Event::OfferMade {
+                surplus_id,
+                recipient_id,
+                ack_deadline,
+                attempt,
+                fallback,
+                version,
+            } => {
+                self.status(*surplus_id, region, at, S::Offered, *version);
+                self.new_offers.insert(
+                    (*surplus_id, *recipient_id),
+                    OfferRow {
+                        region,
+                        attempt: *attempt,
+                        made_at: at,
+                        ack_deadline: *ack_deadline,
+                        fallback: *fallback,
+                        outcome: "pending",
+                        decided_at: None,
+                    },
+                );
+                self.pending_in_batch.insert(*surplus_id, *recipient_id);
+            }
+            Event::OfferDeclined {
+                surplus_id,
+                recipient_id,
+                version,
+            } => {
+                self.status(*surplus_id, region, at, S::Available, *version);
+                self.outcome(region, *surplus_id, *recipient_id, "declined", at);
+            }
+            Event::OfferTimedOut {
+                surplus_id,
+                recipient_id,
+                version,
+            } => {
+                self.status(*surplus_id, region, at, S::Available, *version);
+                self.outcome(region, *surplus_id, *recipient_id, "timed_out", at);
+            }
+            Event::Claimed {
+                surplus_id,
+                recipient_id,
+                via,
+                version,
+            } => {
+                let r = *recipient_id;
+                self.set_state(*surplus_id, region, at, |s| {
+                    s.status = S::Claimed;
+                    s.version = *version;
+                    s.claimed_by = Some(r);
+                });
+                match via {
+                    ClaimVia::OfferAccepted => self.outcome(region, *surplus_id, r, "accepted", at),
+                    ClaimVia::Direct => self.close_pending(region, *surplus_id, "superseded", at),
+                }
+            }
+            Event::PickedUp {
+                surplus_id,
+                version,
+                ..
+            } => self.status(*surplus_id, region, at, S::PickedUp, *version),
+            Event::Delivered {
+                surplus_id,
+                delivered,
+                version,
+                ..
+            } => {
+                let g = delivered.grams();
+                self.set_state(*surplus_id, region, at, |s| {
+                    s.status = S::Delivered;
+                    s.version = *version;
+                    s.delivered_g = Some(g);
+                });
+            }
+            Event::Expired {
+                surplus_id,
+                version,
+            } => {
+                self.status(*surplus_id, region, at, S::Expired, *version);
+                self.close_pending(region, *surplus_id, "expired", at);
+            }
+            Event::DeadLettered {
+                surplus_id,
+                version,
+                ..
+            } => {
+                self.status(*surplus_id, region, at, S::DeadLettered, *version);
+            }
+        }
+    }
+}
+
+fn log_row(log: &mut LogRows, cell: u64, env: &Envelope, fenced: bool) {
+    log.seq.push(env.seq as i64);
+    log.region.push(region_of(cell));
+    log.cell.push(cell as i64);
+    log.kind.push(env.event.kind());
+    log.at.push(odt(env.at));
+    log.epoch.push(env.lease_epoch as i64);
+    log.trace
+        .push(env.trace_context.map(|t| t.trace_id.to_vec()));
+    log.fenced.push(fenced);
+    log.envelope.push(sync_protocol::wire::encode_envelope(env));
+}
+
+/// Applies `batch` from `edge` in one transaction. Fails without effect if
+/// the stored high-water mark is not `batch.first_seq - 1`.
+pub async fn apply_batch(
+    client: &mut Client,
+    edge: &EdgeId,
+    batch: &Apply,
+) -> Result<Applied, DbError> {
+    let tx = client.transaction().await?;
+    let hw: i64 = tx
+        .query_one(
+            "SELECT high_water FROM edges WHERE edge_id = $1 FOR UPDATE",
+            &[&edge.as_str()],
+        )
+        .await?
+        .get(0);
+    if hw as u64 + 1 != batch.first_seq {
+        return Err(DbError::NotContiguous {
+            high_water: hw as u64,
+            got: batch.first_seq,
+        });
+    }
+    let leases = load_leases(&tx, batch).await?;
+    let mut fold = Fold::default();
+    let mut out = Applied::default();
+    for (cell, env) in &batch.events {
+        let fenced = *cell != 0 && is_fenced(leases.get(cell), edge, env.lease_epoch);
+        log_row(&mut fold.log, *cell, env, fenced);
+        out.events += 1;
+        out.newest = out.newest.max(Some(env.at));
+        if fenced {
+            out.fenced += 1;
+            continue;
+        }
+        fold.project(region_of(*cell), env.at, &env.event);
+    }
+    write(&tx, edge, &fold).await?;
+    let newest = out.newest.map(odt);
+    tx.execute(
+        "UPDATE edges SET high_water = $2, last_seen = now(),
+                last_event_at = GREATEST(last_event_at, $3)
+         WHERE edge_id = $1",
+        &[&edge.as_str(), &(batch.last_seq as i64), &newest],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn load_leases(
+    tx: &tokio_postgres::Transaction<'_>,
+    batch: &Apply,
+) -> Result<HashMap<u64, Lease>, DbError> {
+    let mut cells: Vec<i64> = batch
+        .events
+        .iter()
+        .map(|(c, _)| *c as i64)
+        .filter(|c| *c != 0)
+        .collect();
+    cells.sort_unstable();
+    cells.dedup();
+    let rows = tx
+        .query(
+            "SELECT cell, holder, epoch, fence_below, expires_at FROM cell_leases WHERE cell = ANY($1)",
+            &[&cells],
+        )
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let holder: String = row.get(1);
+        let Ok(holder) = EdgeId::new(&holder) else {
+            continue;
+        };
+        let expires: OffsetDateTime = row.get(4);
+        let cell = row.get::<_, i64>(0) as u64;
+        out.insert(
+            cell,
+            Lease {
+                cell,
+                holder,
+                epoch: row.get::<_, i64>(2) as u64,
+                fence_below: row.get::<_, i64>(3) as u64,
+                expires_at: Timestamp::from_unix_ms(
+                    (expires.unix_timestamp_nanos() / 1_000_000) as i64,
+                ),
+            },
+        );
+    }
+    Ok(out)
+}
+
+async fn write(
+    tx: &tokio_postgres::Transaction<'_>,
+    edge: &EdgeId,
+    f: &Fold,
+) -> Result<(), DbError> {
+    let e = edge.as_str();
+    let l = &f.log;
+    tx.execute(
+        "INSERT INTO event_log (edge_id, seq, geo_region_id, cell, kind, at, lease_epoch, trace_id, fenced, envelope)
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
+                                  $7::bigint[], $8::bytea[], $9::bool[], $10::bytea[])",
+        &[&e, &l.seq, &l.region, &l.cell, &l.kind, &l.at, &l.epoch, &l.trace, &l.fenced, &l.envelope],
+    )
+    .await?;
+    write_registry(tx, e, f).await?;
+    write_surplus(tx, e, f).await?;
+    write_offers(tx, e, f).await
+}
+
+async fn write_registry(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    f: &Fold,
+) -> Result<(), DbError> {
+    if !f.providers.is_empty() {
+        let ids: Vec<Uuid> = f
+            .providers
+            .iter()
+            .map(|(_, p, _)| *p.id.as_uuid())
+            .collect();
+        let names: Vec<&str> = f
+            .providers
+            .iter()
+            .map(|(_, p, _)| p.name.as_str())
+            .collect();
+        let lat: Vec<f64> = f
+            .providers
+            .iter()
+            .map(|(_, p, _)| p.location.lat())
+            .collect();
+        let lon: Vec<f64> = f
+            .providers
+            .iter()
+            .map(|(_, p, _)| p.location.lon())
+            .collect();
+        let cell: Vec<i64> = f.providers.iter().map(|(c, _, _)| *c).collect();
+        let phone: Vec<&str> = f
+            .providers
+            .iter()
+            .map(|(_, p, _)| p.contact.phone.as_str())
+            .collect();
+        let email: Vec<&str> = f
+            .providers
+            .iter()
+            .map(|(_, p, _)| p.contact.email.as_str())
+            .collect();
+        let at: Vec<OffsetDateTime> = f.providers.iter().map(|(_, _, t)| odt(*t)).collect();
+        tx.execute(
+            "INSERT INTO providers (id, edge_id, name, lat, lon, cell, contact_phone, contact_email, created_at)
+             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.phone, u.email, u.at
+             FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[])
+                  AS u(id, name, lat, lon, cell, phone, email, at)
+             ON CONFLICT (id) DO NOTHING",
+            &[&e, &ids, &names, &lat, &lon, &cell, &phone, &email, &at],
+        )
+        .await?;
+    }
+    if !f.recipients.is_empty() {
+        let r = &f.recipients;
+        let ids: Vec<Uuid> = r.iter().map(|(_, x, _)| *x.id.as_uuid()).collect();
+        let names: Vec<&str> = r.iter().map(|(_, x, _)| x.name.as_str()).collect();
+        let lat: Vec<f64> = r.iter().map(|(_, x, _)| x.location.lat()).collect();
+        let lon: Vec<f64> = r.iter().map(|(_, x, _)| x.location.lon()).collect();
+        // The cell column holds the recipient's own S2 cell; the region is derived.
+        let cell: Vec<i64> = r.iter().map(|(c, _, _)| *c).collect();
+        let cap: Vec<i64> = r
+            .iter()
+            .map(|(_, x, _)| x.capacity_per_day.grams() as i64)
+            .collect();
+        let types: Vec<i16> = r
+            .iter()
+            .map(|(_, x, _)| i16::from(x.accepted_food_types.bits()))
+            .collect();
+        let fallback: Vec<bool> = r.iter().map(|(_, x, _)| x.is_fallback).collect();
+        let phone: Vec<&str> = r.iter().map(|(_, x, _)| x.contact.phone.as_str()).collect();
+        let email: Vec<&str> = r.iter().map(|(_, x, _)| x.contact.email.as_str()).collect();
+        let at: Vec<OffsetDateTime> = r.iter().map(|(_, _, t)| odt(*t)).collect();
+        tx.execute(
+            "INSERT INTO recipients (id, edge_id, name, lat, lon, cell, capacity_g_per_day, food_types,
+                                     is_fallback, contact_phone, contact_email, created_at)
+             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.cap, u.types, u.fallback, u.phone, u.email, u.at
+             FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bigint[],
+                         $8::int2[], $9::bool[], $10::text[], $11::text[], $12::timestamptz[])
+                  AS u(id, name, lat, lon, cell, cap, types, fallback, phone, email, at)
+             ON CONFLICT (id) DO NOTHING",
+            &[&e, &ids, &names, &lat, &lon, &cell, &cap, &types, &fallback, &phone, &email, &at],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_surplus(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    f: &Fold,
+) -> Result<(), DbError> {
+    if !f.new_surplus.is_empty() {
+        let n: Vec<&NewSurplus> = f.new_surplus.values().collect();
+        let region: Vec<i64> = n.iter().map(|x| x.region).collect();
+        let id: Vec<Uuid> = n.iter().map(|x| *x.row.id.as_uuid()).collect();
+        let provider: Vec<Uuid> = n.iter().map(|x| *x.row.provider_id.as_uuid()).collect();
+        let lat: Vec<f64> = n.iter().map(|x| x.row.location.lat()).collect();
+        let lon: Vec<f64> = n.iter().map(|x| x.row.location.lon()).collect();
+        let cell: Vec<i64> = n.iter().map(|x| x.row.cell as i64).collect();
+        let qty: Vec<i64> = n.iter().map(|x| x.row.quantity.grams() as i64).collect();
+        let food: Vec<&str> = n.iter().map(|x| x.row.food_type.as_str()).collect();
+        let desc: Vec<&str> = n.iter().map(|x| x.row.description.as_str()).collect();
+        let expires: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.row.expires_at)).collect();
+        let posted: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.posted_at)).collect();
+        let status: Vec<&str> = n.iter().map(|x| x.state.status.as_str()).collect();
+        let version: Vec<i64> = n.iter().map(|x| x.state.version as i64).collect();
+        let claimed: Vec<Option<Uuid>> = n
+            .iter()
+            .map(|x| x.state.claimed_by.map(|r| *r.as_uuid()))
+            .collect();
+        let delivered: Vec<Option<i64>> = n
+            .iter()
+            .map(|x| x.state.delivered_g.map(|g| g as i64))
+            .collect();
+        let updated: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.state.updated_at)).collect();
+        tx.execute(
+            "INSERT INTO surplus (geo_region_id, id, edge_id, provider_id, lat, lon, cell, quantity_g, food_type,
+                                  description, expires_at, posted_at, status, version, claimed_by, delivered_g, updated_at)
+             SELECT u.region, u.id, $1, u.provider, u.lat, u.lon, u.cell, u.qty, u.food, u.descr, u.expires,
+                    u.posted, u.status, u.version, u.claimed, u.delivered, u.updated
+             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::float8[], $6::float8[], $7::bigint[],
+                         $8::bigint[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+                         $13::text[], $14::bigint[], $15::uuid[], $16::bigint[], $17::timestamptz[])
+                  AS u(region, id, provider, lat, lon, cell, qty, food, descr, expires, posted, status,
+                       version, claimed, delivered, updated)
+             ON CONFLICT (geo_region_id, id) DO NOTHING",
+            &[&e, &region, &id, &provider, &lat, &lon, &cell, &qty, &food, &desc, &expires, &posted, &status, &version, &claimed, &delivered, &updated],
+        )
+        .await?;
+    }
+    if !f.updates.is_empty() {
+        let u: Vec<(&SurplusId, &SurplusState)> = f.updates.iter().collect();
+        let region: Vec<i64> = u.iter().map(|(_, s)| s.region).collect();
+        let id: Vec<Uuid> = u.iter().map(|(i, _)| *i.as_uuid()).collect();
+        let status: Vec<&str> = u.iter().map(|(_, s)| s.status.as_str()).collect();
+        let version: Vec<i64> = u.iter().map(|(_, s)| s.version as i64).collect();
+        let claimed: Vec<Option<Uuid>> = u
+            .iter()
+            .map(|(_, s)| s.claimed_by.map(|r| *r.as_uuid()))
+            .collect();
+        let delivered: Vec<Option<i64>> = u
+            .iter()
+            .map(|(_, s)| s.delivered_g.map(|g| g as i64))
+            .collect();
+        let updated: Vec<OffsetDateTime> = u.iter().map(|(_, s)| odt(s.updated_at)).collect();
+        tx.execute(
+            "UPDATE surplus s SET status = u.status, version = u.version,
+                    claimed_by = COALESCE(u.claimed, s.claimed_by),
+                    delivered_g = COALESCE(u.delivered, s.delivered_g), updated_at = u.updated
+             FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::uuid[], $6::bigint[], $7::timestamptz[])
+                  AS u(region, id, status, version, claimed, delivered, updated)
+             WHERE s.geo_region_id = u.region AND s.id = u.id AND s.version < u.version",
+            &[&region, &id, &status, &version, &claimed, &delivered, &updated],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_offers(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    f: &Fold,
+) -> Result<(), DbError> {
+    if !f.new_offers.is_empty() {
+        let o: Vec<(&(SurplusId, RecipientId), &OfferRow)> = f.new_offers.iter().collect();
+        let region: Vec<i64> = o.iter().map(|(_, r)| r.region).collect();
+        let sid: Vec<Uuid> = o.iter().map(|((s, _), _)| *s.as_uuid()).collect();
+        let rid: Vec<Uuid> = o.iter().map(|((_, r), _)| *r.as_uuid()).collect();
+        let attempt: Vec<i32> = o.iter().map(|(_, r)| r.attempt as i32).collect();
+        let made: Vec<OffsetDateTime> = o.iter().map(|(_, r)| odt(r.made_at)).collect();
+        let ack: Vec<OffsetDateTime> = o.iter().map(|(_, r)| odt(r.ack_deadline)).collect();
+        let fallback: Vec<bool> = o.iter().map(|(_, r)| r.fallback).collect();
+        let outcome: Vec<&str> = o.iter().map(|(_, r)| r.outcome).collect();
+        let decided: Vec<Option<OffsetDateTime>> =
+            o.iter().map(|(_, r)| r.decided_at.map(odt)).collect();
+        tx.execute(
+            "INSERT INTO matching_history (geo_region_id, surplus_id, recipient_id, edge_id, attempt, made_at,
+                                           ack_deadline, fallback, outcome, decided_at)
+             SELECT u.region, u.sid, u.rid, $1, u.attempt, u.made, u.ack, u.fallback, u.outcome, u.decided
+             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::int4[], $6::timestamptz[], $7::timestamptz[],
+                         $8::bool[], $9::text[], $10::timestamptz[])
+                  AS u(region, sid, rid, attempt, made, ack, fallback, outcome, decided)
+             ON CONFLICT (geo_region_id, surplus_id, recipient_id) DO NOTHING",
+            &[&e, &region, &sid, &rid, &attempt, &made, &ack, &fallback, &outcome, &decided],
+        )
+        .await?;
+    }
+    if !f.outcomes.is_empty() {
+        let region: Vec<i64> = f.outcomes.iter().map(|x| x.0).collect();
+        let sid: Vec<Uuid> = f.outcomes.iter().map(|x| *x.1.as_uuid()).collect();
+        let rid: Vec<Uuid> = f.outcomes.iter().map(|x| *x.2.as_uuid()).collect();
+        let outcome: Vec<&str> = f.outcomes.iter().map(|x| x.3).collect();
+        let at: Vec<OffsetDateTime> = f.outcomes.iter().map(|x| odt(x.4)).collect();
+        tx.execute(
+            "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
+             FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[])
+                  AS u(region, sid, rid, outcome, at)
+             WHERE m.geo_region_id = u.region AND m.surplus_id = u.sid AND m.recipient_id = u.rid",
+            &[&region, &sid, &rid, &outcome, &at],
+        )
+        .await?;
+    }
+    if !f.close_pending.is_empty() {
+        let region: Vec<i64> = f.close_pending.iter().map(|x| x.0).collect();
+        let sid: Vec<Uuid> = f.close_pending.iter().map(|x| *x.1.as_uuid()).collect();
+        let outcome: Vec<&str> = f.close_pending.iter().map(|x| x.2).collect();
+        let at: Vec<OffsetDateTime> = f.close_pending.iter().map(|x| odt(x.3)).collect();
+        tx.execute(
+            "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
+             FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[]) AS u(region, sid, outcome, at)
+             WHERE m.geo_region_id = u.region AND m.surplus_id = u.sid AND m.outcome = 'pending'",
+            &[&region, &sid, &outcome, &at],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Pahlawan Pangan's cloud hub: edges connect over QUIC with mutual TLS and
+//! stream their outbox; the hub applies each batch to PostgreSQL exactly
+//! once, in order, keeps the global view (surplus, matching history,
+//! registries), hands out cell leases and serves dashboards over HTTP.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map.
+
+pub mod certs;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod quic;
+pub mod region;
+pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use config::HubConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running hub.
+pub struct Hub {
+    quic_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stats: Arc<stats::HubStats>,
+}
+
+impl Hub {
+    pub async fn start(cfg: HubConfig) -> Result<Hub, HubError> {
+        cfg.validate()?;
+        tls::install_crypto_provider();
+        let mut client = db::connect(&cfg.database_url).await?;
+        let citus = db::migrate(&mut client).await?;
+        let server = tls::server_config(&cfg.tls)?;
+        let endpoint =
+            quinn::Endpoint::server(server, cfg.listen_quic).map_err(|source| HubError::Bind {
+                addr: cfg.listen_quic,
+                source,
+            })?;
+        let quic_addr = endpoint.local_addr().map_err(|source| HubError::Bind {
+            addr: cfg.listen_quic,
+            source,
+        })?;
+        let stats = Arc::new(stats::HubStats::default());
+        let (stop, stopped) = watch::channel(false);
+        let ctx = Arc::new(quic::Ctx {
+            database_url: cfg.database_url.clone(),
+            lease_ttl: sync_protocol::Duration::from_secs(cfg.lease_ttl_secs as i64),
+            registry_refresh: std::time::Duration::from_secs(cfg.registry_refresh_secs),
+            max_sessions: cfg.max_sessions,
+            stats: stats.clone(),
+        });
+        let quic_task = tokio::spawn(quic::serve(endpoint.clone(), ctx, stopped.clone()));
+        let listener = tokio::net::TcpListener::bind(cfg.listen_http)
+            .await
+            .map_err(|source| HubError::Bind {
+                addr: cfg.listen_http,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| HubError::Bind {
+            addr: cfg.listen_http,
+            source,
+        })?;
+        let state = Arc::new(http::HttpState {
+            database_url: cfg.database_url.clone(),
+            client: tokio::sync::Mutex::new(Some(client)),
+            stats: stats.clone(),
+        });
+        let mut http_stop = stopped;
+        let http_task = tokio::spawn(async move {
+            let served = axum::serve(listener, http::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "hub HTTP server failed");
+            }
+        });
+        tracing::info!(%quic_addr, %http_addr, citus, "hub started");
+        Ok(Hub {
+            quic_addr,
+            http_addr,
+            stop,
+            endpoint,
+            tasks: vec![quic_task, http_task],
+            stats,
+        })
+    }
+
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn stats(&self) -> &Arc<stats::HubStats> {
+        &self.stats
+    }
+
+    /// Ends sessions cleanly, stops serving, waits for the tasks.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        self.endpoint.close(0u32.into(), b"hub shutting down");
+        for t in self.tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+        self.endpoint.wait_idle().await;
+    }
+
+    /// Runs until `signal` resolves.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,35 @@
+//! `geo_region_id`: the distribution key of region-scoped tables — the S2
+//! parent of a row's cell at a coarse level, so a city's rows share a shard.
+
+use s2::cellid::CellID;
+
+/// Level-4 S2 cells are ~600 km across: one region holds a metropolitan area.
+pub const REGION_LEVEL: u64 = 4;
+
+/// The region of a cell (0, "no cell", maps to region 0).
+pub fn region_of(cell: u64) -> i64 {
+    let id = CellID(cell);
+    if cell == 0 || !id.is_valid() || id.level() < REGION_LEVEL {
+        return 0;
+    }
+    id.parent(REGION_LEVEL).0 as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s2::latlng::LatLng;
+
+    fn cell(lat: f64, lon: f64) -> u64 {
+        CellID::from(LatLng::from_degrees(lat, lon)).parent(9).0
+    }
+
+    #[test]
+    fn a_city_is_one_region_and_far_cities_are_not() {
+        let jakarta = region_of(cell(-6.2, 106.8));
+        assert_eq!(jakarta, region_of(cell(-6.3, 106.9)));
+        assert_ne!(jakarta, region_of(cell(52.5, 13.4)));
+        assert_eq!(region_of(0), 0);
+        assert_eq!(region_of(u64::MAX), 0);
+    }
+}

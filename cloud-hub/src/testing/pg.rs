@@ -1,0 +1,188 @@
+//! A fresh database per test. With `DATABASE_URL` set (the README's test
+//! command starts a throwaway cluster and sets it), a new database is created
+//! in that cluster. Without it, this process starts its own throwaway
+//! cluster from Debian's PostgreSQL binaries (as the `postgres` user when run
+//! as root, since `initdb` refuses root) and removes it when the last
+//! database handle is dropped.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, Weak};
+
+/// A database that exists for the life of the handle's cluster.
+pub struct TestDb {
+    /// A libpq key-value connection string to the fresh database.
+    pub url: String,
+    _cluster: Option<Arc<Cluster>>,
+}
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pg_command(&self.bin.join("pg_ctl"), self.as_postgres)
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn pg_command(program: &std::path::Path, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn find_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn start_cluster() -> Result<Cluster, String> {
+    let bin = find_bin().ok_or("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin; install postgresql-15 or set DATABASE_URL")?;
+    let as_postgres = is_root();
+    let dir = tempfile::Builder::new()
+        .prefix("pahlawan-pg-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let data = dir.path().join("data");
+    if as_postgres {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        if !ok.is_ok_and(|s| s.success()) {
+            return Err("chown of the cluster directory to postgres failed".into());
+        }
+    }
+    let out = pg_command(&bin.join("initdb"), as_postgres)
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+        dir.path().display()
+    );
+    let out = pg_command(&bin.join("pg_ctl"), as_postgres)
+        .arg("-D")
+        .arg(&data)
+        .args(["-o", &opts, "-l"])
+        .arg(dir.path().join("log"))
+        .args(["-w", "start"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(Cluster {
+        dir,
+        bin,
+        port,
+        as_postgres,
+    })
+}
+
+static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+
+fn shared_cluster() -> Result<Arc<Cluster>, String> {
+    let mut slot = CLUSTER.lock().map_err(|_| "poisoned".to_string())?;
+    if let Some(c) = slot.upgrade() {
+        return Ok(c);
+    }
+    let c = Arc::new(start_cluster()?);
+    *slot = Arc::downgrade(&c);
+    Ok(c)
+}
+
+/// The server's connection string (key-value form) with `dbname` replaced.
+fn with_dbname(base: &str, dbname: &str) -> Result<String, String> {
+    let cfg: tokio_postgres::Config = base.parse().map_err(|e| format!("bad DATABASE_URL: {e}"))?;
+    let mut parts = Vec::new();
+    for h in cfg.get_hosts() {
+        match h {
+            tokio_postgres::config::Host::Tcp(h) => parts.push(format!("host={h}")),
+            tokio_postgres::config::Host::Unix(p) => parts.push(format!("host={}", p.display())),
+        }
+    }
+    if let Some(p) = cfg.get_ports().first() {
+        parts.push(format!("port={p}"));
+    }
+    if let Some(u) = cfg.get_user() {
+        parts.push(format!("user={u}"));
+    }
+    if let Some(pw) = cfg.get_password() {
+        parts.push(format!("password={}", String::from_utf8_lossy(pw)));
+    }
+    parts.push(format!("dbname={dbname}"));
+    Ok(parts.join(" "))
+}
+
+/// A new, empty database for one test.
+pub async fn fresh_database() -> TestDb {
+    let (admin_url, cluster) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => (url, None),
+        _ => {
+            let c = tokio::task::spawn_blocking(shared_cluster)
+                .await
+                .expect("cluster task")
+                .unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+            (
+                format!(
+                    "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                    c.port
+                ),
+                Some(c),
+            )
+        }
+    };
+    let admin = crate::db::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at DATABASE_URL: {e}"));
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    TestDb {
+        url: with_dbname(&admin_url, &name).expect("a parsable DATABASE_URL"),
+        _cluster: cluster,
+    }
+}

@@ -1,0 +1,295 @@
+//! The edge's link to the hub: QUIC with mutual TLS (quinn + rustls), driving
+//! the I/O-free `EdgeSession` core. It runs beside the edge and never sits on
+//! the path of a post or a claim: it reads committed outbox rows through the
+//! read-only pool and tells the writer only what the hub acknowledged. When
+//! the hub is gone it retries with jittered exponential backoff, for as long
+//! as it takes, and catches up from the hub's high-water mark.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sync_protocol::Timestamp;
+use sync_protocol::session::edge::{EdgeSession, EdgeSessionConfig, SessionError};
+use sync_protocol::session::io::{FrameError, read_frame, write_frame};
+use sync_protocol::session::{ALPN, HubMsg};
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::HubLinkConfig;
+use crate::service::{EdgeError, EdgeHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncSetupError {
+    #[error("reading {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("binding the QUIC client socket: {0}")]
+    Bind(std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("resolving {0}: no address")]
+    Resolve(String),
+    #[error("resolving the hub: {0}")]
+    Lookup(std::io::Error),
+    #[error("connecting: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("handshake timed out")]
+    Timeout,
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("session: {0}")]
+    Session(#[from] SessionError),
+    #[error("the hub closed the stream")]
+    Closed,
+    #[error("edge: {0}")]
+    Edge(#[from] EdgeError),
+}
+
+fn read_file_err(path: &std::path::Path, e: impl std::fmt::Display) -> SyncSetupError {
+    SyncSetupError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// TLS 1.3 client config: trust only the hub's CA, present this edge's cert.
+pub fn client_config(link: &HubLinkConfig) -> Result<quinn::ClientConfig, SyncSetupError> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in
+        CertificateDer::pem_file_iter(&link.ca_cert).map_err(|e| read_file_err(&link.ca_cert, e))?
+    {
+        roots
+            .add(ca.map_err(|e| read_file_err(&link.ca_cert, e))?)
+            .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
+    }
+    let certs = CertificateDer::pem_file_iter(&link.cert)
+        .map_err(|e| read_file_err(&link.cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_file_err(&link.cert, e))?;
+    let key = PrivateKeyDer::from_pem_file(&link.key).map_err(|e| read_file_err(&link.key, e))?;
+    let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+            60_000,
+        ))))
+        .keep_alive_interval(Some(StdDuration::from_secs(5)));
+    cfg.transport_config(Arc::new(transport));
+    Ok(cfg)
+}
+
+/// Starts the link in the background; it runs until `stop` flips.
+pub fn spawn(
+    edge: EdgeHandle,
+    link: HubLinkConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, SyncSetupError> {
+    let client = client_config(&link)?;
+    let bind: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(SyncSetupError::Bind)?;
+    endpoint.set_default_client_config(client);
+    edge.shared().sync.write().enabled = true;
+    Ok(tokio::spawn(run(endpoint, edge, link, stop)))
+}
+
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn run(
+    endpoint: quinn::Endpoint,
+    edge: EdgeHandle,
+    link: HubLinkConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff_ms = link.reconnect_min_ms;
+    let mut rng = SmallRng::from_os_rng();
+    loop {
+        let result = tokio::select! {
+            r = session(&endpoint, &edge, &link, stop.clone()) => r,
+            () = stopped(&mut stop) => break,
+        };
+        {
+            let mut s = edge.shared().sync.write();
+            s.connected = false;
+            if let Err(e) = &result {
+                s.last_error = Some(e.to_string());
+            }
+        }
+        match result {
+            Ok(()) => backoff_ms = link.reconnect_min_ms,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff_ms, "hub link down");
+            }
+        }
+        // Full jitter over [backoff/2, backoff]: edges that lost the hub
+        // together do not all come back in the same millisecond.
+        let wait = rng.random_range(backoff_ms / 2..=backoff_ms.max(1));
+        backoff_ms = (backoff_ms.saturating_mul(2)).min(link.reconnect_max_ms);
+        tokio::select! {
+            () = tokio::time::sleep(StdDuration::from_millis(wait)) => {}
+            () = stopped(&mut stop) => break,
+        }
+    }
+    endpoint.close(0u32.into(), b"edge stopping");
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    edge: &EdgeHandle,
+    link: &HubLinkConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let addr = tokio::net::lookup_host(&link.address)
+        .await
+        .map_err(LinkError::Lookup)?
+        .next()
+        .ok_or_else(|| LinkError::Resolve(link.address.clone()))?;
+    let connecting = endpoint.connect(addr, &link.server_name)?;
+    let conn = tokio::time::timeout(StdDuration::from_secs(10), connecting)
+        .await
+        .map_err(|_| LinkError::Timeout)??;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let (published, epoch) = edge.sync_state().await?;
+    let mut committed = edge.subscribe_committed();
+    let mut cfg = EdgeSessionConfig::new(
+        sync_protocol::EdgeId::new(&edge.config().edge_id).map_err(|_| LinkError::Closed)?,
+        edge.cells().iter().collect(),
+    );
+    cfg.max_batch_events = link.max_batch_events;
+    cfg.max_in_flight = link.max_in_flight;
+    let mut core = EdgeSession::new(cfg, now(), *committed.borrow_and_update(), epoch);
+    let (tx, mut rx) = mpsc::channel::<Result<Option<HubMsg>, FrameError>>(8);
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = read_frame::<HubMsg, _>(&mut recv).await;
+            let end = !matches!(frame, Ok(Some(_)));
+            if tx.send(frame).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let _reader = AbortOnDrop(reader);
+    let mut marked = published;
+    let mut lag_checked = now();
+    loop {
+        core.set_committed(*committed.borrow_and_update());
+        while let Some(want) = core.wants() {
+            let events = edge.outbox_batch(want.after, want.max_events).await?;
+            if events.is_empty() {
+                break;
+            }
+            core.send_events(now(), want.after + 1, events);
+        }
+        while let Some(msg) = core.poll_transmit(now()) {
+            write_frame(&mut send, &msg).await?;
+        }
+        if core.acked() > marked {
+            // The writer's queue may be momentarily full: the mark is retried.
+            if edge.mark_published(core.acked()).await.is_ok() {
+                marked = core.acked();
+            }
+        }
+        if now() - lag_checked >= sync_protocol::Duration::from_secs(1) {
+            refresh_status(edge, &core).await;
+            lag_checked = now();
+        }
+        let wake = core.poll_timeout().map_or(StdDuration::from_secs(1), |t| {
+            StdDuration::from_millis((t - now()).as_ms().clamp(1, 1_000) as u64)
+        });
+        tokio::select! {
+            frame = rx.recv() => {
+                let msg = match frame {
+                    Some(Ok(Some(m))) => m,
+                    Some(Ok(None)) | None => return Err(LinkError::Closed),
+                    Some(Err(e)) => return Err(e.into()),
+                };
+                let was_streaming = core.is_streaming();
+                core.handle(now(), msg)?;
+                if !was_streaming && core.is_streaming() {
+                    welcomed(edge, &core, epoch).await?;
+                }
+                if let Some(entries) = core.take_registry() {
+                    let n = edge.import_recipients(entries).await?;
+                    edge.shared().sync.write().neighbours_imported += n as u64;
+                }
+            }
+            _ = committed.changed() => {}
+            () = tokio::time::sleep(wake) => core.handle_timeout(now())?,
+            () = stopped(&mut stop) => {
+                let _ = send.finish();
+                conn.close(0u32.into(), b"edge stopping");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn welcomed(
+    edge: &EdgeHandle,
+    core: &EdgeSession,
+    stored_epoch: u64,
+) -> Result<(), LinkError> {
+    if core.lease_epoch() != stored_epoch {
+        edge.set_lease_epoch(core.lease_epoch()).await?;
+    }
+    if !core.conflicts().is_empty() {
+        tracing::warn!(cells = ?core.conflicts(), "another edge holds the lease of some of our cells; the hub fences our events there");
+    }
+    let mut s = edge.shared().sync.write();
+    s.connected = true;
+    s.lease_epoch = core.lease_epoch();
+    s.conflicts = core.conflicts().to_vec();
+    s.acked_seq = core.acked();
+    s.last_error = None;
+    tracing::info!(
+        acked = core.acked(),
+        lease_epoch = core.lease_epoch(),
+        "hub link up"
+    );
+    Ok(())
+}
+
+/// Backlog and lag for `GET /api/v1/sync`: the age of the oldest event the
+/// hub has not acknowledged.
+async fn refresh_status(edge: &EdgeHandle, core: &EdgeSession) {
+    let oldest = if core.backlog() > 0 {
+        edge.event_time(core.acked() + 1).await.ok().flatten()
+    } else {
+        None
+    };
+    let lag = oldest.map_or(0.0, |t| (now() - t).as_secs_f64().max(0.0));
+    let mut s = edge.shared().sync.write();
+    s.acked_seq = core.acked();
+    s.lag_seconds = lag;
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
