@@ -151,7 +151,7 @@ async fn run(
             write_frame(&mut send, &msg).await?;
         }
         if session.is_closed() {
-            let _ = send.finish();
+            finish(&mut send).await;
             return Ok(());
         }
         let wake = session
@@ -166,7 +166,7 @@ async fn run(
                     Some(Ok(None)) | None => return Ok(()),
                     Some(Err(FrameError::Wire(_))) => {
                         write_frame(&mut send, &HubMsg::Refused { reason: RefusalReason::Malformed }).await?;
-                        let _ = send.finish();
+                        finish(&mut send).await;
                         return Err(SessionEnd::Refused(RefusalReason::Malformed));
                     }
                     Some(Err(e)) => return Err(e.into()),
@@ -192,7 +192,7 @@ async fn run(
                         while let Some(msg) = session.poll_transmit(now()) {
                             write_frame(&mut send, &msg).await?;
                         }
-                        let _ = send.finish();
+                        finish(&mut send).await;
                         return Err(SessionEnd::Refused(reason));
                     }
                 }
@@ -208,7 +208,7 @@ async fn run(
                 }
             }
             () = stopped(&mut stop) => {
-                let _ = send.finish();
+                finish(&mut send).await;
                 return Ok(());
             }
         }
@@ -248,6 +248,14 @@ async fn push_registry(
     }
     session.push_registry(entries);
     Ok(newest.or(since))
+}
+
+/// Finishes the stream and waits (briefly) until the peer has it all:
+/// closing the connection at once would discard a last `Refused`.
+async fn finish(send: &mut quinn::SendStream) {
+    if send.finish().is_ok() {
+        let _ = tokio::time::timeout(StdDuration::from_secs(2), send.stopped()).await;
+    }
 }
 
 /// Resolves when `stop` flips to true (the guard is dropped inside).

@@ -1,0 +1,299 @@
+//! The hub over real QUIC (loopback UDP) and a real PostgreSQL: who may
+//! connect, and what a session does with replays, gaps and impostors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use cloud_hub::config::TlsFiles;
+use cloud_hub::testing::{client_config, pg};
+use cloud_hub::{Hub, HubConfig, certs};
+use sync_protocol::session::io::{read_frame, write_frame};
+use sync_protocol::session::{BatchEvent, EdgeMsg, HubMsg, PROTOCOL_VERSION, RefusalReason};
+use sync_protocol::wire::encode_envelope;
+use sync_protocol::{EdgeId, Envelope, Event, SurplusId, Timestamp};
+
+struct Fixture {
+    db: pg::TestDb,
+    certs: tempfile::TempDir,
+    hub: Hub,
+}
+
+async fn start() -> Fixture {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
+    let db = pg::fresh_database().await;
+    let certs = tempfile::tempdir().unwrap();
+    certs::init(certs.path(), &[], false).unwrap();
+    let cfg = HubConfig {
+        database_url: db.url.clone(),
+        listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: TlsFiles {
+            ca_cert: certs.path().join(certs::CA_CERT),
+            cert: certs.path().join(certs::HUB_CERT),
+            key: certs.path().join(certs::HUB_KEY),
+        },
+        ..HubConfig::default()
+    };
+    let hub = Hub::start(cfg).await.unwrap();
+    Fixture { db, certs, hub }
+}
+
+fn edge(name: &str) -> EdgeId {
+    EdgeId::new(name).unwrap()
+}
+
+async fn connect(
+    f: &Fixture,
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    ep.set_default_client_config(client_config(&dir.join(certs::CA_CERT), cert, key));
+    ep.connect(f.hub.quic_addr(), certs::DEFAULT_HUB_NAME)
+        .unwrap()
+        .await
+}
+
+async fn session_as(
+    f: &Fixture,
+    cert_for: &EdgeId,
+) -> (quinn::SendStream, quinn::RecvStream, quinn::Connection) {
+    certs::issue_edge(f.certs.path(), cert_for).unwrap();
+    let conn = connect(
+        f,
+        f.certs.path(),
+        &certs::edge_cert_path(f.certs.path(), cert_for),
+        &certs::edge_key_path(f.certs.path(), cert_for),
+    )
+    .await
+    .expect("a CA-signed edge connects");
+    let (send, recv) = conn.open_bi().await.unwrap();
+    (send, recv, conn)
+}
+
+fn batch(edge: &EdgeId, first: u64, n: u64) -> EdgeMsg {
+    EdgeMsg::Batch {
+        first_seq: first,
+        events: (first..first + n)
+            .map(|seq| BatchEvent {
+                cell: 0,
+                envelope: encode_envelope(&Envelope {
+                    edge_id: edge.clone(),
+                    seq,
+                    lease_epoch: 0,
+                    at: Timestamp::from_unix_ms(1_795_539_600_000 + seq as i64),
+                    trace_context: None,
+                    event: Event::Expired {
+                        surplus_id: SurplusId::from_bytes([seq as u8; 16]),
+                        version: 2,
+                    },
+                }),
+            })
+            .collect(),
+    }
+}
+
+async fn hello(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    as_edge: &EdgeId,
+    committed: u64,
+) -> HubMsg {
+    let msg = EdgeMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        edge_id: as_edge.clone(),
+        cells: vec![],
+        committed_seq: committed,
+        lease_epoch: 0,
+    };
+    write_frame(send, &msg).await.unwrap();
+    next(recv).await
+}
+
+async fn next(recv: &mut quinn::RecvStream) -> HubMsg {
+    loop {
+        let msg = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            read_frame::<HubMsg, _>(recv),
+        )
+        .await
+        .expect("the hub answers")
+        .expect("a frame")
+        .expect("not closed");
+        if !matches!(msg, HubMsg::Heartbeat { .. } | HubMsg::Registry { .. }) {
+            return msg;
+        }
+    }
+}
+
+async fn log_of(f: &Fixture, e: &EdgeId) -> (i64, i64) {
+    let c = cloud_hub::db::connect(&f.db.url).await.unwrap();
+    let r = c
+        .query_one(
+            "SELECT count(*), COALESCE(max(seq), 0) FROM event_log WHERE edge_id = $1",
+            &[&e.as_str()],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+#[tokio::test]
+async fn batches_apply_once_replays_change_nothing_and_gaps_are_refused() {
+    let f = start().await;
+    let me = edge("jkt-1");
+    let (mut send, mut recv, _conn) = session_as(&f, &me).await;
+    assert!(matches!(
+        hello(&mut send, &mut recv, &me, 10).await,
+        HubMsg::Welcome { high_water: 0, .. }
+    ));
+    write_frame(&mut send, &batch(&me, 1, 6)).await.unwrap();
+    assert_eq!(next(&mut recv).await, HubMsg::Ack { high_water: 6 });
+    assert_eq!(log_of(&f, &me).await, (6, 6));
+
+    // A replay of old events: acknowledged, nothing written.
+    write_frame(&mut send, &batch(&me, 2, 3)).await.unwrap();
+    assert_eq!(next(&mut recv).await, HubMsg::Ack { high_water: 6 });
+    assert_eq!(log_of(&f, &me).await, (6, 6));
+    // An overlap: only the new tail is written.
+    write_frame(&mut send, &batch(&me, 5, 4)).await.unwrap();
+    assert_eq!(next(&mut recv).await, HubMsg::Ack { high_water: 8 });
+    assert_eq!(log_of(&f, &me).await, (8, 8));
+    // A gap: refused, nothing written, session over.
+    write_frame(&mut send, &batch(&me, 10, 1)).await.unwrap();
+    assert_eq!(
+        next(&mut recv).await,
+        HubMsg::Refused {
+            reason: RefusalReason::Gap {
+                expected: 9,
+                got: 10
+            }
+        }
+    );
+    assert_eq!(log_of(&f, &me).await, (8, 8));
+
+    // A new session resumes from the stored high-water mark.
+    let (mut send, mut recv, _conn) = session_as(&f, &me).await;
+    assert!(matches!(
+        hello(&mut send, &mut recv, &me, 10).await,
+        HubMsg::Welcome { high_water: 8, .. }
+    ));
+}
+
+#[tokio::test]
+async fn an_edge_cannot_speak_for_another() {
+    let f = start().await;
+    let me = edge("jkt-1");
+    let other = edge("bdg-1");
+    // Hello in another edge's name.
+    let (mut send, mut recv, _c) = session_as(&f, &me).await;
+    assert_eq!(
+        hello(&mut send, &mut recv, &other, 0).await,
+        HubMsg::Refused {
+            reason: RefusalReason::IdentityMismatch
+        }
+    );
+    // Events stamped with another edge's id.
+    let (mut send, mut recv, _c) = session_as(&f, &me).await;
+    assert!(matches!(
+        hello(&mut send, &mut recv, &me, 5).await,
+        HubMsg::Welcome { .. }
+    ));
+    write_frame(&mut send, &batch(&other, 1, 2)).await.unwrap();
+    assert_eq!(
+        next(&mut recv).await,
+        HubMsg::Refused {
+            reason: RefusalReason::ForeignEvent
+        }
+    );
+    assert_eq!(log_of(&f, &me).await, (0, 0));
+    assert_eq!(log_of(&f, &other).await, (0, 0));
+}
+
+#[tokio::test]
+async fn unknown_and_self_signed_certificates_cannot_connect() {
+    let f = start().await;
+    // A CA the hub has never seen, and an edge certificate it signed.
+    let rogue = tempfile::tempdir().unwrap();
+    certs::init(rogue.path(), &[], false).unwrap();
+    let me = edge("jkt-1");
+    certs::issue_edge(rogue.path(), &me).unwrap();
+    // Trust the real hub (so the failure is the hub refusing us, not us it).
+    std::fs::copy(
+        f.certs.path().join(certs::CA_CERT),
+        rogue.path().join("real-ca.crt"),
+    )
+    .unwrap();
+    let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    ep.set_default_client_config(client_config(
+        &rogue.path().join("real-ca.crt"),
+        &certs::edge_cert_path(rogue.path(), &me),
+        &certs::edge_key_path(rogue.path(), &me),
+    ));
+    let refused = async {
+        let conn = ep
+            .connect(f.hub.quic_addr(), certs::DEFAULT_HUB_NAME)
+            .unwrap()
+            .await?;
+        // TLS 1.3: the client may finish before the server rejects its cert;
+        // the first stream use then fails.
+        let (mut send, mut recv) = conn.open_bi().await?;
+        write_frame(
+            &mut send,
+            &EdgeMsg::Heartbeat {
+                at: Timestamp::from_unix_ms(0),
+                backlog: 0,
+            },
+        )
+        .await
+        .map_err(|_| quinn::ConnectionError::LocallyClosed)?;
+        read_frame::<HubMsg, _>(&mut recv)
+            .await
+            .map_err(|_| quinn::ConnectionError::LocallyClosed)?;
+        Ok::<_, quinn::ConnectionError>(())
+    };
+    assert!(
+        refused.await.is_err(),
+        "a certificate from another CA is refused"
+    );
+
+    // A self-signed certificate: its own CA.
+    let selfsigned = tempfile::tempdir().unwrap();
+    certs::init(selfsigned.path(), &[], false).unwrap();
+    let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    ep.set_default_client_config(client_config(
+        &f.certs.path().join(certs::CA_CERT),
+        &selfsigned.path().join(certs::CA_CERT),
+        &selfsigned.path().join(certs::CA_KEY),
+    ));
+    let refused = async {
+        let conn = ep
+            .connect(f.hub.quic_addr(), certs::DEFAULT_HUB_NAME)
+            .unwrap()
+            .await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        write_frame(
+            &mut send,
+            &EdgeMsg::Heartbeat {
+                at: Timestamp::from_unix_ms(0),
+                backlog: 0,
+            },
+        )
+        .await
+        .map_err(|_| quinn::ConnectionError::LocallyClosed)?;
+        read_frame::<HubMsg, _>(&mut recv)
+            .await
+            .map_err(|_| quinn::ConnectionError::LocallyClosed)?;
+        Ok::<_, quinn::ConnectionError>(())
+    };
+    assert!(
+        refused.await.is_err(),
+        "a self-signed certificate is refused"
+    );
+    assert!(cloud_hub::stats::HubStats::get(&f.hub.stats().sessions_refused) >= 1);
+}
