@@ -40,6 +40,8 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// Recipients of neighbouring cells imported from the hub.
     pub neighbours_imported: u64,
+    /// Sessions established with the hub since start (reconnects + 1).
+    pub sessions: u64,
 }
 
 impl Shared {

@@ -53,6 +53,8 @@ enum LinkError {
     Closed,
     #[error("edge: {0}")]
     Edge(#[from] EdgeError),
+    #[error("the session task failed: {0}")]
+    Panicked(String),
 }
 
 fn read_file_err(path: &std::path::Path, e: impl std::fmt::Display) -> SyncSetupError {
@@ -127,9 +129,20 @@ async fn run(
     let mut backoff_ms = link.reconnect_min_ms;
     let mut rng = SmallRng::from_os_rng();
     loop {
+        // Each session runs in its own task: a bug that panics one is logged
+        // and the link retried, instead of silently ending sync for good.
+        let task = tokio::spawn({
+            let (endpoint, edge, link, stop) =
+                (endpoint.clone(), edge.clone(), link.clone(), stop.clone());
+            async move { session(&endpoint, &edge, &link, stop).await }
+        });
+        let abort = task.abort_handle();
         let result = tokio::select! {
-            r = session(&endpoint, &edge, &link, stop.clone()) => r,
-            () = stopped(&mut stop) => break,
+            r = task => r.unwrap_or_else(|e| Err(LinkError::Panicked(e.to_string()))),
+            () = stopped(&mut stop) => {
+                abort.abort();
+                break;
+            }
         };
         {
             let mut s = edge.shared().sync.write();
@@ -167,11 +180,13 @@ async fn session(
         .map_err(LinkError::Lookup)?
         .next()
         .ok_or_else(|| LinkError::Resolve(link.address.clone()))?;
+    tracing::debug!(%addr, "connecting to the hub");
     let connecting = endpoint.connect(addr, &link.server_name)?;
     let conn = tokio::time::timeout(StdDuration::from_secs(10), connecting)
         .await
         .map_err(|_| LinkError::Timeout)??;
     let (mut send, mut recv) = conn.open_bi().await?;
+    tracing::debug!(%addr, "connected; saying hello");
     let (published, epoch) = edge.sync_state().await?;
     let mut committed = edge.subscribe_committed();
     let mut cfg = EdgeSessionConfig::new(
@@ -201,6 +216,8 @@ async fn session(
             if events.is_empty() {
                 break;
             }
+            // Rows read are committed, even if committed after we last looked.
+            core.set_committed(want.after + events.len() as u64);
             core.send_events(now(), want.after + 1, events);
         }
         while let Some(msg) = core.poll_transmit(now()) {
@@ -264,6 +281,7 @@ async fn welcomed(
     s.conflicts = core.conflicts().to_vec();
     s.acked_seq = core.acked();
     s.last_error = None;
+    s.sessions += 1;
     tracing::info!(
         acked = core.acked(),
         lease_epoch = core.lease_epoch(),

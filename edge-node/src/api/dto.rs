@@ -453,6 +453,8 @@ pub struct SyncJson {
     pub lease_conflicts: Vec<String>,
     /// Recipients of neighbouring cells imported from the hub.
     pub neighbours_imported: u64,
+    /// Sessions established with the hub since the edge started.
+    pub sessions: u64,
     pub last_error: Option<String>,
 }
 

@@ -50,6 +50,7 @@ pub async fn sync_status(State(edge): State<EdgeHandle>) -> Json<SyncJson> {
             .map(|c| crate::cells::token(*c))
             .collect(),
         neighbours_imported: s.neighbours_imported,
+        sessions: s.sessions,
         last_error: s.last_error,
     })
 }

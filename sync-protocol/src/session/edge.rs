@@ -37,7 +37,7 @@ impl EdgeSessionConfig {
             max_batch_bytes: MAX_BATCH_BYTES,
             max_in_flight: 4,
             heartbeat_interval: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15),
         }
     }
 }

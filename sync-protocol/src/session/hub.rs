@@ -78,7 +78,7 @@ impl HubSession {
             applying: None,
             out: VecDeque::new(),
             heartbeat_interval: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15),
             last_sent: now,
             last_heard: now,
         }

@@ -1,0 +1,293 @@
+//! Harness for end-to-end tests: `pahlawan` child processes (edge, hub),
+//! HTTP helpers, and readers of the edge's SQLite file and the hub's database.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A `pahlawan` child process, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    /// The first line the process printed (its addresses).
+    pub banner: String,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pahlawan"))
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn pahlawan");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut banner = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut banner)
+            .expect("read the banner");
+        assert!(
+            !banner.is_empty(),
+            "pahlawan {args:?} exited before printing its address"
+        );
+        Proc {
+            child,
+            banner: banner.trim().to_string(),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        let status = self.child.wait().expect("reap");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "died of SIGKILL");
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("reap");
+        assert!(status.success(), "clean exit on SIGTERM, got {status:?}");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An edge started with `pahlawan edge run --config FILE`; `base` is its URL.
+pub struct EdgeProc {
+    pub proc: Proc,
+    pub base: String,
+}
+
+pub fn start_edge(config: &Path) -> EdgeProc {
+    let proc = Proc::spawn(&["edge", "run", "--config", config.to_str().unwrap()]);
+    let base = proc
+        .banner
+        .strip_prefix("listening on ")
+        .expect("an edge banner")
+        .to_string();
+    EdgeProc { proc, base }
+}
+
+/// Writes an edge config that syncs with the hub at `hub_addr`.
+pub fn edge_config(
+    dir: &Path,
+    data_dir: &Path,
+    certs: &Path,
+    edge_id: &str,
+    hub_addr: &str,
+) -> PathBuf {
+    let path = dir.join(format!("{edge_id}.toml"));
+    let toml = format!(
+        "edge_id = \"{edge_id}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\n[hub]\naddress = \"{hub_addr}\"\n\
+         ca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nreconnect_min_ms = 50\nreconnect_max_ms = 1000\n",
+        data_dir.display(),
+        certs.join("ca.crt").display(),
+        certs.join(format!("edge-{edge_id}.crt")).display(),
+        certs.join(format!("edge-{edge_id}.key")).display(),
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// `pahlawan hub run` on a fixed QUIC port (so restarts come back there).
+pub fn start_hub(db_url: &str, quic_port: u16, certs: &Path) -> Proc {
+    let quic = format!("127.0.0.1:{quic_port}");
+    let p = Proc::spawn(&[
+        "hub",
+        "run",
+        "--database-url",
+        db_url,
+        "--listen-quic",
+        &quic,
+        "--listen-http",
+        "127.0.0.1:0",
+        "--certs-dir",
+        certs.to_str().unwrap(),
+    ]);
+    assert!(p.banner.starts_with("quic on"), "{}", p.banner);
+    p
+}
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn in_minutes(m: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::minutes(m);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+pub async fn post(c: &reqwest::Client, url: String, body: Value) -> reqwest::Result<(u16, Value)> {
+    let r = c.post(url).json(&body).send().await?;
+    let s = r.status().as_u16();
+    Ok((s, r.json().await.unwrap_or(Value::Null)))
+}
+
+/// Registers a provider and `n` roomy recipients; returns the provider id.
+pub async fn seed(base: &str, n: usize) -> String {
+    let c = reqwest::Client::new();
+    let (s, p) = post(
+        &c,
+        format!("{base}/api/v1/providers"),
+        json!({"name": "Toko Roti", "lat": -6.2, "lon": 106.816,
+        "contact_phone": "+62 21 555 1234", "contact_email": "roti@example.org"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{p}");
+    for i in 0..n {
+        let (s, r) = post(
+            &c,
+            format!("{base}/api/v1/recipients"),
+            json!({"name": format!("Panti {i}"),
+            "lat": -6.21 - i as f64 * 0.002, "lon": 106.82, "capacity_kg_per_day": 1_000_000.0,
+            "accepted_food_types": ["bakery"], "contact_phone": "+62 21 555 0000",
+            "contact_email": "panti@example.org"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 201, "{r}");
+    }
+    p["id"].as_str().unwrap().to_string()
+}
+
+pub fn surplus_body(provider: &str, i: u64) -> Value {
+    json!({"provider_id": provider, "lat": -6.2 + (i % 97) as f64 * 0.0005, "lon": 106.816 + (i % 89) as f64 * 0.0005,
+           "quantity_kg": 2.5, "food_type": "bakery", "expires_at": in_minutes(240), "description": format!("#{i}")})
+}
+
+/// The edge's `/api/v1/sync`.
+pub async fn sync_status(c: &reqwest::Client, base: &str) -> Option<Value> {
+    c.get(format!("{base}/api/v1/sync"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Waits until the hub has acknowledged everything the edge committed.
+pub async fn wait_caught_up(c: &reqwest::Client, base: &str, what: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(s) = sync_status(c, base).await
+            && s["backlog"] == 0
+            && s["acked_seq"].as_u64().unwrap_or(0) > 0
+        {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: the hub never caught up: {:?}",
+            sync_status(c, base).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An event log as (seq, envelope bytes).
+pub type Log = Vec<(i64, Vec<u8>)>;
+/// Surplus as (id, status, version), sorted by id.
+pub type SurplusRows = Vec<(uuid::Uuid, String, i64)>;
+
+/// The edge's outbox and surplus.
+pub fn edge_state(db: &Path) -> (Log, SurplusRows) {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let outbox = conn
+        .prepare("SELECT seq, envelope FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let mut surplus: Vec<(uuid::Uuid, String, i64)> = conn
+        .prepare("SELECT id, status, version FROM surplus")
+        .unwrap()
+        .query_map([], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok((uuid::Uuid::from_slice(&id).unwrap(), r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    surplus.sort();
+    (outbox, surplus)
+}
+
+/// The hub's log of one edge and its surplus view.
+pub async fn hub_state(
+    url: &str,
+    edge: &str,
+) -> (Vec<(i64, Vec<u8>)>, Vec<(uuid::Uuid, String, i64)>) {
+    let c = cloud_hub::db::connect(url).await.unwrap();
+    let log = c
+        .query(
+            "SELECT seq, envelope FROM event_log WHERE edge_id = $1 ORDER BY seq",
+            &[&edge],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let surplus = c
+        .query(
+            "SELECT id, status, version FROM surplus WHERE edge_id = $1 ORDER BY id",
+            &[&edge],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    (log, surplus)
+}
+
+/// Exactly once: the hub's log is the edge's outbox, byte for byte — so no
+/// duplicates and no gaps — and the hub's surplus view is the edge's.
+pub async fn assert_hub_mirrors_edge(hub_url: &str, edge: &str, edge_db: &Path) -> usize {
+    let (outbox, edge_surplus) = edge_state(edge_db);
+    let (log, hub_surplus) = hub_state(hub_url, edge).await;
+    assert_eq!(
+        log.len(),
+        outbox.len(),
+        "the hub holds as many events as the edge committed"
+    );
+    for (i, ((hs, hb), (es, eb))) in log.iter().zip(&outbox).enumerate() {
+        assert_eq!(
+            (*hs, *es),
+            (i as i64 + 1, i as i64 + 1),
+            "dense from 1, no gaps, no duplicates"
+        );
+        assert!(hb == eb, "event {hs} differs between hub and edge");
+    }
+    assert_eq!(hub_surplus.len(), edge_surplus.len());
+    assert!(
+        hub_surplus == edge_surplus,
+        "the hub's surplus view equals the edge's"
+    );
+    outbox.len()
+}
