@@ -76,7 +76,9 @@ struct OfferRow {
 #[derive(Default)]
 struct Fold {
     log: LogRows,
+    /// (S2 cell, provider, registered at)
     providers: Vec<(i64, sync_protocol::Provider, Timestamp)>,
+    /// (S2 cell, recipient, registered at)
     recipients: Vec<(i64, sync_protocol::Recipient, Timestamp)>,
     new_surplus: HashMap<SurplusId, NewSurplus>,
     updates: HashMap<SurplusId, SurplusState>,
@@ -153,11 +155,12 @@ impl Fold {
         }
     }
 
-    fn project(&mut self, region: i64, at: Timestamp, event: &Event) {
+    fn project(&mut self, cell: u64, at: Timestamp, event: &Event) {
         use SurplusStatus as S;
+        let region = region_of(cell);
         match event {
-            Event::ProviderRegistered(p) => self.providers.push((region, p.clone(), at)),
-            Event::RecipientRegistered(r) => self.recipients.push((region, r.clone(), at)),
+            Event::ProviderRegistered(p) => self.providers.push((cell as i64, p.clone(), at)),
+            Event::RecipientRegistered(r) => self.recipients.push((cell as i64, r.clone(), at)),
             Event::SurplusPosted(p) => {
                 // The event carries its own cell: trust it over the hint.
                 let region = region_of(p.cell);
@@ -316,7 +319,7 @@ pub async fn apply_batch(
             out.fenced += 1;
             continue;
         }
-        fold.project(region_of(*cell), env.at, &env.event);
+        fold.project(*cell, env.at, &env.event);
     }
     write(&tx, edge, &fold).await?;
     let newest = out.newest.map(odt);
