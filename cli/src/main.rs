@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edge_node::EdgeConfig;
 
+mod sync_bench;
+
 #[derive(Parser)]
 #[command(
     name = "pahlawan",
@@ -42,6 +44,9 @@ enum Command {
     /// Load-test `POST /api/v1/surplus` over real HTTP, beside an empty axum
     /// handler and raw SQLite inserts measured in the same run.
     Bench(BenchArgs),
+    /// Measure edge → hub sync: events/s into PostgreSQL, and replication
+    /// lag while the edge serves a steady load (needs a PostgreSQL).
+    BenchSync(BenchSyncArgs),
     /// Run or inspect the cloud hub.
     Hub {
         #[command(subcommand)]
@@ -52,6 +57,21 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+}
+
+#[derive(Args)]
+struct BenchSyncArgs {
+    /// PostgreSQL to use (default: $DATABASE_URL). Tables are created in it.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Surplus posted before the edge first meets the hub (2 events each).
+    #[arg(long, default_value_t = 100_000)]
+    backlog_posts: u64,
+    /// Posts/s served while lag is measured.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    #[arg(long, default_value_t = 20)]
+    duration_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -160,7 +180,10 @@ struct BenchArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo and the benchmark report their own figures; keep logs to errors.
-    let quiet = matches!(cli.command, Command::Simulate(_) | Command::Bench(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Simulate(_) | Command::Bench(_) | Command::BenchSync(_)
+    );
     init_logging(cli.log_format, if quiet { "error" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -203,6 +226,23 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::BenchSync(args) => {
+            let database_url = args
+                .database_url
+                .or_else(|| std::env::var("DATABASE_URL").ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no database: pass --database-url or set DATABASE_URL")
+                })?;
+            let report = sync_bench::run(sync_bench::SyncBenchConfig {
+                database_url,
+                backlog_posts: args.backlog_posts,
+                rate: args.rate,
+                duration: std::time::Duration::from_secs(args.duration_secs.max(1)),
+            })
+            .await?;
+            print!("{report}");
+            Ok(())
+        }
         Command::Hub {
             command: HubCommand::Run(args),
         } => hub_run(args).await,

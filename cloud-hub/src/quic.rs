@@ -230,8 +230,9 @@ fn record(ctx: &Ctx, applied: &apply::Applied, started: std::time::Instant, t: T
         .apply_ns
         .lock()
         .record((started.elapsed().as_nanos() as u64).max(1));
-    if let Some(newest) = applied.newest {
-        let _ = s.lag_ms.lock().record((t - newest).as_ms().max(1) as u64);
+    let mut lag = s.lag_ms.lock();
+    for at in &applied.ats {
+        let _ = lag.record((t - *at).as_ms().max(1) as u64);
     }
 }
 

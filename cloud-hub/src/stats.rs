@@ -14,7 +14,7 @@ pub struct HubStats {
     pub fenced: AtomicU64,
     /// Nanoseconds per batch apply (one PostgreSQL transaction).
     pub apply_ns: Mutex<Histogram<u64>>,
-    /// Milliseconds from an event's commit on the edge to its apply here.
+    /// Milliseconds from each event's commit on the edge to its apply here.
     pub lag_ms: Mutex<Histogram<u64>>,
 }
 

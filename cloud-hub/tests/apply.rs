@@ -320,3 +320,26 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
     assert_eq!(applied.fenced, 0);
     assert_eq!(row(&c, 2).await.map(|r| r.0), Some("available".into()));
 }
+
+#[tokio::test]
+async fn applied_reports_every_event_once() {
+    let tdb = pg::fresh_database().await;
+    let mut c = db::connect(&tdb.url).await.unwrap();
+    db::migrate(&mut c).await.unwrap();
+    let edge = EdgeId::new("jkt-1").unwrap();
+    queries::high_water(&c, &edge).await.unwrap();
+    let x = cell(-6.2, 106.8);
+    let mut log = Log {
+        edge: edge.clone(),
+        seq: 0,
+        epoch: 0,
+        pending: vec![],
+    };
+    for n in 1..=5u8 {
+        log.push(x, posted(n, x));
+    }
+    let applied = apply_batch(&mut c, &edge, &log.batch()).await.unwrap();
+    assert_eq!(applied.events, 5);
+    assert_eq!(applied.ats.len(), 5, "one lag sample per event");
+    assert_eq!(applied.newest, applied.ats.iter().copied().max());
+}

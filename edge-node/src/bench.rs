@@ -442,6 +442,27 @@ async fn sse_probe(
     Ok(hist)
 }
 
+/// Drives `POST /api/v1/surplus` at `addr` for `provider` with `cfg`'s
+/// concurrency, rate and duration (for other benchmarks, e.g. sync).
+pub async fn post_load(
+    cfg: &BenchConfig,
+    addr: SocketAddr,
+    provider: &str,
+) -> anyhow::Result<LoadResult> {
+    drive(
+        cfg,
+        "edge `POST /surplus`",
+        addr,
+        surplus_bodies(provider, 4_096),
+    )
+    .await
+}
+
+/// Registers one provider and `n` roomy recipients at `addr` over HTTP.
+pub async fn seed(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
+    seed_registry(addr, n).await
+}
+
 fn surplus_bodies(provider: &str, n: usize) -> BodyPool {
     let mut rng = SmallRng::seed_from_u64(11);
     let expires = rfc3339(SystemClock.now() + sync_protocol::Duration::from_mins(240));

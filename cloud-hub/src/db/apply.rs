@@ -24,12 +24,14 @@ pub fn odt(t: Timestamp) -> OffsetDateTime {
 }
 
 /// What a batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Applied {
     pub events: usize,
     pub fenced: usize,
     /// The newest event's `at`.
     pub newest: Option<Timestamp>,
+    /// Every event's `at`, for per-event replication lag.
+    pub ats: Vec<Timestamp>,
 }
 
 #[derive(Default)]
@@ -314,6 +316,7 @@ pub async fn apply_batch(
         let fenced = *cell != 0 && is_fenced(leases.get(cell), edge, env.lease_epoch);
         log_row(&mut fold.log, *cell, env, fenced);
         out.events += 1;
+        out.ats.push(env.at);
         out.newest = out.newest.max(Some(env.at));
         if fenced {
             out.fenced += 1;
