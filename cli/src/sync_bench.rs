@@ -58,7 +58,8 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
             location: point(0),
             contact: contact(),
         })
-        .await?;
+        .await?
+        .map_err(|r| anyhow::anyhow!("provider refused: {:?}", r.reason))?;
     for i in 0..50 {
         h.register_recipient(NewRecipient {
             name: format!("r{i}"),
@@ -68,7 +69,8 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
             is_fallback: false,
             contact: contact(),
         })
-        .await?;
+        .await?
+        .map_err(|r| anyhow::anyhow!("recipient refused: {:?}", r.reason))?;
     }
     let expires = h.now() + sync_protocol::Duration::from_mins(600);
     let mut i = 0;

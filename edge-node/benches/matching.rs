@@ -82,7 +82,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % points.len();
             let n = idx
-                .nearest_within(black_box(&points[i]), 15.0)
+                .nearest_within(black_box(&points[i]), 15.0, FoodType::Bakery)
                 .take(10)
                 .count();
             black_box(n)

@@ -97,6 +97,10 @@ pub enum Rejected {
     Saturated,
     /// The `Idempotency-Key` was used before with a different request.
     IdempotencyKeyReused,
+    /// A registry is full.
+    RegistryFull,
+    /// The expiry passed before the surplus could be stored.
+    ExpiryInPast,
     Lifecycle(Refusal),
 }
 
@@ -107,6 +111,8 @@ impl From<CommandRefusal> for Rejected {
             CommandRefusal::UnknownProvider => Rejected::UnknownProvider,
             CommandRefusal::UnknownRecipient => Rejected::UnknownRecipient,
             CommandRefusal::Saturated => Rejected::Saturated,
+            CommandRefusal::RegistryFull => Rejected::RegistryFull,
+            CommandRefusal::ExpiryInPast => Rejected::ExpiryInPast,
             CommandRefusal::Lifecycle(l) => Rejected::Lifecycle(l),
         }
     }

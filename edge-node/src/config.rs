@@ -104,6 +104,10 @@ pub struct StoreConfig {
     pub read_connections: usize,
     /// Unfinished surplus held at once, at most; more get 503.
     pub max_live_surplus: usize,
+    /// Registered recipients (own and neighbours'), at most; more get 503.
+    pub max_recipients: usize,
+    /// Registered providers, at most; more get 503.
+    pub max_providers: usize,
     /// Finished surplus stay in the `GET /surplus` listing this long.
     pub recent_window_mins: u32,
     /// ... but no more than this many of them.
@@ -159,6 +163,8 @@ impl Default for StoreConfig {
             queue_capacity: 16_384,
             read_connections: 4,
             max_live_surplus: 1_000_000,
+            max_recipients: 100_000,
+            max_providers: 1_000_000,
             recent_window_mins: 24 * 60,
             max_recent_finished: 200_000,
         }
@@ -278,6 +284,8 @@ impl EdgeConfig {
             lifecycle: self.lifecycle,
             utc_offset_minutes: self.utc_offset_minutes,
             max_live_surplus: self.store.max_live_surplus,
+            max_recipients: self.store.max_recipients,
+            max_providers: self.store.max_providers,
             ..EngineConfig::default()
         };
         Ok(Validated {
@@ -342,5 +350,42 @@ mod tests {
             let err = c.validate().expect_err("must be refused").to_string();
             assert!(err.contains(needle), "{err:?} should name {needle}");
         }
+    }
+}
+
+#[cfg(test)]
+mod precedence {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's type
+    fn environment_overrides_the_file_which_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "edge.toml",
+                "edge_id = \"from-file\"\n[matching]\nradius_km = 7.5\nspeed_kmh = 30.0\n",
+            )?;
+            jail.set_env("PAHLAWAN_EDGE_MATCHING__RADIUS_KM", "10");
+            jail.set_env("PAHLAWAN_EDGE_LISTEN", "0.0.0.0:9000");
+            let c = EdgeConfig::load(Some(Path::new("edge.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.edge_id, "from-file", "file over default");
+            assert_eq!(c.matching.radius_km, 10.0, "environment over file");
+            assert_eq!(
+                c.matching.speed_kmh, 30.0,
+                "file kept where the environment is silent"
+            );
+            assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 9000)));
+            assert_eq!(
+                c.store,
+                StoreConfig::default(),
+                "defaults where both are silent"
+            );
+            jail.set_env("PAHLAWAN_EDGE_MATCHING__RADIUS_KM", "lots");
+            assert!(
+                EdgeConfig::load(Some(Path::new("edge.toml"))).is_err(),
+                "a bad value is an error"
+            );
+            Ok(())
+        });
     }
 }

@@ -45,6 +45,16 @@ impl ReadModel {
         }
     }
 
+    /// Refills the recent window after a restart: each finished view is
+    /// remembered from its own `updated_at`, so it leaves on time.
+    pub fn restore_finished(&mut self, views: Vec<Surplus>, now: Timestamp) {
+        for v in views {
+            let at = v.updated_at;
+            self.apply([v], at);
+        }
+        self.evict(now);
+    }
+
     pub fn len(&self) -> usize {
         self.views.len()
     }
@@ -59,7 +69,8 @@ impl ReadModel {
             if let Some(o) = &v.offer {
                 self.pending.entry(o.recipient_id).or_default().insert(id);
             }
-            if v.status.is_terminal() {
+            // Finished and picked-up surplus stay listed for the recent window.
+            if v.status.is_terminal() || v.status == SurplusStatus::PickedUp {
                 self.finished.push_back((now, id));
             }
             let point = v.location.unit_vector();

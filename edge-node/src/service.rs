@@ -116,10 +116,14 @@ impl Edge {
             engine: v.engine,
         };
         let writer = Writer::new(conn, writer_cfg, opts.clock.clone(), ids, shared.clone())?;
-        shared
-            .read_model
-            .write()
-            .apply(writer.live_views(), opts.clock.now());
+        let now = opts.clock.now();
+        let recent =
+            writer.recent_views(now, v.raw.recent_window(), v.raw.store.max_recent_finished)?;
+        {
+            let mut model = shared.read_model.write();
+            model.restore_finished(recent, now);
+            model.apply(writer.live_views(), now);
+        }
         let (tx, rx) = crossbeam_channel::bounded(v.raw.store.queue_capacity);
         let writer = std::thread::Builder::new()
             .name("edge-writer".into())
@@ -245,13 +249,19 @@ impl EdgeHandle {
         }
     }
 
-    pub async fn register_provider(&self, new: NewProvider) -> Result<Provider, EdgeError> {
+    pub async fn register_provider(
+        &self,
+        new: NewProvider,
+    ) -> Result<Result<Provider, Rejection>, EdgeError> {
         self.owned_cell(&new.location)?;
         self.call(|reply| Command::RegisterProvider { new, reply })
             .await
     }
 
-    pub async fn register_recipient(&self, new: NewRecipient) -> Result<Recipient, EdgeError> {
+    pub async fn register_recipient(
+        &self,
+        new: NewRecipient,
+    ) -> Result<Result<Recipient, Rejection>, EdgeError> {
         let cell = self.owned_cell(&new.location)?;
         self.call(|reply| Command::RegisterRecipient { new, cell, reply })
             .await
@@ -398,12 +408,11 @@ impl EdgeHandle {
             .await
     }
 
-    /// Ready when the writer can commit.
+    /// Ready when the writer is running and can commit.
     pub fn is_ready(&self) -> bool {
-        self.shared
-            .stats
-            .writer_healthy
-            .load(std::sync::atomic::Ordering::Relaxed)
+        let s = &self.shared.stats;
+        s.writer_alive.load(std::sync::atomic::Ordering::Relaxed)
+            && s.writer_healthy.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -59,6 +59,10 @@ impl Default for SimConfig {
     }
 }
 
+fn refused(r: crate::commands::Rejection) -> SimError {
+    SimError::Setup(format!("registration refused: {:?}", r.reason))
+}
+
 /// 2026-11-24 22:00 in Jakarta (15:00 UTC): closing time.
 pub const SIM_START: Timestamp = Timestamp::from_unix_ms(1_795_532_400_000);
 const CITY_CENTRE: (f64, f64) = (-6.2, 106.85);
@@ -375,7 +379,7 @@ impl Sim {
             )
             .await;
             for r in done {
-                self.recipients.push(r?.id);
+                self.recipients.push(r?.map_err(refused)?.id);
             }
         }
         self.counts.recipients = self.cfg.recipients;
@@ -397,7 +401,7 @@ impl Sim {
             )
             .await;
             for p in done {
-                let p = p?;
+                let p = p?.map_err(refused)?;
                 providers.push((p.id, p.location));
             }
         }

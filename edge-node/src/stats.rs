@@ -16,6 +16,12 @@ pub struct Stats {
     pub alerts_no_fallback: AtomicU64,
     /// False while the writer cannot commit (readiness).
     pub writer_healthy: AtomicBool,
+    /// False once the writer thread has ended (readiness).
+    pub writer_alive: AtomicBool,
+    /// Panics caught in the writer (each rolled back and reloaded).
+    pub writer_panics: AtomicU64,
+    /// Matches that stopped at `matching.max_scanned`.
+    pub match_scan_limit_hits: AtomicU64,
     /// Nanoseconds the engine spent deciding each post (matching included).
     pub decide_ns: Mutex<Histogram<u64>>,
     /// Nanoseconds per batch commit (the fsync).
@@ -40,6 +46,9 @@ impl Default for Stats {
             alerts_fallback_offered: AtomicU64::new(0),
             alerts_no_fallback: AtomicU64::new(0),
             writer_healthy: AtomicBool::new(true),
+            writer_alive: AtomicBool::new(true),
+            writer_panics: AtomicU64::new(0),
+            match_scan_limit_hits: AtomicU64::new(0),
             decide_ns: Mutex::new(histogram()),
             commit_ns: Mutex::new(histogram()),
             group_ns: Mutex::new(histogram()),

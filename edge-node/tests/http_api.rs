@@ -937,5 +937,168 @@ async fn state_survives_a_restart_and_the_rtree_is_rebuilt() {
         .await
         .unwrap();
     assert_eq!(accepted.status(), StatusCode::OK);
+    c.post(format!("{base}/surplus/{id}/pickup"))
+        .json(&json!({"recipient_id": r}))
+        .send()
+        .await
+        .unwrap();
+    let done = c
+        .post(format!("{base}/surplus/{id}/deliver"))
+        .json(&json!({"recipient_id": r, "delivered_kg": 10.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
     edge.shutdown().await;
+    // A delivered surplus is still listed after another restart (recent window).
+    let edge = edge_node::Edge::start(
+        common::config(dir.path()),
+        edge_node::StartOptions::default(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}/api/v1", edge.local_addr().unwrap());
+    let near: Value = c
+        .get(format!(
+            "{base}/surplus?lat=-6.2&lon=106.816&radius_km=1&status=delivered"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        near["items"][0]["id"],
+        id.as_str(),
+        "recently finished surplus are reloaded into the listing"
+    );
+    edge.shutdown().await;
+}
+
+fn in_ms(ms: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ms))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn posts_expiring_while_queued_are_refused_cleanly_even_with_a_fallback() {
+    // Regression: food expiring between the handler and the writer used to
+    // reach the fallback path and panic the writer in debug builds.
+    let t = TestEdge::start().await;
+    let p = t.provider().await;
+    t.recipient_with(
+        json!({"lat": -6.2001, "lon": 106.816, "capacity_kg_per_day": 1.0, "is_fallback": true}),
+    )
+    .await;
+    let posts = (0..64).map(|i| {
+        let body = with(&surplus_body(&p), json!({"expires_at": in_ms(1 + i % 3)}));
+        let t = &t;
+        async move { t.post("/surplus", body).await }
+    });
+    for (status, body) in futures::future::join_all(posts).await {
+        assert!(
+            status == StatusCode::CREATED
+                || (status == StatusCode::UNPROCESSABLE_ENTITY
+                    && body["error"]["code"] == "expiry_in_past"),
+            "{status} {body}"
+        );
+    }
+    let (st, _) = t.get("/readyz").await;
+    assert_eq!(st, StatusCode::OK, "the writer is alive");
+    t.recipient(-6.205, 106.816).await;
+    let fresh = t.surplus(&p, json!({})).await;
+    assert_eq!(fresh["status"], "offered", "and still serving");
+}
+
+#[tokio::test]
+async fn listing_a_point_outside_the_cells_is_misdirected() {
+    let t = TestEdge::start().await;
+    let (st, body) = t.get("/surplus?lat=-6.9175&lon=107.6191").await;
+    assert_eq!(st, StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert!(body["error"]["cell"].is_string());
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_after_expiry_still_returns_the_original() {
+    let t = TestEdge::start().await;
+    let p = t.provider().await;
+    t.recipient(-6.205, 106.816).await;
+    let body = with(&surplus_body(&p), json!({"expires_at": in_ms(1_200)}));
+    let send = || {
+        t.client
+            .post(t.url("/surplus"))
+            .header("Idempotency-Key", "late-retry")
+            .json(&body)
+            .send()
+    };
+    let first: Value = send().await.unwrap().json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    eventually("the surplus to expire", || async {
+        let (_, v) = t.get(&format!("/surplus/{id}")).await;
+        (v["status"] == "expired").then_some(())
+    })
+    .await;
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert!(retry.headers().get("idempotent-replayed").is_some());
+    let again: Value = retry.json().await.unwrap();
+    assert_eq!(
+        (again["id"].as_str(), again["status"].as_str()),
+        (Some(id.as_str()), Some("expired"))
+    );
+}
+
+#[tokio::test]
+async fn an_uncollected_claim_expires_and_picking_it_up_is_gone() {
+    let t = TestEdge::start().await;
+    let p = t.provider().await;
+    let r = t.recipient(-6.205, 106.816).await;
+    let s = t.surplus(&p, json!({"expires_at": in_ms(1_500)})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let (st, _) = t
+        .post(
+            &format!("/surplus/{id}/claim"),
+            json!({"recipient_id": r, "version": 2}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    eventually("the claim to expire uncollected", || async {
+        let (_, v) = t.get(&format!("/surplus/{id}")).await;
+        (v["status"] == "expired").then_some(())
+    })
+    .await;
+    let (st, body) = t
+        .post(&format!("/surplus/{id}/pickup"), json!({"recipient_id": r}))
+        .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("expired")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_registry_says_so() {
+    let t = TestEdge::start_with(|c| c.store.max_recipients = 2).await;
+    t.recipient(-6.205, 106.816).await;
+    t.recipient(-6.206, 106.816).await;
+    let before = t.table_counts();
+    let (st, body) = t.post("/recipients", recipient_body()).await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("registry_full"))
+    );
+    assert_eq!(t.table_counts(), before);
+}
+
+#[tokio::test]
+async fn readiness_follows_the_writer() {
+    let mut t = TestEdge::start().await;
+    let edge = t.edge.take().unwrap();
+    let handle = edge.handle().clone();
+    assert!(handle.is_ready());
+    edge.shutdown().await;
+    assert!(!handle.is_ready(), "a stopped writer is not ready");
 }

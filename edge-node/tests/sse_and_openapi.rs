@@ -229,3 +229,133 @@ async fn shutdown_ends_open_streams_and_outliving_handles_get_unavailable() {
         "{err:?}"
     );
 }
+
+/// Validates `body` against the schema the spec documents for this answer.
+fn check_against_spec(
+    spec: &Value,
+    method: &str,
+    path: &str,
+    status: u16,
+    body: &Value,
+) -> Result<(), String> {
+    let op = &spec["paths"][path][method];
+    let schema = &op["responses"][status.to_string()]["content"]["application/json"]["schema"];
+    if schema.is_null() {
+        return Err(format!(
+            "{method} {path} {status}: no JSON schema documented"
+        ));
+    }
+    let mut doc = json!({"components": spec["components"].clone()});
+    if let Some(r) = schema.get("$ref") {
+        doc["$ref"] = r.clone();
+    } else {
+        doc["allOf"] = json!([schema]);
+    }
+    let v =
+        jsonschema::validator_for(&doc).map_err(|e| format!("{method} {path}: bad schema: {e}"))?;
+    let errors: Vec<String> = v
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{method} {path} {status}: {errors:?} in {body}"))
+    }
+}
+
+#[tokio::test]
+async fn real_responses_match_the_documented_schemas() {
+    let t = TestEdge::start().await;
+    let spec: Value = t
+        .client
+        .get(format!("{}/api/v1/openapi.json", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut failures = Vec::new();
+    let mut check = |method: &str, path: &str, status: StatusCode, body: &Value| {
+        if let Err(e) = check_against_spec(
+            &spec,
+            method,
+            &format!("/api/v1{path}"),
+            status.as_u16(),
+            body,
+        ) {
+            failures.push(e);
+        }
+    };
+    let (s, provider) = t.post("/providers", common::provider_body()).await;
+    check("post", "/providers", s, &provider);
+    let pid = provider["id"].as_str().unwrap().to_string();
+    let (s, recipient) = t.post("/recipients", common::recipient_body()).await;
+    check("post", "/recipients", s, &recipient);
+    let rid = recipient["id"].as_str().unwrap().to_string();
+    let (s, b) = t.get(&format!("/providers/{pid}")).await;
+    check("get", "/providers/{id}", s, &b);
+    let (s, b) = t.get(&format!("/recipients/{rid}")).await;
+    check("get", "/recipients/{id}", s, &b);
+    let (s, surplus) = t.post("/surplus", common::surplus_body(&pid)).await;
+    check("post", "/surplus", s, &surplus);
+    let sid = surplus["id"].as_str().unwrap().to_string();
+    let (s, b) = t.get(&format!("/surplus/{sid}")).await;
+    check("get", "/surplus/{id}", s, &b);
+    let (s, b) = t.get("/surplus?lat=-6.2&lon=106.816").await;
+    check("get", "/surplus", s, &b);
+    let (s, b) = t.get(&format!("/recipients/{rid}/offers")).await;
+    check("get", "/recipients/{id}/offers", s, &b);
+    let (s, b) = t
+        .post(
+            &format!("/surplus/{sid}/claim"),
+            json!({"recipient_id": rid, "version": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    check("post", "/surplus/{id}/claim", s, &b);
+    let (s, b) = t
+        .post(
+            &format!("/offers/{sid}/accept"),
+            json!({"recipient_id": rid}),
+        )
+        .await;
+    check("post", "/offers/{surplus_id}/accept", s, &b);
+    let (s, b) = t
+        .post(
+            &format!("/surplus/{sid}/pickup"),
+            json!({"recipient_id": rid}),
+        )
+        .await;
+    check("post", "/surplus/{id}/pickup", s, &b);
+    let (s, b) = t
+        .post(
+            &format!("/surplus/{sid}/deliver"),
+            json!({"recipient_id": rid, "delivered_kg": 3.0}),
+        )
+        .await;
+    check("post", "/surplus/{id}/deliver", s, &b);
+    let (s, b) = t.post("/surplus", json!({"lat": 91})).await;
+    check("post", "/surplus", s, &b);
+    let (s, b) = t.get("/sync").await;
+    check("get", "/sync", s, &b);
+    let (s, b) = t.get("/healthz").await;
+    check("get", "/healthz", s, &b);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Negative controls: the schemas do constrain.
+    assert!(check_against_spec(&spec, "get", "/api/v1/surplus/{id}", 200, &json!({})).is_err());
+    let mut wrong = surplus.clone();
+    wrong["version"] = json!("two");
+    assert!(check_against_spec(&spec, "post", "/api/v1/surplus", 201, &wrong).is_err());
+    assert!(
+        check_against_spec(
+            &spec,
+            "post",
+            "/api/v1/surplus",
+            422,
+            &json!({"error": {"message": "x"}})
+        )
+        .is_err()
+    );
+}

@@ -98,10 +98,23 @@ impl fmt::Debug for FoodType {
     }
 }
 
-/// A set of food types as a bitmask: what a recipient accepts.
+/// A set of food types as a bitmask: what a recipient accepts. Bits no
+/// food type uses are dropped when decoding.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "u8", from = "u8")]
 pub struct FoodTypeSet(u8);
+
+impl From<u8> for FoodTypeSet {
+    fn from(bits: u8) -> FoodTypeSet {
+        FoodTypeSet::from_bits_truncate(bits)
+    }
+}
+
+impl From<FoodTypeSet> for u8 {
+    fn from(s: FoodTypeSet) -> u8 {
+        s.0
+    }
+}
 
 impl FoodTypeSet {
     pub const fn empty() -> FoodTypeSet {
@@ -348,6 +361,12 @@ mod tests {
         assert!(s.contains(FoodType::Bakery) && s.contains(FoodType::Frozen));
         assert!(!s.contains(FoodType::Dairy));
         assert_eq!(FoodTypeSet::from_bits_truncate(0xff), FoodTypeSet::all());
+        let decoded: FoodTypeSet = postcard::from_bytes(&[0xff, 0x01]).expect("decodes");
+        assert_eq!(
+            decoded,
+            FoodTypeSet::all(),
+            "unused bits are dropped on the wire too"
+        );
         assert_eq!(s.iter().count(), 2);
     }
 

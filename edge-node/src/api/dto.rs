@@ -256,12 +256,9 @@ impl NewSurplusRequest {
         let expires_at = parse_rfc3339(&self.expires_at).ok_or_else(|| {
             ApiError::invalid("invalid_expiry", "expires_at must be an RFC 3339 date-time")
         })?;
-        if expires_at <= now {
-            return Err(ApiError::invalid(
-                "expiry_in_past",
-                "expires_at must be in the future",
-            ));
-        }
+        // Whether it is already past is the writer's call, against its own
+        // clock and after an Idempotency-Key replay (a retry of an accepted
+        // post must get the original, even if the food has since expired).
         if expires_at
             > now + sync_protocol::Duration::from_mins(Validation::MAX_EXPIRY_DAYS * 24 * 60)
         {

@@ -149,6 +149,16 @@ impl From<Rejection> for ApiError {
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request",
             ),
+            Rejected::RegistryFull => (
+                S::SERVICE_UNAVAILABLE,
+                "registry_full",
+                "this edge's registry is full",
+            ),
+            Rejected::ExpiryInPast => (
+                S::UNPROCESSABLE_ENTITY,
+                "expiry_in_past",
+                "expires_at must be in the future",
+            ),
             Rejected::Lifecycle(l) => match l {
                 Refusal::Expired => (S::GONE, "expired", "the surplus has expired"),
                 Refusal::StaleVersion => (

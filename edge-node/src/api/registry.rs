@@ -23,7 +23,7 @@ pub async fn post_provider(
     State(edge): State<EdgeHandle>,
     ApiJson(req): ApiJson<NewProviderRequest>,
 ) -> Result<(StatusCode, Json<ProviderJson>), ApiError> {
-    let provider = edge.register_provider(req.validate()?).await?;
+    let provider = edge.register_provider(req.validate()?).await??;
     Ok((StatusCode::CREATED, Json(ProviderJson::from(&provider))))
 }
 
@@ -60,7 +60,7 @@ pub async fn post_recipient(
 ) -> Result<(StatusCode, Json<RecipientJson>), ApiError> {
     let new = req.validate()?;
     let cell = edge.owned_cell(&new.location)?;
-    let recipient = edge.register_recipient(new).await?;
+    let recipient = edge.register_recipient(new).await??;
     Ok((
         StatusCode::CREATED,
         Json(RecipientJson::new(&recipient, cell)),

@@ -81,6 +81,7 @@ pub async fn list_surplus(
     let http = &edge.config().http;
     let point = GeoPoint::new(q.lat, q.lon)
         .map_err(|e| ApiError::invalid("invalid_coordinates", e.to_string()))?;
+    edge.owned_cell(&point)?;
     let radius_km = q.radius_km.unwrap_or(edge.config().matching.radius_km);
     if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= http.max_radius_km) {
         return Err(ApiError::invalid(

@@ -53,6 +53,9 @@ pub struct EngineConfig {
     pub max_live_surplus: usize,
     /// At most this many timers fire per tick; the rest fire on the next.
     pub max_timers_per_tick: usize,
+    /// Registry sizes, at most; more registrations are refused (HTTP 503).
+    pub max_recipients: usize,
+    pub max_providers: usize,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +66,8 @@ impl Default for EngineConfig {
             utc_offset_minutes: 420,
             max_live_surplus: 1_000_000,
             max_timers_per_tick: 10_000,
+            max_recipients: 100_000,
+            max_providers: 1_000_000,
         }
     }
 }
@@ -88,6 +93,10 @@ pub enum CommandRefusal {
     UnknownRecipient,
     /// `max_live_surplus` reached.
     Saturated,
+    /// A registry reached its limit.
+    RegistryFull,
+    /// The surplus had expired by the time it was to be stored.
+    ExpiryInPast,
     Lifecycle(Refusal),
 }
 
@@ -104,6 +113,8 @@ pub struct Output {
     /// The state after the change of every surplus touched, once each.
     pub surplus: Vec<LiveSurplus>,
     pub alerts: Vec<Alert>,
+    /// Matches that stopped at `max_scanned` without a full search.
+    pub scan_limit_hits: u32,
 }
 
 #[derive(Debug)]
@@ -115,13 +126,22 @@ pub struct Engine {
     /// stalls the writer for the tens of milliseconds a large rehash takes
     /// (measured: doubling stalls of 12 → 83 ms at 20k posts/s).
     live: BTreeMap<SurplusId, LiveSurplus>,
-    /// One entry per live unclaimed surplus: its next deadline.
+    /// One entry per live surplus that time can change: its next deadline.
     timers: BTreeSet<(Timestamp, SurplusId)>,
-    /// Finished surplus waiting for their final row to be drained.
+    /// Surplus leaving memory (finished, or picked up: only a delivery report
+    /// remains, and the store can bring it back for that) whose final row
+    /// has not been drained yet.
     retired: HashMap<SurplusId, LiveSurplus>,
     touched: Vec<SurplusId>,
     events: Vec<Event>,
     alerts: Vec<Alert>,
+    scan_limit_hits: u32,
+}
+
+/// Surplus in these states stay in memory: time or a recipient may still
+/// change them, and matching must know them.
+fn stays_live(s: &LiveSurplus) -> bool {
+    s.status.is_unclaimed() || s.status == SurplusStatus::Claimed
 }
 
 impl Engine {
@@ -150,6 +170,7 @@ impl Engine {
             touched: Vec::new(),
             events: Vec::new(),
             alerts: Vec::new(),
+            scan_limit_hits: 0,
         }
     }
 
@@ -163,6 +184,26 @@ impl Engine {
 
     pub fn surplus(&self, id: &SurplusId) -> Option<&LiveSurplus> {
         self.live.get(id)
+    }
+
+    /// A live surplus, or one leaving memory in this drain.
+    pub fn surplus_or_retired(&self, id: &SurplusId) -> Option<&LiveSurplus> {
+        self.live.get(id).or_else(|| self.retired.get(id))
+    }
+
+    /// Brings a stored surplus back into memory (a picked-up surplus about to
+    /// be delivered). Only states that may live are accepted.
+    pub fn rehydrate(&mut self, s: LiveSurplus) -> bool {
+        if self.live.contains_key(&s.posted.id) || s.status.is_terminal() {
+            return false;
+        }
+        // In memory for the next command only, if it is not a state that
+        // stays live: the command's `put` decides where it goes after.
+        if let Some(t) = s.next_deadline() {
+            self.timers.insert((t, s.posted.id));
+        }
+        self.live.insert(s.posted.id, s);
+        true
     }
 
     /// Every unfinished surplus, in no particular order.
@@ -202,6 +243,7 @@ impl Engine {
             events: std::mem::take(&mut self.events),
             surplus,
             alerts: std::mem::take(&mut self.alerts),
+            scan_limit_hits: std::mem::take(&mut self.scan_limit_hits),
         }
     }
 
@@ -209,20 +251,42 @@ impl Engine {
         now.local_day(self.cfg.utc_offset_minutes)
     }
 
-    pub fn register_provider(&mut self, provider: Provider) {
+    pub fn register_provider(&mut self, provider: Provider) -> Result<(), CommandRefusal> {
+        if self.providers.len() >= self.cfg.max_providers {
+            return Err(CommandRefusal::RegistryFull);
+        }
         self.providers.insert(provider.id);
         self.events.push(Event::ProviderRegistered(provider));
+        Ok(())
     }
 
-    pub fn register_recipient(&mut self, recipient: Recipient, cell: u64) {
+    pub fn register_recipient(
+        &mut self,
+        recipient: Recipient,
+        cell: u64,
+    ) -> Result<(), CommandRefusal> {
+        if self.recipients.len() >= self.cfg.max_recipients {
+            return Err(CommandRefusal::RegistryFull);
+        }
         self.recipients.upsert(recipient.clone(), cell);
         self.events.push(Event::RecipientRegistered(recipient));
+        Ok(())
     }
 
     /// A recipient another edge owns (a neighbouring cell's, from the hub):
     /// matchable here, but its registration is not this edge's event.
-    pub fn import_recipient(&mut self, recipient: Recipient, cell: u64) {
+    pub fn import_recipient(
+        &mut self,
+        recipient: Recipient,
+        cell: u64,
+    ) -> Result<(), CommandRefusal> {
+        if self.recipients.len() >= self.cfg.max_recipients
+            && !self.recipients.contains(&recipient.id)
+        {
+            return Err(CommandRefusal::RegistryFull);
+        }
         self.recipients.upsert(recipient, cell);
+        Ok(())
     }
 
     /// A new surplus: stored, then offered to the best candidate at once (or
@@ -237,6 +301,10 @@ impl Engine {
         }
         if self.live.len() >= self.cfg.max_live_surplus {
             return Err(CommandRefusal::Saturated);
+        }
+        // Validated against the handler's clock; the writer's may be later.
+        if posted.expires_at <= now {
+            return Err(CommandRefusal::ExpiryInPast);
         }
         let id = posted.id;
         debug_assert!(!self.live.contains_key(&id), "surplus ids are fresh");
@@ -258,7 +326,7 @@ impl Engine {
             return Err(CommandRefusal::UnknownRecipient);
         }
         let day = self.day(now);
-        self.with_surplus(id, |engine, s| {
+        self.with_surplus(now, id, |engine, s| {
             let (superseded, event) = s.claim(now, recipient_id, version, day)?;
             if let Some(offer) = superseded {
                 engine.release(&offer, s.posted.quantity);
@@ -277,7 +345,7 @@ impl Engine {
         id: SurplusId,
         recipient_id: RecipientId,
     ) -> Result<&LiveSurplus, CommandRefusal> {
-        self.with_surplus(id, |engine, s| {
+        self.with_surplus(now, id, |engine, s| {
             let (_offer, event) = s.accept(now, recipient_id)?;
             if let Some(r) = engine.recipients.get_mut(&recipient_id) {
                 r.stats.offers_accepted += 1;
@@ -294,7 +362,7 @@ impl Engine {
         id: SurplusId,
         recipient_id: RecipientId,
     ) -> Result<&LiveSurplus, CommandRefusal> {
-        self.with_surplus(id, |engine, s| {
+        self.with_surplus(now, id, |engine, s| {
             if s.is_expired_at(now) {
                 return Err(Refusal::Expired.into());
             }
@@ -312,7 +380,7 @@ impl Engine {
         id: SurplusId,
         recipient_id: RecipientId,
     ) -> Result<&LiveSurplus, CommandRefusal> {
-        self.with_surplus(id, |engine, s| {
+        self.with_surplus(now, id, |engine, s| {
             engine.events.push(s.pick_up(now, recipient_id)?);
             Ok(())
         })
@@ -325,7 +393,7 @@ impl Engine {
         recipient_id: RecipientId,
         delivered: Mass,
     ) -> Result<&LiveSurplus, CommandRefusal> {
-        self.with_surplus(id, |engine, s| {
+        self.with_surplus(now, id, |engine, s| {
             engine.events.push(s.deliver(now, recipient_id, delivered)?);
             Ok(())
         })
@@ -358,10 +426,18 @@ impl Engine {
     }
 
     fn fire(&mut self, now: Timestamp, s: &mut LiveSurplus) {
-        if s.status.is_unclaimed() && s.is_expired_at(now) {
+        let collectable = s.status.is_unclaimed() || s.status == SurplusStatus::Claimed;
+        if collectable && s.is_expired_at(now) {
+            let uncollected_claim = s.claimed_by.zip(s.claimed_day);
             if let Ok((cancelled, event)) = s.expire(now) {
                 if let Some(offer) = cancelled {
                     self.release(&offer, s.posted.quantity);
+                }
+                // A claim nobody collected gives its capacity back.
+                if let Some((r, day)) = uncollected_claim
+                    && let Some(e) = self.recipients.get_mut(&r)
+                {
+                    e.release(day, s.posted.quantity);
                 }
                 self.events.push(event);
             }
@@ -407,14 +483,16 @@ impl Engine {
             expires_at: s.posted.expires_at,
         };
         let day = self.day(now);
-        match matching::best(
+        let search = matching::best(
             &self.recipients,
             &facts,
             now,
             day,
             &s.offered_to,
             &self.cfg.matching,
-        ) {
+        );
+        self.scan_limit_hits += u32::from(search.scan_limit_hit);
+        match search.best {
             Some(c) => self.offer(now, s, c.recipient_id, false),
             None => self.enter_dlq(now, s, DeadLetterReason::NoCandidate),
         }
@@ -436,13 +514,19 @@ impl Engine {
         self.dead_letter(now, s, reason, Some(retry_at));
     }
 
+    /// The cell's general food bank, if it takes the food, was not offered it
+    /// before and can get there before it expires (radius and daily capacity
+    /// do not apply to the last resort).
     fn fallback(&mut self, now: Timestamp, s: &mut LiveSurplus) {
+        let speed = self.cfg.matching.speed_kmh;
         let candidate = self
             .recipients
             .fallback_for_cell(s.posted.cell)
             .filter(|e| {
+                let km = e.recipient.location.haversine_km(&s.posted.location);
                 e.recipient.accepted_food_types.contains(s.posted.food_type)
                     && !s.offered_to.contains(&e.recipient.id)
+                    && now + matching::travel_time(km, speed) < s.posted.expires_at
             })
             .map(|e| e.recipient.id);
         match candidate {
@@ -509,6 +593,7 @@ impl Engine {
     /// restored from a copy taken before `f`, and no event is kept).
     fn with_surplus(
         &mut self,
+        now: Timestamp,
         id: SurplusId,
         f: impl FnOnce(&mut Engine, &mut LiveSurplus) -> Result<(), CommandRefusal>,
     ) -> Result<&LiveSurplus, CommandRefusal> {
@@ -518,21 +603,27 @@ impl Engine {
             .ok_or(CommandRefusal::NotLive)?
             .next_deadline();
         let mut s = self.take(id, deadline).ok_or(CommandRefusal::NotLive)?;
+        // A timer due now fires first, so the command sees the surplus as it
+        // is (expired, rematched); those changes stand even if it is refused.
+        let fired = deadline.is_some_and(|t| t <= now);
+        if fired {
+            self.fire(now, &mut s);
+        }
         let events_before = self.events.len();
         let original = s.clone();
         match f(self, &mut s) {
             Ok(()) => {
                 self.put(s);
-                Ok(self
-                    .live
-                    .get(&id)
-                    .or_else(|| self.retired.get(&id))
-                    .expect("just put back"))
+                Ok(self.surplus_or_retired(&id).expect("just put back"))
             }
             Err(refusal) => {
                 debug_assert_eq!(self.events.len(), events_before, "a refusal emits nothing");
                 self.events.truncate(events_before);
-                self.put_untouched(original);
+                if fired {
+                    self.put(original);
+                } else {
+                    self.put_untouched(original);
+                }
                 Err(refusal)
             }
         }
@@ -546,21 +637,26 @@ impl Engine {
         self.live.remove(&id)
     }
 
-    /// Puts a modified surplus back: live with its new timer, or retired.
+    /// Puts a modified surplus back: live with its new timer, or retired
+    /// (its final row is written at the next drain, then it leaves memory).
     fn put(&mut self, s: LiveSurplus) {
         let id = s.posted.id;
         self.touched.push(id);
-        if s.status.is_terminal() {
-            self.retired.insert(id, s);
-        } else {
+        if stays_live(&s) {
             if let Some(t) = s.next_deadline() {
                 self.timers.insert((t, id));
             }
             self.live.insert(id, s);
+        } else {
+            self.retired.insert(id, s);
         }
     }
 
+    /// Puts back a surplus nothing changed (a picked-up one simply leaves).
     fn put_untouched(&mut self, s: LiveSurplus) {
+        if !stays_live(&s) {
+            return;
+        }
         if let Some(t) = s.next_deadline() {
             self.timers.insert((t, s.posted.id));
         }
@@ -570,8 +666,8 @@ impl Engine {
     /// Checks the engine's invariants; for tests and debug assertions.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (id, s) in &self.live {
-            if s.status.is_terminal() {
-                return Err(format!("{id}: terminal surplus still live"));
+            if !stays_live(s) {
+                return Err(format!("{id}: {:?} surplus still in memory", s.status));
             }
             if let Some(t) = s.next_deadline()
                 && !self.timers.contains(&(t, *id))

@@ -1,13 +1,15 @@
 //! The recipient registry: every recipient this edge can offer to, their
-//! day's reserved capacity and acceptance record, and a 3-D R-tree over
-//! their unit vectors so "nearest on Earth" is an exact Euclidean query.
+//! day's reserved capacity and acceptance record, and one 3-D R-tree per
+//! food type over their unit vectors, so "nearest on Earth that takes
+//! bakery" is an exact Euclidean query that never wades through recipients
+//! who would refuse the food.
 
 use std::collections::HashMap;
 
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use sync_protocol::geo::{chord_squared_for_km, km_from_chord_squared};
-use sync_protocol::{GeoPoint, Mass, Recipient, RecipientId};
+use sync_protocol::{FoodType, GeoPoint, Mass, Recipient, RecipientId};
 
 type Node = GeomWithData<[f64; 3], u32>;
 
@@ -73,9 +75,14 @@ impl RecipientEntry {
 
 #[derive(Debug, Default)]
 pub struct RecipientIndex {
-    tree: RTree<Node>,
+    /// One tree per food type, indexed by `FoodType as usize`.
+    trees: [RTree<Node>; FoodType::ALL.len()],
     entries: Vec<RecipientEntry>,
     by_id: HashMap<RecipientId, u32>,
+}
+
+fn node(e: &RecipientEntry, i: u32) -> Node {
+    Node::new(e.recipient.location.unit_vector(), i)
 }
 
 impl RecipientIndex {
@@ -85,20 +92,40 @@ impl RecipientIndex {
 
     /// Bulk-loads the tree (much faster than inserting one by one at start).
     pub fn from_entries(entries: Vec<RecipientEntry>) -> RecipientIndex {
-        let nodes = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Node::new(e.recipient.location.unit_vector(), slot(i)))
-            .collect();
+        let trees = FoodType::ALL.map(|t| {
+            let nodes = entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.recipient.accepted_food_types.contains(t))
+                .map(|(i, e)| node(e, slot(i)))
+                .collect();
+            RTree::bulk_load(nodes)
+        });
         let by_id = entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.recipient.id, slot(i)))
             .collect();
         RecipientIndex {
-            tree: RTree::bulk_load(nodes),
+            trees,
             entries,
             by_id,
+        }
+    }
+
+    fn unindex(&mut self, i: u32) {
+        let e = &self.entries[i as usize];
+        let n = node(e, i);
+        for t in e.recipient.accepted_food_types.iter() {
+            self.trees[t as usize].remove(&n);
+        }
+    }
+
+    fn index(&mut self, i: u32) {
+        let e = &self.entries[i as usize];
+        let n = node(e, i);
+        for t in e.recipient.accepted_food_types.iter() {
+            self.trees[t as usize].insert(n);
         }
     }
 
@@ -106,18 +133,14 @@ impl RecipientIndex {
     pub fn upsert(&mut self, recipient: Recipient, cell: u64) {
         match self.by_id.get(&recipient.id).copied() {
             Some(i) => {
+                self.unindex(i);
                 let e = &mut self.entries[i as usize];
-                let old = Node::new(e.recipient.location.unit_vector(), i);
-                self.tree.remove(&old);
-                self.tree
-                    .insert(Node::new(recipient.location.unit_vector(), i));
                 e.recipient = recipient;
                 e.cell = cell;
+                self.index(i);
             }
             None => {
                 let i = slot(self.entries.len());
-                self.tree
-                    .insert(Node::new(recipient.location.unit_vector(), i));
                 self.by_id.insert(recipient.id, i);
                 self.entries.push(RecipientEntry {
                     recipient,
@@ -125,6 +148,7 @@ impl RecipientIndex {
                     stats: AcceptanceStats::default(),
                     reserved: Reservation::default(),
                 });
+                self.index(i);
             }
         }
     }
@@ -153,15 +177,16 @@ impl RecipientIndex {
         self.entries.iter()
     }
 
-    /// Recipients within `radius_km` of `point`, nearest first, with their
-    /// great-circle distance.
+    /// Recipients that accept `food` within `radius_km` of `point`, nearest
+    /// first, with their great-circle distance.
     pub fn nearest_within(
         &self,
         point: &GeoPoint,
         radius_km: f64,
+        food: FoodType,
     ) -> impl Iterator<Item = (&RecipientEntry, f64)> {
         let limit = chord_squared_for_km(radius_km);
-        self.tree
+        self.trees[food as usize]
             .nearest_neighbor_iter_with_distance_2(&point.unit_vector())
             .take_while(move |(_, d2)| *d2 <= limit)
             .map(move |(node, d2)| (&self.entries[node.data as usize], km_from_chord_squared(d2)))
@@ -209,7 +234,7 @@ mod tests {
         idx.upsert(recipient(4, -6.60, 106.80), 1); // ~44 km
         let here = GeoPoint::new(-6.20, 106.80).expect("valid");
         let got: Vec<_> = idx
-            .nearest_within(&here, 15.0)
+            .nearest_within(&here, 15.0, FoodType::Bakery)
             .map(|(e, d)| (e.recipient.id, d))
             .collect();
         let ids: Vec<_> = got.iter().map(|(id, _)| id.as_bytes()[0]).collect();
@@ -223,12 +248,27 @@ mod tests {
         idx.upsert(recipient(1, -6.20, 106.80), 1);
         idx.upsert(recipient(1, -7.50, 110.00), 2);
         let here = GeoPoint::new(-6.20, 106.80).expect("valid");
-        assert_eq!(idx.nearest_within(&here, 50.0).count(), 0);
+        assert_eq!(idx.nearest_within(&here, 50.0, FoodType::Bakery).count(), 0);
         assert_eq!(idx.len(), 1);
         assert_eq!(
             idx.get(&RecipientId::from_bytes([1; 16])).map(|e| e.cell),
             Some(2)
         );
+    }
+
+    #[test]
+    fn each_food_type_has_its_own_tree_and_upsert_moves_between_them() {
+        let mut idx = RecipientIndex::new();
+        let mut dairy_only = recipient(1, -6.20, 106.80);
+        dairy_only.accepted_food_types = [FoodType::Dairy].into_iter().collect();
+        idx.upsert(dairy_only.clone(), 1);
+        let here = GeoPoint::new(-6.20, 106.80).expect("valid");
+        assert_eq!(idx.nearest_within(&here, 5.0, FoodType::Dairy).count(), 1);
+        assert_eq!(idx.nearest_within(&here, 5.0, FoodType::Bakery).count(), 0);
+        dairy_only.accepted_food_types = [FoodType::Bakery].into_iter().collect();
+        idx.upsert(dairy_only, 1);
+        assert_eq!(idx.nearest_within(&here, 5.0, FoodType::Dairy).count(), 0);
+        assert_eq!(idx.nearest_within(&here, 5.0, FoodType::Bakery).count(), 1);
     }
 
     #[test]
@@ -268,11 +308,11 @@ mod tests {
         );
         let here = GeoPoint::new(-6.05, 106.8).expect("valid");
         let a: Vec<_> = inc
-            .nearest_within(&here, 30.0)
+            .nearest_within(&here, 30.0, FoodType::Bakery)
             .map(|(e, _)| e.recipient.id)
             .collect();
         let b: Vec<_> = bulk
-            .nearest_within(&here, 30.0)
+            .nearest_within(&here, 30.0, FoodType::Bakery)
             .map(|(e, _)| e.recipient.id)
             .collect();
         assert_eq!(a, b);

@@ -116,8 +116,12 @@ impl LiveSurplus {
     }
 
     /// The next instant at which time alone changes this surplus: expiry, an
-    /// offer's ACK deadline, or a DLQ retry. `None` once claimed or terminal.
+    /// offer's ACK deadline, or a DLQ retry. A claimed surplus still expires
+    /// if nobody collects it; once picked up or finished, time changes nothing.
     pub fn next_deadline(&self) -> Option<Timestamp> {
+        if self.status == SurplusStatus::Claimed {
+            return Some(self.posted.expires_at);
+        }
         if !self.status.is_unclaimed() {
             return None;
         }
@@ -300,6 +304,11 @@ impl LiveSurplus {
 
     pub fn pick_up(&mut self, now: Timestamp, recipient_id: RecipientId) -> Result<Event, Refusal> {
         self.check_claimant(recipient_id)?;
+        if self.status == SurplusStatus::Expired
+            || (self.status == SurplusStatus::Claimed && self.is_expired_at(now))
+        {
+            return Err(Refusal::Expired);
+        }
         if self.status != SurplusStatus::Claimed {
             return Err(Refusal::InvalidTransition);
         }
@@ -334,9 +343,11 @@ impl LiveSurplus {
         })
     }
 
-    /// Expiry of an unclaimed surplus. Returns the pending offer it cancelled.
+    /// Expiry of a surplus nobody collected (unclaimed, or claimed and never
+    /// picked up). Returns the pending offer it cancelled.
     pub fn expire(&mut self, now: Timestamp) -> Result<(Option<PendingOffer>, Event), Refusal> {
-        if !self.status.is_unclaimed() || !self.is_expired_at(now) {
+        let collectable = self.status.is_unclaimed() || self.status == SurplusStatus::Claimed;
+        if !collectable || !self.is_expired_at(now) {
             return Err(Refusal::InvalidTransition);
         }
         let cancelled = self.offer.take();
@@ -384,7 +395,7 @@ pub fn allowed(from: SurplusStatus, to: SurplusStatus) -> bool {
         (Available, Offered | Claimed | Expired | DeadLettered)
             | (Offered, Available | Claimed | Expired)
             | (DeadLettered, Offered | Claimed | Expired | DeadLettered)
-            | (Claimed, PickedUp)
+            | (Claimed, PickedUp | Expired)
             | (PickedUp, Delivered)
     )
 }
@@ -535,7 +546,26 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(mins(6)));
         s.claim(mins(7), rid(3), s.version, 0)
             .expect("claim from the DLQ");
+        assert_eq!(
+            s.next_deadline(),
+            Some(mins(60)),
+            "a claim still expires if nobody collects it"
+        );
+        s.pick_up(mins(8), rid(3)).expect("collected");
         assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn an_uncollected_claim_expires_and_cannot_be_picked_up() {
+        let mut s = surplus();
+        s.claim(mins(1), rid(1), 1, 0).expect("claimed");
+        assert_eq!(
+            s.expire(mins(59)).map(drop),
+            Err(Refusal::InvalidTransition)
+        );
+        s.expire(mins(60)).expect("expires uncollected");
+        assert_eq!(s.status, SurplusStatus::Expired);
+        assert_eq!(s.pick_up(mins(61), rid(1)), Err(Refusal::Expired));
     }
 
     #[test]

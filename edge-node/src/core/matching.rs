@@ -45,8 +45,9 @@ pub struct MatchParams {
     pub speed_kmh: f64,
     /// Stop after this many feasible candidates (the nearest ones).
     pub max_feasible: usize,
-    /// Stop after examining this many recipients, feasible or not, so a dense
-    /// district of full recipients cannot make one match slow.
+    /// Stop after examining this many recipients that take the food type and
+    /// could arrive in time, so a dense district of full recipients cannot
+    /// make one match slow. Hitting it is counted (`match_scan_limit_hits`).
     pub max_scanned: usize,
     pub weights: Weights,
 }
@@ -57,7 +58,7 @@ impl Default for MatchParams {
             radius_km: 15.0,
             speed_kmh: 20.0,
             max_feasible: 16,
-            max_scanned: 256,
+            max_scanned: 1_024,
             weights: Weights::default(),
         }
     }
@@ -86,6 +87,43 @@ pub fn travel_time(distance_km: f64, speed_kmh: f64) -> Duration {
     Duration::from_ms(ms as i64)
 }
 
+/// The outcome of a search, with what it cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Search {
+    pub best: Option<Candidate>,
+    /// Recipients examined.
+    pub scanned: usize,
+    /// The search stopped at `max_scanned` before running out of candidates:
+    /// a feasible recipient further away may have been missed.
+    pub scan_limit_hit: bool,
+}
+
+/// Feasible candidates in distance order. Recipients who refuse the food
+/// type never appear (each food type has its own tree); the scan stops at
+/// the first recipient who cannot arrive before expiry (all farther ones
+/// cannot either) or after `max_scanned` recipients.
+fn candidates<'a>(
+    index: &'a RecipientIndex,
+    facts: &'a SurplusFacts,
+    now: Timestamp,
+    day: i64,
+    excluded: &'a [RecipientId],
+    params: &'a MatchParams,
+    scanned: &'a mut usize,
+) -> impl Iterator<Item = Candidate> + 'a {
+    index
+        .nearest_within(&facts.location, params.radius_km, facts.food_type)
+        .take_while(move |(_, distance_km)| {
+            now + travel_time(*distance_km, params.speed_kmh) < facts.expires_at
+        })
+        .take(params.max_scanned)
+        .inspect(move |_| *scanned += 1)
+        .filter_map(move |(entry, distance_km)| {
+            feasible(entry, distance_km, facts, now, day, excluded, params)
+        })
+        .take(params.max_feasible)
+}
+
 /// Feasible candidates, best first (at most `params.max_feasible`).
 pub fn rank(
     index: &RecipientIndex,
@@ -95,14 +133,9 @@ pub fn rank(
     excluded: &[RecipientId],
     params: &MatchParams,
 ) -> Vec<Candidate> {
-    let mut out: Vec<Candidate> = index
-        .nearest_within(&facts.location, params.radius_km)
-        .take(params.max_scanned)
-        .filter_map(|(entry, distance_km)| {
-            feasible(entry, distance_km, facts, now, day, excluded, params)
-        })
-        .take(params.max_feasible)
-        .collect();
+    let mut scanned = 0;
+    let mut out: Vec<Candidate> =
+        candidates(index, facts, now, day, excluded, params, &mut scanned).collect();
     out.sort_by(compare);
     out
 }
@@ -115,15 +148,17 @@ pub fn best(
     day: i64,
     excluded: &[RecipientId],
     params: &MatchParams,
-) -> Option<Candidate> {
-    index
-        .nearest_within(&facts.location, params.radius_km)
-        .take(params.max_scanned)
-        .filter_map(|(entry, distance_km)| {
-            feasible(entry, distance_km, facts, now, day, excluded, params)
-        })
-        .take(params.max_feasible)
-        .min_by(compare)
+) -> Search {
+    let mut scanned = 0;
+    let mut found = 0;
+    let best = candidates(index, facts, now, day, excluded, params, &mut scanned)
+        .inspect(|_| found += 1)
+        .min_by(compare);
+    Search {
+        best,
+        scanned,
+        scan_limit_hit: scanned >= params.max_scanned && found < params.max_feasible,
+    }
 }
 
 /// Best first: higher score, then shorter distance, then lower id.
@@ -283,7 +318,7 @@ mod tests {
         }
         idx.upsert(r(9, -6.21, 106.8, 100, &FoodType::ALL), 1);
         let b = best(&idx, &facts(10, 120), NOW, 0, &[], &MatchParams::default());
-        assert_eq!(b.map(|c| c.recipient_id), Some(id(9)));
+        assert_eq!(b.best.map(|c| c.recipient_id), Some(id(9)));
     }
 
     #[test]
@@ -297,7 +332,75 @@ mod tests {
         let f = facts(12, 90);
         let ranked = rank(&idx, &f, NOW, 0, &[], &MatchParams::default());
         let b = best(&idx, &f, NOW, 0, &[], &MatchParams::default());
-        assert_eq!(ranked.first().copied(), b);
+        assert_eq!(ranked.first().copied(), b.best);
+    }
+
+    #[test]
+    fn a_dense_cluster_that_refuses_the_food_hides_nothing() {
+        // 600 recipients next door who take only dairy; one baker's friend 10 km away.
+        let mut idx = RecipientIndex::new();
+        for n in 0..600u32 {
+            let mut r = r(0, -6.2001, 106.8, 100, &[FoodType::Dairy]);
+            r.id = RecipientId::from_bytes([
+                (n % 251) as u8,
+                (n / 251) as u8,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ]);
+            idx.upsert(r, 1);
+        }
+        idx.upsert(r(9, -6.29, 106.8, 100, &[FoodType::Bakery]), 1);
+        let s = best(&idx, &facts(10, 120), NOW, 0, &[], &MatchParams::default());
+        assert_eq!(s.best.map(|c| c.recipient_id), Some(id(9)));
+        assert_eq!(s.scanned, 1, "the dairy-only cluster is not even looked at");
+    }
+
+    #[test]
+    fn full_recipients_past_the_scan_limit_are_reported() {
+        let mut idx = RecipientIndex::new();
+        for n in 0..40u8 {
+            idx.upsert(
+                r(n, -6.2 - f64::from(n) * 0.0001, 106.8, 5, &FoodType::ALL),
+                1,
+            ); // too small
+        }
+        idx.upsert(r(200, -6.25, 106.8, 100, &FoodType::ALL), 1);
+        let params = MatchParams {
+            max_scanned: 20,
+            ..MatchParams::default()
+        };
+        let s = best(&idx, &facts(10, 120), NOW, 0, &[], &params);
+        assert_eq!((s.best, s.scanned, s.scan_limit_hit), (None, 20, true));
+        let s = best(&idx, &facts(10, 120), NOW, 0, &[], &MatchParams::default());
+        assert_eq!(s.best.map(|c| c.recipient_id), Some(id(200)));
+        assert!(!s.scan_limit_hit);
+    }
+
+    #[test]
+    fn scanning_stops_at_the_first_recipient_too_far_to_arrive() {
+        let mut idx = RecipientIndex::new();
+        for n in 1..=10u8 {
+            idx.upsert(
+                r(n, -6.2 - f64::from(n) * 0.01, 106.8, 100, &FoodType::ALL),
+                1,
+            );
+        }
+        // 20 km/h and 5 minutes: only the nearest (1.1 km ≈ 3.3 min) can make it.
+        let s = best(&idx, &facts(10, 5), NOW, 0, &[], &MatchParams::default());
+        assert_eq!(s.best.map(|c| c.recipient_id), Some(id(1)));
+        assert_eq!(s.scanned, 1);
     }
 
     #[test]

@@ -50,9 +50,11 @@ pub fn load(conn: &Connection, cfg: EngineConfig, now: Timestamp) -> Result<Load
     })
 }
 
+/// Surplus that live in memory: not finished, not picked up (a picked-up
+/// surplus is brought back only when its delivery is reported).
 fn load_live_surplus(conn: &Connection) -> Result<HashMap<SurplusId, LiveSurplus>, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {SURPLUS_COLUMNS} FROM surplus WHERE status NOT IN ('delivered', 'expired')"
+        "SELECT {SURPLUS_COLUMNS} FROM surplus WHERE status NOT IN ('delivered', 'expired', 'picked_up')"
     ))?;
     let rows = stmt.query_map([], surplus_from_row)?;
     let mut live = HashMap::new();
@@ -63,6 +65,59 @@ fn load_live_surplus(conn: &Connection) -> Result<HashMap<SurplusId, LiveSurplus
     Ok(live)
 }
 
+/// Surplus finished or picked up since `since`, oldest first (at most
+/// `limit`), to refill the listing's recent window after a restart.
+pub fn recent_finished(
+    conn: &Connection,
+    since: Timestamp,
+    limit: usize,
+) -> Result<Vec<LiveSurplus>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {SURPLUS_COLUMNS} FROM surplus
+         WHERE status IN ('delivered', 'expired', 'picked_up') AND updated_at >= ?1
+         ORDER BY updated_at DESC LIMIT ?2"
+    ))?;
+    let mut out = stmt
+        .query_map(
+            rusqlite::params![since.unix_ms(), limit as i64],
+            surplus_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// One stored surplus with its offers, whatever its status.
+pub fn load_one(conn: &Connection, id: &SurplusId) -> Result<Option<LiveSurplus>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SURPLUS_COLUMNS} FROM surplus WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query([id.as_bytes()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut s = surplus_from_row(row)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT recipient_id, made_at, ack_deadline, reserved_day, fallback, outcome
+         FROM offers WHERE surplus_id = ?1 ORDER BY attempt",
+    )?;
+    let mut rows = stmt.query([id.as_bytes()])?;
+    while let Some(row) = rows.next()? {
+        let rid = RecipientId::from_bytes(blob16(row.get(0)?)?);
+        s.offered_to.push(rid);
+        if row.get::<_, String>(5)? == "pending" {
+            s.offer = Some(PendingOffer {
+                recipient_id: rid,
+                made_at: Timestamp::from_unix_ms(row.get(1)?),
+                ack_deadline: Timestamp::from_unix_ms(row.get(2)?),
+                reserved_day: row.get(3)?,
+                fallback: row.get(4)?,
+            });
+        }
+    }
+    Ok(Some(s))
+}
+
 fn attach_offers(
     conn: &Connection,
     live: &mut HashMap<SurplusId, LiveSurplus>,
@@ -71,7 +126,7 @@ fn attach_offers(
         "SELECT o.surplus_id, o.recipient_id, o.made_at, o.ack_deadline, o.reserved_day,
                 o.fallback, o.outcome
          FROM offers o JOIN surplus s ON s.id = o.surplus_id
-         WHERE s.status NOT IN ('delivered', 'expired')
+         WHERE s.status NOT IN ('delivered', 'expired', 'picked_up')
          ORDER BY o.surplus_id, o.attempt",
     )?;
     let mut rows = stmt.query([])?;

@@ -15,11 +15,14 @@ use super::rows::{
 use super::{StoreError, open_reader};
 use sync_protocol::Surplus;
 
+/// At most `max_idle` reads run at once (each on its own connection);
+/// more wait for a permit.
 #[derive(Debug)]
 pub struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+    permits: tokio::sync::Semaphore,
 }
 
 impl ReadPool {
@@ -28,6 +31,7 @@ impl ReadPool {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle.max(1),
+            permits: tokio::sync::Semaphore::new(max_idle.max(1)),
         }
     }
 
@@ -36,6 +40,11 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Corrupt("the read pool is closed".into()))?;
         let pool = self.clone();
         {
             tokio::task::spawn_blocking(move || {

@@ -39,6 +39,26 @@ use sync_protocol::Surplus;
 #[error("the edge could not commit: {0}")]
 pub struct Unavailable(pub String);
 
+/// Marks the writer dead when its thread ends for any reason (readiness).
+struct AliveGuard(Arc<Shared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0
+            .stats
+            .writer_alive
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A refusal with no surplus to show.
+fn refused(r: CommandRefusal) -> Rejection {
+    Rejection {
+        reason: r.into(),
+        current: None,
+    }
+}
+
 /// A group taking longer than this is logged: it delays every reply in it.
 const SLOW_GROUP: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -47,12 +67,12 @@ pub type Reply<T> = oneshot::Sender<Result<T, Unavailable>>;
 pub enum Command {
     RegisterProvider {
         new: NewProvider,
-        reply: Reply<Provider>,
+        reply: Reply<Result<Provider, Rejection>>,
     },
     RegisterRecipient {
         new: NewRecipient,
         cell: u64,
-        reply: Reply<Recipient>,
+        reply: Reply<Result<Recipient, Rejection>>,
     },
     Post {
         new: NewSurplus,
@@ -85,8 +105,14 @@ pub enum Command {
 
 /// An answer held back until the group commits.
 enum Pending {
-    Provider(Reply<Provider>, Provider),
-    Recipient(Reply<Recipient>, Recipient),
+    Provider(
+        Reply<Result<Provider, Rejection>>,
+        Result<Provider, Rejection>,
+    ),
+    Recipient(
+        Reply<Result<Recipient, Rejection>>,
+        Result<Recipient, Rejection>,
+    ),
     Post(Reply<Result<Posted, Rejection>>, Result<Posted, Rejection>),
     Act(
         Reply<Result<Surplus, Rejection>>,
@@ -186,9 +212,24 @@ impl Writer {
         self.engine.live().map(LiveSurplus::snapshot).collect()
     }
 
+    /// Surplus finished within `window` before `now`, oldest first.
+    pub fn recent_views(
+        &self,
+        now: Timestamp,
+        window: sync_protocol::Duration,
+        limit: usize,
+    ) -> Result<Vec<Surplus>, StoreError> {
+        let since = now + sync_protocol::Duration::from_ms(-window.as_ms());
+        Ok(super::load::recent_finished(&self.conn, since, limit)?
+            .iter()
+            .map(LiveSurplus::snapshot)
+            .collect())
+    }
+
     /// Runs until told to stop (or every sender is dropped), finishing
     /// what was queued before that.
     pub fn run(mut self, rx: Receiver<Command>) {
+        let _alive = AliveGuard(self.shared.clone());
         let mut batch = Vec::with_capacity(self.cfg.max_batch);
         let mut next = Next::Continue;
         while next == Next::Continue {
@@ -236,7 +277,21 @@ impl Writer {
         let size = batch.len() as u64;
         let mut pending = Vec::with_capacity(batch.len());
         let started = Instant::now();
-        let result = self.run_group(now, batch, &mut pending);
+        // A bug that panics inside a group must not take the edge down: the
+        // transaction is rolled back, state is reloaded from SQLite (the source
+        // of truth) and every command in the group is answered 503.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_group(now, batch, &mut pending)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Stats::add(&self.shared.stats.writer_panics, 1);
+            Err(StoreError::Corrupt(format!("the writer panicked: {what}")))
+        });
         batch.clear(); // commands not reached drop their reply: the caller sees Unavailable
         let shared = self.shared.clone();
         let stats = &shared.stats;
@@ -329,9 +384,13 @@ impl Writer {
                     location: new.location,
                     contact: new.contact,
                 };
-                self.engine.register_provider(p.clone());
+                let result = self
+                    .engine
+                    .register_provider(p.clone())
+                    .map(|()| p)
+                    .map_err(refused);
                 self.write_output(now, None)?;
-                Pending::Provider(reply, p)
+                Pending::Provider(reply, result)
             }
             Command::RegisterRecipient { new, cell, reply } => {
                 let r = Recipient {
@@ -343,9 +402,13 @@ impl Writer {
                     is_fallback: new.is_fallback,
                     contact: new.contact,
                 };
-                self.engine.register_recipient(r.clone(), cell);
+                let result = self
+                    .engine
+                    .register_recipient(r.clone(), cell)
+                    .map(|()| r)
+                    .map_err(refused);
                 self.write_output(now, None)?;
-                Pending::Recipient(reply, r)
+                Pending::Recipient(reply, result)
             }
             Command::Post {
                 new,
@@ -504,8 +567,31 @@ impl Writer {
         action: SurplusAction,
         trace: Option<TraceContext>,
     ) -> Result<Result<Surplus, Rejection>, StoreError> {
+        let mut result = self.apply_action(now, id, action);
+        if result == Err(CommandRefusal::NotLive) && self.rehydrate(id)? {
+            result = self.apply_action(now, id, action);
+        }
+        // Timers that fired on the way (an expiry) are written even when the
+        // action itself was refused.
+        self.write_output(now, trace)?;
+        match result {
+            Ok(view) => Ok(Ok(view)),
+            Err(CommandRefusal::NotLive) => Ok(Err(self.refuse_finished(id, action)?)),
+            Err(refusal) => Ok(Err(Rejection {
+                reason: refusal.into(),
+                current: self.stored_view(&id)?.map(Box::new),
+            })),
+        }
+    }
+
+    fn apply_action(
+        &mut self,
+        now: Timestamp,
+        id: SurplusId,
+        action: SurplusAction,
+    ) -> Result<Surplus, CommandRefusal> {
         let e = &mut self.engine;
-        let result = match action {
+        match action {
             SurplusAction::Claim {
                 recipient_id,
                 version,
@@ -518,17 +604,23 @@ impl Writer {
                 delivered,
             } => e.deliver(now, id, recipient_id, delivered),
         }
-        .map(LiveSurplus::snapshot);
-        match result {
-            Ok(view) => {
-                self.write_output(now, trace)?;
-                Ok(Ok(view))
-            }
-            Err(CommandRefusal::NotLive) => Ok(Err(self.refuse_finished(id, action)?)),
-            Err(refusal) => Ok(Err(Rejection {
-                reason: refusal.into(),
-                current: self.engine.surplus(&id).map(|s| Box::new(s.snapshot())),
-            })),
+        .map(LiveSurplus::snapshot)
+    }
+
+    /// Brings a stored, unfinished surplus that is not in memory (a picked-up
+    /// one) back for one command.
+    fn rehydrate(&mut self, id: SurplusId) -> Result<bool, StoreError> {
+        match super::load::load_one(&self.conn, &id)? {
+            Some(s) if !s.status.is_terminal() => Ok(self.engine.rehydrate(s)),
+            _ => Ok(false),
+        }
+    }
+
+    /// The surplus as it now stands: in memory, or as last written.
+    fn stored_view(&self, id: &SurplusId) -> Result<Option<Surplus>, StoreError> {
+        match self.engine.surplus_or_retired(id) {
+            Some(s) => Ok(Some(s.snapshot())),
+            None => read_surplus_view(&self.conn, id),
         }
     }
 
@@ -596,6 +688,10 @@ impl Writer {
         for alert in out.alerts {
             self.raise(alert);
         }
+        Stats::add(
+            &self.shared.stats.match_scan_limit_hits,
+            u64::from(out.scan_limit_hits),
+        );
         Ok(())
     }
 
@@ -653,8 +749,11 @@ impl Writer {
             if known {
                 continue;
             }
+            if self.engine.import_recipient(r.clone(), e.cell).is_err() {
+                tracing::warn!("recipient registry full: not importing more neighbours");
+                break;
+            }
             super::rows::upsert_foreign_recipient(&self.conn, &r, e.cell, e.owner.as_str(), now)?;
-            self.engine.import_recipient(r, e.cell);
             n += 1;
         }
         Ok(n)
