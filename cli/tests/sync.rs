@@ -265,3 +265,41 @@ async fn an_edge_killed_mid_batch_still_delivers_exactly_once() {
     let events = assert_hub_mirrors_edge(&db.url, "jkt-1", &data.join("edge.sqlite3")).await;
     eprintln!("{events} events mirrored exactly once across three kill -9s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edge_that_starts_before_its_hub_serves_alone_then_catches_up() {
+    let db = pg::fresh_database().await;
+    let certs = certs_for("jkt-1");
+    let port = free_udp_port();
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("edge");
+    let cfg = edge_config(
+        work.path(),
+        &data,
+        certs.path(),
+        "jkt-1",
+        &format!("127.0.0.1:{port}"),
+    );
+    let edge = start_edge(&cfg);
+    let provider = seed(&edge.base, 1).await;
+    let c = reqwest::Client::new();
+    for i in 0..300 {
+        let (s, v) = post(
+            &c,
+            format!("{}/api/v1/surplus", edge.base),
+            surplus_body(&provider, i),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 201, "the edge serves its city with no hub: {v}");
+    }
+    let status = sync_status(&c, &edge.base).await.unwrap();
+    assert_eq!(status["connected"], false);
+    assert_eq!(status["acked_seq"], 0);
+    assert!(status["backlog"].as_u64().unwrap() >= 600, "{status}");
+    let hub = start_hub(&db.url, port, certs.path());
+    wait_caught_up(&c, &edge.base, "once the hub appears").await;
+    let events = assert_hub_mirrors_edge(&db.url, "jkt-1", &data.join("edge.sqlite3")).await;
+    assert!(events >= 602);
+    drop(hub);
+}

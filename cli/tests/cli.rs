@@ -1,0 +1,112 @@
+//! Bad invocations of `pahlawan`: a non-zero exit and one readable line on
+//! stderr, never a panic or a backtrace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pahlawan"));
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run pahlawan");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_invocations_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, _, _) = run(&["certs", "init", "--dir", d], &[]);
+    assert_eq!(code, 0, "the first init works");
+    let missing = format!("{d}/missing.toml");
+    let bad_toml = format!("{d}/bad.toml");
+    std::fs::write(&bad_toml, "edge_id = \"Not Valid\"\n").unwrap();
+    let table: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["certs", "init", "--dir", d], vec![], "already exists"),
+        (
+            vec!["certs", "issue-edge", "--dir", d, "--edge-id", "Bad Id"],
+            vec![],
+            "--edge-id",
+        ),
+        (
+            vec![
+                "certs",
+                "issue-edge",
+                "--dir",
+                "/nonexistent/dir",
+                "--edge-id",
+                "ok-1",
+            ],
+            vec![],
+            "ca.key",
+        ),
+        (vec!["hub", "run"], vec![], "DATABASE_URL"),
+        (
+            vec!["edge", "run", "--config", &missing],
+            vec![],
+            "does not exist",
+        ),
+        (
+            vec!["edge", "run", "--config", &bad_toml, "--data-dir", d],
+            vec![],
+            "edge_id",
+        ),
+        (
+            vec!["edge", "config"],
+            vec![("PAHLAWAN_EDGE_MATCHING__RADIUS_KM", "far")],
+            "radius_km",
+        ),
+        (vec!["simulate", "--providers", "0"], vec![], "--providers"),
+        (vec!["bench-sync"], vec![], "DATABASE_URL"),
+    ];
+    for (args, env, needle) in table {
+        let (code, _, stderr) = run(&args, &env);
+        assert_ne!(code, 0, "{args:?} must fail");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{args:?} panicked: {stderr}"
+        );
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line, got {stderr:?}");
+        assert!(lines[0].starts_with("error: "), "{args:?}: {stderr:?}");
+        assert!(
+            lines[0].to_lowercase().contains(&needle.to_lowercase()),
+            "{args:?}: {stderr:?} should mention {needle}"
+        );
+        let body = lines[0].trim_start_matches("error: ");
+        let prefix: String = body.chars().take(30).collect();
+        assert_eq!(
+            body.matches(prefix.as_str()).count(),
+            1,
+            "{args:?} repeats itself: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn edge_config_prints_every_setting() {
+    let (code, stdout, _) = run(
+        &["edge", "config"],
+        &[("PAHLAWAN_EDGE_EDGE_ID", "bandung-1")],
+    );
+    assert_eq!(code, 0);
+    for key in [
+        "edge_id = \"bandung-1\"",
+        "[matching]",
+        "radius_km",
+        "[lifecycle]",
+        "ack_timeout_secs",
+        "[store]",
+        "[http]",
+    ] {
+        assert!(stdout.contains(key), "missing {key} in:\n{stdout}");
+    }
+}
