@@ -29,7 +29,9 @@ fn bad_invocations_fail_with_one_clear_line() {
     let missing = format!("{d}/missing.toml");
     let bad_toml = format!("{d}/bad.toml");
     std::fs::write(&bad_toml, "edge_id = \"Not Valid\"\n").unwrap();
-    let table: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (arguments, environment, what the one line must mention)
+    type Row<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let table: Vec<Row> = vec![
         (vec!["certs", "init", "--dir", d], vec![], "already exists"),
         (
             vec!["certs", "issue-edge", "--dir", d, "--edge-id", "Bad Id"],
