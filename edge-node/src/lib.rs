@@ -5,6 +5,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cells;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod core;
 pub mod ids;
+pub mod pii;
 pub mod read_model;
 pub mod service;
 pub mod shared;
