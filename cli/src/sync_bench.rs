@@ -39,13 +39,15 @@ fn point(i: u64) -> GeoPoint {
 }
 
 fn edge_config(dir: &std::path::Path, hub: Option<HubLinkConfig>) -> EdgeConfig {
-    EdgeConfig {
+    let mut cfg = EdgeConfig {
         edge_id: "bench-edge".into(),
         data_dir: dir.to_path_buf(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         hub,
         ..EdgeConfig::default()
-    }
+    };
+    edge_node::bench::unlimited(&mut cfg);
+    cfg
 }
 
 /// Posts `n` surplus in-process (no hub yet): a backlog to ship.
@@ -200,7 +202,8 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
         max_batch_events: 1_024,
         max_in_flight: 4,
     };
-    let edge = Edge::start(edge_config(&data, Some(link)), StartOptions::default()).await?;
+    let config = edge_config(&data, Some(link));
+    let edge = Edge::start(config.clone(), StartOptions::default()).await?;
     let ingest = wait_acked(&edge, backlog, Duration::from_secs(600)).await?;
     let (apply_p50, apply_p99, batches) = {
         let a = hub.stats().apply_ns.lock();
@@ -223,7 +226,8 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
         rate: Some(cfg.rate),
         recipients: 0,
     };
-    let load = edge_node::bench::post_load(&load_cfg, addr, &provider).await?;
+    let as_provider = edge_node::bench::token(&config, edge_node::auth::Role::Provider, &provider)?;
+    let load = edge_node::bench::post_load(&load_cfg, addr, &provider, &as_provider).await?;
     let target = edge.handle().committed_seq();
     wait_acked(&edge, target, Duration::from_secs(120)).await?;
     let lag = hub.stats().lag_ms.lock().clone();

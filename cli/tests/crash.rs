@@ -4,83 +4,47 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use common::{Proc, admin_client, in_minutes, post};
+use serde_json::json;
 use sync_protocol::wire::decode_envelope;
 use sync_protocol::{Event, SurplusId};
 
-struct EdgeProcess {
-    child: Child,
-    base: String,
-}
+mod common;
 
-impl EdgeProcess {
-    fn start(data_dir: &Path) -> EdgeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pahlawan"))
-            .args(["edge", "run", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn pahlawan");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("a listening line")
-            .to_string();
-        EdgeProcess { child, base }
-    }
-
-    /// `Child::kill` sends SIGKILL on Unix: no shutdown code runs.
-    fn kill9(&mut self) {
-        self.child.kill().expect("kill -9");
-        let status = self.child.wait().expect("reap");
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9), "died of SIGKILL");
-    }
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn in_minutes(m: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::minutes(m);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-async fn post(c: &reqwest::Client, url: String, body: Value) -> reqwest::Result<(u16, Value)> {
-    let r = c.post(url).json(&body).send().await?;
-    let s = r.status().as_u16();
-    Ok((s, r.json().await.unwrap_or(Value::Null)))
+/// An edge on its defaults in `data_dir`, on a free port.
+fn start_edge(data_dir: &Path) -> (Proc, String) {
+    let proc = Proc::spawn(&[
+        "edge",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 path"),
+    ]);
+    let base = proc
+        .banner
+        .strip_prefix("listening on ")
+        .expect("a listening line")
+        .to_string();
+    (proc, base)
 }
 
 /// Posts from 16 tasks until the server dies; returns the ids that got a 201.
 async fn post_stream(
+    c: reqwest::Client,
     base: String,
     provider: String,
     acked: Arc<Mutex<Vec<String>>>,
 ) -> Vec<String> {
     let tasks: Vec<_> = (0..16)
         .map(|w| {
-            let (base, provider, acked) = (base.clone(), provider.clone(), acked.clone());
+            let (c, base, provider, acked) =
+                (c.clone(), base.clone(), provider.clone(), acked.clone());
             tokio::spawn(async move {
-                let c = reqwest::Client::new();
                 let mut i = 0u32;
                 loop {
                     i += 1;
@@ -105,11 +69,11 @@ async fn post_stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_posts_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut edge = EdgeProcess::start(dir.path());
-    let c = reqwest::Client::new();
+    let (mut edge, mut base) = start_edge(dir.path());
+    let c = admin_client(dir.path());
     let (s, p) = post(
         &c,
-        format!("{}/api/v1/providers", edge.base),
+        format!("{}/api/v1/providers", base),
         json!({"name": "Toko Roti", "lat": -6.2, "lon": 106.816,
         "contact_phone": "+62 21 555 1234", "contact_email": "roti@example.org"}),
     )
@@ -117,7 +81,7 @@ async fn acknowledged_posts_survive_kill_9() {
     .unwrap();
     assert_eq!(s, 201);
     let provider = p["id"].as_str().unwrap().to_string();
-    let (s, _) = post(&c, format!("{}/api/v1/recipients", edge.base), json!({"name": "Panti", "lat": -6.21, "lon": 106.82,
+    let (s, _) = post(&c, format!("{}/api/v1/recipients", base), json!({"name": "Panti", "lat": -6.21, "lon": 106.82,
         "capacity_kg_per_day": 100000.0, "accepted_food_types": ["bakery"], "contact_phone": "+62 21 555 0000",
         "contact_email": "panti@example.org"})).await.unwrap();
     assert_eq!(s, 201);
@@ -126,7 +90,8 @@ async fn acknowledged_posts_survive_kill_9() {
     for round in 0..3 {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let stream = tokio::spawn(post_stream(
-            edge.base.clone(),
+            c.clone(),
+            base.clone(),
             provider.clone(),
             acked.clone(),
         ));
@@ -145,13 +110,13 @@ async fn acknowledged_posts_survive_kill_9() {
             "round {round}: some posts were acknowledged before the kill"
         );
         all_acked.extend(acked);
-        edge = EdgeProcess::start(dir.path());
+        (edge, base) = start_edge(dir.path());
     }
 
     // Every acknowledged surplus is served after the restarts...
     for id in &all_acked {
         let r = c
-            .get(format!("{}/api/v1/surplus/{id}", edge.base))
+            .get(format!("{}/api/v1/surplus/{id}", base))
             .send()
             .await
             .unwrap();

@@ -45,6 +45,7 @@ async fn edge(
     };
     cfg.cells.tokens = cells.iter().map(|c| edge_node::cells::token(*c)).collect();
     cfg.matching.radius_km = 60.0;
+    cfg.rate_limits.admin_per_minute = 1_000_000;
     let e = Edge::start(cfg, StartOptions::default()).await.unwrap();
     let base = format!("http://{}", e.local_addr().unwrap());
     (e, base)
@@ -92,7 +93,7 @@ async fn recipients_across_the_border_are_matched() {
         link(&hub, dir.path(), "edge-b"),
     )
     .await;
-    let c = reqwest::Client::new();
+    let c = common::admin_client(&data.path().join("b"));
     let b_spot = edge_node::cells::center(b_cells[0]).unwrap();
     let (s, r) = post(&c, format!("{b_base}/api/v1/recipients"), json!({"name": "Across the border",
         "lat": b_spot.lat(), "lon": b_spot.lon(), "capacity_kg_per_day": 500.0, "accepted_food_types": ["bakery"],
@@ -113,6 +114,7 @@ async fn recipients_across_the_border_are_matched() {
         link(&hub, dir.path(), "edge-a"),
     )
     .await;
+    let c = common::admin_client(&data.path().join("a"));
     until("edge A imported its neighbours", async || {
         sync_status(&c, &a_base)
             .await

@@ -29,7 +29,9 @@ fn certs_for(edge: &str) -> tempfile::TempDir {
 
 /// Posts `total` surplus from `workers` tasks, never beyond `gate`, pausing
 /// `pause` between posts; counts the 201s in `done`.
+#[allow(clippy::too_many_arguments)]
 async fn post_all(
+    c: reqwest::Client,
     base: String,
     provider: String,
     total: u64,
@@ -41,7 +43,8 @@ async fn post_all(
     let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
-            let (base, provider, next, gate, done) = (
+            let (c, base, provider, next, gate, done) = (
+                c.clone(),
                 base.clone(),
                 provider.clone(),
                 next.clone(),
@@ -49,7 +52,6 @@ async fn post_all(
                 done.clone(),
             );
             tokio::spawn(async move {
-                let c = reqwest::Client::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
@@ -123,14 +125,15 @@ async fn ten_thousand_posts_survive_hub_restarts_a_partition_and_a_lossy_link() 
         &proxy.addr().to_string(),
     );
     let edge = start_edge(&cfg);
-    let provider = seed(&edge.base, 3).await;
-    let c = reqwest::Client::new();
+    let c = admin_client(&data);
+    let provider = seed(&c, &edge.base, 3).await;
 
     // Posting pauses at each checkpoint until the link is seen streaming;
     // each fault is injected as the gate reopens, so posts flow through it.
     let done = Arc::new(AtomicU64::new(0));
     let gate = Arc::new(AtomicU64::new(1_500));
     let posting = tokio::spawn(post_all(
+        c.clone(),
         edge.base.clone(),
         provider,
         10_000,
@@ -210,19 +213,17 @@ async fn an_edge_killed_mid_batch_still_delivers_exactly_once() {
         "jkt-1",
         &proxy.addr().to_string(),
     );
-    let c = reqwest::Client::new();
-
     let mut edge = start_edge(&cfg);
-    let provider = seed(&edge.base, 2).await;
+    let c = admin_client(&data);
+    let provider = seed(&c, &edge.base, 2).await;
     let mut killed_with_backlog = 0;
     for round in 0..3u64 {
         let done = Arc::new(AtomicU64::new(0));
         let base = edge.base.clone();
         let posting = tokio::spawn({
-            let (provider, done) = (provider.clone(), done.clone());
+            let (c, provider, done) = (c.clone(), provider.clone(), done.clone());
             async move {
                 // Posts until the process dies under it.
-                let c = reqwest::Client::new();
                 for i in 0.. {
                     match post(
                         &c,
@@ -281,8 +282,8 @@ async fn an_edge_that_starts_before_its_hub_serves_alone_then_catches_up() {
         &format!("127.0.0.1:{port}"),
     );
     let edge = start_edge(&cfg);
-    let provider = seed(&edge.base, 1).await;
-    let c = reqwest::Client::new();
+    let c = admin_client(&data);
+    let provider = seed(&c, &edge.base, 1).await;
     for i in 0..300 {
         let (s, v) = post(
             &c,

@@ -55,6 +55,7 @@ fn index(rng: &mut SmallRng) -> RecipientIndex {
                     day: NOW.local_day(420),
                     mass: Mass::from_grams(rng.random_range(0..40) * 1_000),
                 },
+                open_claims: 0,
             }
         })
         .collect();

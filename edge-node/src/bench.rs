@@ -21,6 +21,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::api::dto::rfc3339;
+use crate::auth::Role;
 use crate::clock::{Clock, SystemClock};
 use crate::config::EdgeConfig;
 use crate::service::{Edge, StartOptions};
@@ -189,29 +190,38 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
     let (sqlite_rows_per_sec, sqlite_batch) =
         tokio::task::spawn_blocking(sqlite_baseline).await??;
     let dir = tempfile::tempdir()?;
-    let config = EdgeConfig {
+    let mut config = EdgeConfig {
         data_dir: dir.path().to_path_buf(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         edge_id: "bench".into(),
         ..EdgeConfig::default()
     };
-    let edge = Edge::start(config, StartOptions::default()).await?;
+    unlimited(&mut config);
+    let edge = Edge::start(config.clone(), StartOptions::default()).await?;
     let addr = edge
         .local_addr()
         .ok_or_else(|| anyhow::anyhow!("the edge is not serving HTTP"))?;
-    let provider = seed_registry(addr, cfg.recipients).await?;
+    let admin = token(&config, Role::Admin, "bench-operator")?;
+    let provider = seed_registry(addr, &admin, cfg.recipients).await?;
+    let as_provider = token(&config, Role::Provider, &provider)?;
     let bodies = surplus_bodies(&provider, 4_096);
     let probe = tokio::spawn(sse_probe(
         addr,
+        Tokens {
+            admin: admin.clone(),
+            provider: as_provider.clone(),
+            config: config.clone(),
+        },
         provider.clone(),
         cfg.warmup,
         cfg.warmup + cfg.duration,
     ));
     let edge_post = drive(
         &cfg,
-        "edge `POST /surplus` (durable, matched)",
+        "edge `POST /surplus` (durable, matched, authenticated)",
         addr,
         bodies,
+        &as_provider,
     )
     .await?;
     let sse_latency_us = probe.await??;
@@ -266,7 +276,16 @@ async fn run_empty_handler(cfg: &BenchConfig) -> anyhow::Result<LoadResult> {
             .await;
     });
     let bodies = surplus_bodies(&uuid::Uuid::nil().to_string(), 16);
-    let result = drive(cfg, "empty axum handler (baseline)", addr, bodies).await;
+    // A header as long as a real RS256 token, so the bytes on the wire match.
+    let placeholder = "x".repeat(560);
+    let result = drive(
+        cfg,
+        "empty axum handler (baseline)",
+        addr,
+        bodies,
+        &placeholder,
+    )
+    .await;
     let _ = stop.send(());
     let _ = server.await;
     result
@@ -309,22 +328,58 @@ fn sqlite_baseline() -> anyhow::Result<(f64, usize)> {
     Ok((ROWS as f64 / t.elapsed().as_secs_f64(), BATCH))
 }
 
+/// Rate limits out of the way: the benchmark measures the pipeline, and one
+/// provider token posts everything.
+pub fn unlimited(config: &mut EdgeConfig) {
+    config.rate_limits.provider_per_minute = u32::MAX;
+    config.rate_limits.ngo_per_minute = u32::MAX;
+    config.rate_limits.admin_per_minute = u32::MAX;
+}
+
+/// A bearer token for `role`/`sub`, signed with the key the edge created in
+/// its data dir.
+pub fn token(config: &EdgeConfig, role: Role, sub: &str) -> anyhow::Result<String> {
+    Ok(crate::auth::keys::issue(
+        &config.data_dir,
+        &config.auth.issuer,
+        &config.auth.audience,
+        role,
+        sub,
+        config.auth.max_token_lifetime_secs,
+        SystemClock.now(),
+    )?)
+}
+
+/// The tokens the SSE probe needs (it registers its own recipient).
+struct Tokens {
+    admin: String,
+    provider: String,
+    config: EdgeConfig,
+}
+
 async fn post_json(
     addr: SocketAddr,
+    token: &str,
     path: &str,
     body: String,
 ) -> anyhow::Result<serde_json::Value> {
-    let resp = reqwest_like_post(addr, path, Bytes::from(body)).await?;
+    let resp = reqwest_like_post(addr, token, path, Bytes::from(body)).await?;
     Ok(serde_json::from_slice(&resp)?)
 }
 
-async fn reqwest_like_post(addr: SocketAddr, path: &str, body: Bytes) -> anyhow::Result<Bytes> {
+async fn reqwest_like_post(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<Bytes> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let req = Request::post(path)
         .header("host", "localhost")
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
         .body(Full::new(body))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
@@ -338,7 +393,7 @@ async fn reqwest_like_post(addr: SocketAddr, path: &str, body: Bytes) -> anyhow:
 }
 
 /// Registers one provider and `n` high-capacity recipients over HTTP.
-async fn seed_registry(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
+async fn seed_registry(addr: SocketAddr, admin: &str, n: usize) -> anyhow::Result<String> {
     let mut rng = SmallRng::seed_from_u64(7);
     for i in 0..n {
         let (lat, lon) = (
@@ -351,10 +406,11 @@ async fn seed_registry(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
             "accepted_food_types": ["prepared_meals", "bakery", "produce", "dairy", "meat_fish", "dry_goods", "frozen"],
             "contact_phone": "+62 21 555 0000", "contact_email": "bench@example.org"
         });
-        post_json(addr, "/api/v1/recipients", body.to_string()).await?;
+        post_json(addr, admin, "/api/v1/recipients", body.to_string()).await?;
     }
     let provider = post_json(
         addr,
+        admin,
         "/api/v1/providers",
         serde_json::json!({"name": "Bench restaurant", "lat": -6.2, "lon": 106.85,
             "contact_phone": "+62 21 555 0001", "contact_email": "r@example.org"})
@@ -373,6 +429,7 @@ async fn seed_registry(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
 /// the event is recorded.
 async fn sse_probe(
     addr: SocketAddr,
+    tokens: Tokens,
     provider: String,
     from: Duration,
     until: Duration,
@@ -380,6 +437,7 @@ async fn sse_probe(
     let (lat, lon) = (-6.0, 107.15);
     let recipient = post_json(
         addr,
+        &tokens.admin,
         "/api/v1/recipients",
         serde_json::json!({"name": "Probe", "lat": lat, "lon": lon, "capacity_kg_per_day": 1_000_000.0,
             "accepted_food_types": ["bakery"], "contact_phone": "+62 21 555 0002", "contact_email": "p@example.org"})
@@ -393,8 +451,10 @@ async fn sse_probe(
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
+    let as_ngo = token(&tokens.config, Role::Ngo, &rid)?;
     let req = Request::get(format!("/api/v1/recipients/{rid}/offers/stream"))
         .header("host", "localhost")
+        .header("authorization", format!("Bearer {as_ngo}"))
         .body(Full::new(Bytes::new()))?;
     let mut body = sender.send_request(req).await?.into_body();
     let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
@@ -423,7 +483,7 @@ async fn sse_probe(
             "food_type": "bakery", "expires_at": expires})
             .to_string();
         let sent = Instant::now();
-        let posted = post_json(addr, "/api/v1/surplus", body).await?;
+        let posted = post_json(addr, &tokens.provider, "/api/v1/surplus", body).await?;
         let id = posted["id"].as_str().unwrap_or_default().to_string();
         let deadline = sent + Duration::from_secs(10);
         loop {
@@ -444,23 +504,27 @@ async fn sse_probe(
 
 /// Drives `POST /api/v1/surplus` at `addr` for `provider` with `cfg`'s
 /// concurrency, rate and duration (for other benchmarks, e.g. sync).
+/// `token` must be the provider's.
 pub async fn post_load(
     cfg: &BenchConfig,
     addr: SocketAddr,
     provider: &str,
+    token: &str,
 ) -> anyhow::Result<LoadResult> {
     drive(
         cfg,
         "edge `POST /surplus`",
         addr,
         surplus_bodies(provider, 4_096),
+        token,
     )
     .await
 }
 
-/// Registers one provider and `n` roomy recipients at `addr` over HTTP.
-pub async fn seed(addr: SocketAddr, n: usize) -> anyhow::Result<String> {
-    seed_registry(addr, n).await
+/// Registers one provider and `n` roomy recipients at `addr` over HTTP with
+/// an admin's `token`.
+pub async fn seed(addr: SocketAddr, token: &str, n: usize) -> anyhow::Result<String> {
+    seed_registry(addr, token, n).await
 }
 
 fn surplus_bodies(provider: &str, n: usize) -> BodyPool {
@@ -492,9 +556,11 @@ async fn drive(
     name: &str,
     addr: SocketAddr,
     bodies: BodyPool,
+    token: &str,
 ) -> anyhow::Result<LoadResult> {
     let cfg = cfg.clone();
     let name = name.to_string();
+    let auth = Arc::<str>::from(format!("Bearer {token}"));
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("loadgen".into())
@@ -504,7 +570,7 @@ async fn drive(
                 .enable_all()
                 .build();
             let result = match rt {
-                Ok(rt) => rt.block_on(load(cfg, name, addr, bodies)),
+                Ok(rt) => rt.block_on(load(cfg, name, addr, bodies, auth)),
                 Err(e) => Err(e.into()),
             };
             let _ = tx.send(result);
@@ -517,6 +583,7 @@ async fn load(
     name: String,
     addr: SocketAddr,
     bodies: BodyPool,
+    auth: Arc<str>,
 ) -> anyhow::Result<LoadResult> {
     let started = Instant::now();
     let measure_from = started + cfg.warmup;
@@ -525,7 +592,12 @@ async fn load(
     let counter = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::with_capacity(cfg.concurrency);
     for w in 0..cfg.concurrency {
-        let (bodies, errors, counter) = (bodies.clone(), errors.clone(), counter.clone());
+        let (bodies, errors, counter, auth) = (
+            bodies.clone(),
+            errors.clone(),
+            counter.clone(),
+            auth.clone(),
+        );
         let interval = cfg
             .rate
             .map(|r| Duration::from_secs_f64(cfg.concurrency as f64 / f64::from(r.max(1))));
@@ -558,6 +630,7 @@ async fn load(
                 let req = Request::post("/api/v1/surplus")
                     .header("host", "localhost")
                     .header("content-type", "application/json")
+                    .header("authorization", &*auth)
                     .body(Full::new(bodies.get(i)))?;
                 i += 1;
                 let ok = match sender.send_request(req).await {

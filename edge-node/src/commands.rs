@@ -87,6 +87,19 @@ pub enum SurplusAction {
     },
 }
 
+impl SurplusAction {
+    /// The recipient acting.
+    pub fn recipient_id(&self) -> RecipientId {
+        match *self {
+            SurplusAction::Claim { recipient_id, .. }
+            | SurplusAction::Accept { recipient_id }
+            | SurplusAction::Decline { recipient_id }
+            | SurplusAction::PickUp { recipient_id }
+            | SurplusAction::Deliver { recipient_id, .. } => recipient_id,
+        }
+    }
+}
+
 /// Why a write was refused (each maps to one HTTP status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
@@ -101,6 +114,8 @@ pub enum Rejected {
     RegistryFull,
     /// The expiry passed before the surplus could be stored.
     ExpiryInPast,
+    /// The recipient holds too many uncollected claims.
+    TooManyOpenClaims,
     Lifecycle(Refusal),
 }
 
@@ -113,6 +128,7 @@ impl From<CommandRefusal> for Rejected {
             CommandRefusal::Saturated => Rejected::Saturated,
             CommandRefusal::RegistryFull => Rejected::RegistryFull,
             CommandRefusal::ExpiryInPast => Rejected::ExpiryInPast,
+            CommandRefusal::TooManyOpenClaims => Rejected::TooManyOpenClaims,
             CommandRefusal::Lifecycle(l) => Rejected::Lifecycle(l),
         }
     }

@@ -37,6 +37,71 @@ pub struct EdgeConfig {
     pub http: HttpConfig,
     /// The cloud hub to sync with; none by default (the edge runs alone).
     pub hub: Option<HubLinkConfig>,
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimitConfig,
+}
+
+/// Bearer tokens (`[auth]`): RS256 JWTs whose public keys are in a JWKS file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Tokens must carry this `iss`.
+    pub issuer: String,
+    /// ... and this `aud`.
+    pub audience: String,
+    /// The JWKS file (default `<data_dir>/keys/jwks.json`); re-read when it
+    /// changes, so keys rotate without a restart.
+    pub jwks_file: Option<PathBuf>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: i64,
+    /// Tokens living longer than this (`exp - iat`) are refused.
+    pub max_token_lifetime_secs: i64,
+    /// Verified tokens remembered (until they expire), at most.
+    pub token_cache_entries: usize,
+    /// Create the signing key, JWKS and PII key in the data dir on first
+    /// start if none exist (the local default; turn off when keys are
+    /// provisioned).
+    pub create_keys: bool,
+}
+
+/// Per-subject request rates (`[rate_limits]`), token buckets refilled over a
+/// minute, and the cap on claims a recipient may hold open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub provider_per_minute: u32,
+    pub ngo_per_minute: u32,
+    pub admin_per_minute: u32,
+    /// Claims (claimed, not yet picked up) one recipient may hold at once.
+    pub max_open_claims_per_recipient: u32,
+    /// Subjects tracked, at most; idle ones are forgotten first.
+    pub max_tracked_subjects: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            issuer: "pahlawan".into(),
+            audience: "pahlawan-edge".into(),
+            jwks_file: None,
+            leeway_secs: 30,
+            max_token_lifetime_secs: 3_600,
+            token_cache_entries: 65_536,
+            create_keys: true,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> RateLimitConfig {
+        RateLimitConfig {
+            provider_per_minute: 100,
+            ngo_per_minute: 50,
+            admin_per_minute: 1_000,
+            max_open_claims_per_recipient: 20,
+            max_tracked_subjects: 100_000,
+        }
+    }
 }
 
 /// How to reach the hub (`[hub]`): QUIC with mutual TLS, the certificate
@@ -142,6 +207,8 @@ impl Default for EdgeConfig {
             store: StoreConfig::default(),
             http: HttpConfig::default(),
             hub: None,
+            auth: AuthConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -275,6 +342,33 @@ impl EdgeConfig {
                 self.http.max_list_items >= 1 && positive(self.http.max_radius_km),
                 "http.max_list_items and http.max_radius_km must be positive",
             ),
+            (
+                self.hub.as_ref().is_none_or(|h| {
+                    h.reconnect_min_ms >= 1
+                        && h.reconnect_max_ms >= h.reconnect_min_ms
+                        && h.max_batch_events >= 1
+                        && h.max_in_flight >= 1
+                }),
+                "hub: reconnect_max_ms ≥ reconnect_min_ms ≥ 1, max_batch_events ≥ 1, max_in_flight ≥ 1",
+            ),
+            (
+                [
+                    self.rate_limits.provider_per_minute,
+                    self.rate_limits.ngo_per_minute,
+                    self.rate_limits.admin_per_minute,
+                ]
+                .iter()
+                .all(|n| *n >= 1),
+                "rate_limits: every per_minute must be ≥ 1",
+            ),
+            (
+                self.rate_limits.max_open_claims_per_recipient >= 1,
+                "rate_limits.max_open_claims_per_recipient must be ≥ 1",
+            ),
+            (
+                self.auth.leeway_secs >= 0 && self.auth.max_token_lifetime_secs >= 60,
+                "auth: leeway_secs ≥ 0 and max_token_lifetime_secs ≥ 60",
+            ),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(ConfigError::Invalid((*msg).to_string()));
@@ -286,6 +380,7 @@ impl EdgeConfig {
             max_live_surplus: self.store.max_live_surplus,
             max_recipients: self.store.max_recipients,
             max_providers: self.store.max_providers,
+            max_open_claims: self.rate_limits.max_open_claims_per_recipient,
             ..EngineConfig::default()
         };
         Ok(Validated {
@@ -293,6 +388,13 @@ impl EdgeConfig {
             edge_id,
             cells,
             engine,
+        })
+    }
+
+    /// The JWKS file in effect.
+    pub fn jwks_path(&self) -> PathBuf {
+        self.auth.jwks_file.clone().unwrap_or_else(|| {
+            crate::auth::keys::keys_dir(&self.data_dir).join(crate::auth::keys::JWKS)
         })
     }
 

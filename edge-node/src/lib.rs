@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod ids;
 pub mod pii;
+pub mod ratelimit;
 pub mod read_model;
 pub mod service;
 pub mod shared;

@@ -58,6 +58,8 @@ pub enum StartError {
     Thread(std::io::Error),
     #[error("the hub link: {0}")]
     Sync(#[from] crate::sync::SyncSetupError),
+    #[error("keys: {0}")]
+    Keys(#[from] crate::auth::keys::KeyError),
 }
 
 /// How to start an edge besides its configuration.
@@ -88,6 +90,78 @@ pub struct EdgeHandle {
     cells: Arc<CellSet>,
     config: Arc<EdgeConfig>,
     clock: Arc<dyn Clock>,
+    security: Arc<Security>,
+}
+
+/// Who may call, and how often.
+#[derive(Debug)]
+pub struct Security {
+    pub verifier: crate::auth::Verifier,
+    pub limits: crate::ratelimit::Limits,
+}
+
+/// Loads (creating on first start, if allowed) the keys the edge checks
+/// tokens against.
+fn security(cfg: &EdgeConfig) -> Result<Security, StartError> {
+    let jwks = cfg.jwks_path();
+    if cfg.auth.create_keys && !jwks.exists() && cfg.auth.jwks_file.is_none() {
+        let created = crate::auth::keys::init(&cfg.data_dir)?;
+        for f in created.files {
+            tracing::info!(file = %f.display(), "created key material");
+        }
+    }
+    let keyring = crate::auth::Keyring::from_file(&jwks)?;
+    if keyring.is_empty() {
+        tracing::warn!(jwks = %jwks.display(), "the JWKS holds no usable RS256 key: every protected call will be refused");
+    }
+    let verifier = crate::auth::Verifier::new(
+        crate::auth::VerifierConfig {
+            issuer: cfg.auth.issuer.clone(),
+            audience: cfg.auth.audience.clone(),
+            leeway_secs: cfg.auth.leeway_secs,
+            max_lifetime_secs: cfg.auth.max_token_lifetime_secs,
+            cache_entries: cfg.auth.token_cache_entries,
+        },
+        keyring,
+    );
+    Ok(Security {
+        verifier,
+        limits: crate::ratelimit::Limits::new(&cfg.rate_limits),
+    })
+}
+
+/// Re-reads the JWKS when it changes (keys rotate without a restart) and
+/// forgets idle rate-limit buckets, until shutdown.
+async fn housekeeping(edge: EdgeHandle) {
+    let jwks = edge.config.jwks_path();
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&jwks);
+    let mut stop = edge.shared.shutting_down.subscribe();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        ticks += 1;
+        let now = modified(&jwks);
+        if now != seen {
+            seen = now;
+            match crate::auth::Keyring::from_file(&jwks) {
+                Ok(ring) => {
+                    tracing::info!(keys = ring.len(), "JWKS reloaded");
+                    edge.security.verifier.replace_keys(ring);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "JWKS changed but cannot be read; keeping the old keys")
+                }
+            }
+        }
+        if ticks.is_multiple_of(12) {
+            edge.security.limits.housekeep();
+        }
+    }
 }
 
 pub struct Edge {
@@ -104,6 +178,8 @@ impl Edge {
             path: v.raw.data_dir.display().to_string(),
             source,
         })?;
+        // Keys first: a misconfigured edge fails before it starts anything.
+        let security = Arc::new(security(&v.raw)?);
         let db = v.raw.data_dir.join(DB_FILE);
         let conn = open_writer(&db)?;
         let read_model = ReadModel::new(v.raw.recent_window(), v.raw.store.max_recent_finished);
@@ -136,7 +212,9 @@ impl Edge {
             cells: Arc::new(v.cells),
             config: Arc::new(v.raw),
             clock: opts.clock,
+            security,
         };
+        tokio::spawn(housekeeping(handle.clone()));
         let sync = match handle.config.hub.clone() {
             Some(link) => {
                 let stop = handle.shared.shutting_down.subscribe();
@@ -214,6 +292,14 @@ impl EdgeHandle {
 
     pub fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    pub fn verifier(&self) -> &crate::auth::Verifier {
+        &self.security.verifier
+    }
+
+    pub fn limits(&self) -> &crate::ratelimit::Limits {
+        &self.security.limits
     }
 
     pub fn now(&self) -> sync_protocol::Timestamp {

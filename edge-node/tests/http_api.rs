@@ -894,7 +894,11 @@ async fn state_survives_a_restart_and_the_rtree_is_rebuilt() {
     .await
     .unwrap();
     let base = format!("http://{}/api/v1", edge.local_addr().unwrap());
-    let c = reqwest::Client::new();
+    let c = common::client_with(&common::token(
+        dir.path(),
+        edge_node::auth::Role::Admin,
+        "ops",
+    ));
     let list: Value = c
         .get(format!("{base}/recipients/{r}/offers"))
         .send()

@@ -7,7 +7,52 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use edge_node::auth::Role;
 use serde_json::{Value, json};
+
+/// Rate limits high enough that tests not about rate limits never meet one
+/// (set on every `pahlawan` child).
+pub const NO_RATE_LIMITS_ENV: [(&str, &str); 3] = [
+    (
+        "PAHLAWAN_EDGE_RATE_LIMITS__PROVIDER_PER_MINUTE",
+        "100000000",
+    ),
+    ("PAHLAWAN_EDGE_RATE_LIMITS__NGO_PER_MINUTE", "100000000"),
+    ("PAHLAWAN_EDGE_RATE_LIMITS__ADMIN_PER_MINUTE", "100000000"),
+];
+
+/// A token signed with the keys the edge in `data_dir` created on first start.
+pub fn token(data_dir: &Path, role: Role, sub: &str) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1_000;
+    edge_node::auth::keys::issue(
+        data_dir,
+        "pahlawan",
+        "pahlawan-edge",
+        role,
+        sub,
+        3_600,
+        sync_protocol::Timestamp::from_unix_ms(now),
+    )
+    .expect("a token")
+}
+
+/// A client whose every request carries a token for `role`/`sub`.
+pub fn client_as(data_dir: &Path, role: Role, sub: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", token(data_dir, role, sub))
+        .parse()
+        .expect("a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// An operator's client for the edge whose data lives in `data_dir`.
+pub fn admin_client(data_dir: &Path) -> reqwest::Client {
+    client_as(data_dir, Role::Admin, "test-operator")
+}
 
 /// A `pahlawan` child process, killed when dropped.
 pub struct Proc {
@@ -20,6 +65,7 @@ impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pahlawan"))
             .args(args)
+            .envs(NO_RATE_LIMITS_ENV)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -143,11 +189,11 @@ pub async fn post(c: &reqwest::Client, url: String, body: Value) -> reqwest::Res
     Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
-/// Registers a provider and `n` roomy recipients; returns the provider id.
-pub async fn seed(base: &str, n: usize) -> String {
-    let c = reqwest::Client::new();
+/// Registers a provider and `n` roomy recipients as an operator; returns
+/// the provider id.
+pub async fn seed(c: &reqwest::Client, base: &str, n: usize) -> String {
     let (s, p) = post(
-        &c,
+        c,
         format!("{base}/api/v1/providers"),
         json!({"name": "Toko Roti", "lat": -6.2, "lon": 106.816,
         "contact_phone": "+62 21 555 1234", "contact_email": "roti@example.org"}),
@@ -157,7 +203,7 @@ pub async fn seed(base: &str, n: usize) -> String {
     assert_eq!(s, 201, "{p}");
     for i in 0..n {
         let (s, r) = post(
-            &c,
+            c,
             format!("{base}/api/v1/recipients"),
             json!({"name": format!("Panti {i}"),
             "lat": -6.21 - i as f64 * 0.002, "lon": 106.82, "capacity_kg_per_day": 1_000_000.0,

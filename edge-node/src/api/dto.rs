@@ -126,19 +126,20 @@ pub struct ProviderJson {
     pub name: String,
     pub lat: f64,
     pub lon: f64,
-    pub contact_phone: String,
-    pub contact_email: String,
+    /// Contact data: shown to admins only (`null` otherwise).
+    pub contact_phone: Option<String>,
+    pub contact_email: Option<String>,
 }
 
-impl From<&Provider> for ProviderJson {
-    fn from(p: &Provider) -> ProviderJson {
+impl ProviderJson {
+    pub fn new(p: &Provider, with_contact: bool) -> ProviderJson {
         ProviderJson {
             id: *p.id.as_uuid(),
             name: p.name.clone(),
             lat: p.location.lat(),
             lon: p.location.lon(),
-            contact_phone: p.contact.phone.clone(),
-            contact_email: p.contact.email.clone(),
+            contact_phone: with_contact.then(|| p.contact.phone.clone()),
+            contact_email: with_contact.then(|| p.contact.email.clone()),
         }
     }
 }
@@ -201,12 +202,13 @@ pub struct RecipientJson {
     pub capacity_kg_per_day: f64,
     pub accepted_food_types: Vec<String>,
     pub is_fallback: bool,
-    pub contact_phone: String,
-    pub contact_email: String,
+    /// Contact data: shown to admins only (`null` otherwise).
+    pub contact_phone: Option<String>,
+    pub contact_email: Option<String>,
 }
 
 impl RecipientJson {
-    pub fn new(r: &Recipient, cell: u64) -> RecipientJson {
+    pub fn new(r: &Recipient, cell: u64, with_contact: bool) -> RecipientJson {
         RecipientJson {
             id: *r.id.as_uuid(),
             name: r.name.clone(),
@@ -220,8 +222,8 @@ impl RecipientJson {
                 .map(|t| t.as_str().to_string())
                 .collect(),
             is_fallback: r.is_fallback,
-            contact_phone: r.contact.phone.clone(),
-            contact_email: r.contact.email.clone(),
+            contact_phone: with_contact.then(|| r.contact.phone.clone()),
+            contact_email: with_contact.then(|| r.contact.email.clone()),
         }
     }
 }

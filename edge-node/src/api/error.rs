@@ -32,6 +32,21 @@ pub struct ErrorDetail {
     pub cell: Option<String>,
 }
 
+/// The refusals every protected operation may answer with.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its schema is used
+pub enum AuthErrors {
+    /// No bearer token, or one that does not verify (`WWW-Authenticate` says why).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller's role or subject may not do this.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Too many requests for this subject (`Retry-After`, `RateLimit-*`).
+    #[response(status = 429)]
+    TooManyRequests(ErrorBody),
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -40,6 +55,8 @@ pub struct ApiError {
     pub current: Option<Box<SurplusJson>>,
     pub cell: Option<String>,
     pub retry_after_secs: Option<u32>,
+    /// Further response headers (`WWW-Authenticate`, `RateLimit-*`).
+    pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -51,7 +68,13 @@ impl ApiError {
             current: None,
             cell: None,
             retry_after_secs: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// 403: the caller is authenticated but may not do this.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
     }
 
     /// 422 for a value that parsed but is not acceptable.
@@ -82,6 +105,9 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
         }
         resp
     }
@@ -159,6 +185,11 @@ impl From<Rejection> for ApiError {
                 "expiry_in_past",
                 "expires_at must be in the future",
             ),
+            Rejected::TooManyOpenClaims => (
+                S::TOO_MANY_REQUESTS,
+                "too_many_open_claims",
+                "this recipient already holds the most uncollected claims allowed; pick some up first",
+            ),
             Rejected::Lifecycle(l) => match l {
                 Refusal::Expired => (S::GONE, "expired", "the surplus has expired"),
                 Refusal::StaleVersion => (
@@ -195,7 +226,11 @@ impl From<Rejection> for ApiError {
         };
         ApiError {
             current: r.current.as_deref().map(|v| Box::new(SurplusJson::from(v))),
-            retry_after_secs: (status == S::SERVICE_UNAVAILABLE).then_some(5),
+            retry_after_secs: match status {
+                S::SERVICE_UNAVAILABLE => Some(5),
+                S::TOO_MANY_REQUESTS => Some(60),
+                _ => None,
+            },
             ..ApiError::new(status, code, message)
         }
     }

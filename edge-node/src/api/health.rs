@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use super::auth::Caller;
 use super::dto::{HealthJson, SyncJson};
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, AuthErrors, ErrorBody};
 use crate::service::EdgeHandle;
 
 /// The process is up.
@@ -30,13 +31,17 @@ pub async fn readyz(State(edge): State<EdgeHandle>) -> Result<Json<HealthJson>, 
     }
 }
 
-/// The link to the hub: connected?, how far behind?
-#[utoipa::path(get, path = "/sync", tag = "health",
-    responses((status = 200, body = SyncJson)))]
-pub async fn sync_status(State(edge): State<EdgeHandle>) -> Json<SyncJson> {
+/// The link to the hub: connected?, how far behind? Admins only.
+#[utoipa::path(get, path = "/sync", tag = "health", security(("bearer" = [])), security(("bearer" = [])),
+    responses((status = 200, body = SyncJson), AuthErrors))]
+pub async fn sync_status(
+    State(edge): State<EdgeHandle>,
+    caller: Caller,
+) -> Result<Json<SyncJson>, ApiError> {
+    caller.require_admin()?;
     let committed = edge.committed_seq();
     let s = edge.shared().sync.read().clone();
-    Json(SyncJson {
+    Ok(Json(SyncJson {
         enabled: s.enabled,
         connected: s.connected,
         committed_seq: committed,
@@ -52,5 +57,5 @@ pub async fn sync_status(State(edge): State<EdgeHandle>) -> Json<SyncJson> {
         neighbours_imported: s.neighbours_imported,
         sessions: s.sessions,
         last_error: s.last_error,
-    })
+    }))
 }

@@ -3,6 +3,7 @@
 //! OpenAPI 3.1 description is generated from the same handler declarations
 //! (utoipa) and served at `/api/v1/openapi.json`.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -31,15 +32,35 @@ use crate::service::{EdgeHandle, StartError};
 #[openapi(
     info(
         title = "Pahlawan Pangan edge API",
-        description = "Post surplus food, get it offered, claimed, picked up and delivered before it expires.",
+        description = "Post surplus food, get it offered, claimed, picked up and delivered before it expires. \
+            Every route but health, readiness and this document needs an RS256 bearer token.",
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail))
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    modifiers(&BearerAuth),
 )]
 struct ApiDoc;
 
-/// The API routes and their OpenAPI description, built from one declaration.
-pub fn routes() -> (Router<EdgeHandle>, utoipa::openapi::OpenApi) {
-    let v1 = OpenApiRouter::new()
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Routes that need a verified, rate-limited caller.
+fn protected() -> OpenApiRouter<EdgeHandle> {
+    OpenApiRouter::new()
         .routes(routes!(registry::post_provider))
         .routes(routes!(registry::get_provider))
         .routes(routes!(registry::post_recipient))
@@ -53,11 +74,23 @@ pub fn routes() -> (Router<EdgeHandle>, utoipa::openapi::OpenApi) {
         .routes(routes!(offers::decline))
         .routes(routes!(offers::pending))
         .routes(routes!(offers::stream_offers))
+        .routes(routes!(health::sync_status))
+}
+
+fn public() -> OpenApiRouter<EdgeHandle> {
+    OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(health::sync_status));
+}
+
+/// The API routes and their OpenAPI description, built from one declaration.
+pub fn routes(edge: &EdgeHandle) -> (Router<EdgeHandle>, utoipa::openapi::OpenApi) {
+    let guarded = protected().route_layer(axum::middleware::from_fn_with_state(
+        edge.clone(),
+        auth::authenticate,
+    ));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", v1)
+        .nest("/api/v1", guarded.merge(public()))
         .split_for_parts();
     // Probes at the root too, where orchestrators look for them.
     let router = router
@@ -68,7 +101,7 @@ pub fn routes() -> (Router<EdgeHandle>, utoipa::openapi::OpenApi) {
 
 /// The whole application for one edge.
 pub fn app(edge: EdgeHandle) -> Router {
-    let (router, openapi) = routes();
+    let (router, openapi) = routes(&edge);
     let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
     let max_body = edge.config().http.max_body_bytes;
     router
@@ -122,6 +155,7 @@ impl Server {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                 let _ = tcp.set_nodelay(true);
             });
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;

@@ -15,8 +15,9 @@ use sync_protocol::{RecipientId, SurplusId};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::auth::Caller;
 use super::dto::{OfferListJson, RecipientRequest, SurplusJson, recipient_id};
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, AuthErrors, ErrorBody};
 use super::extract::{ApiJson, IdPath, Traceparent};
 use super::surplus::act;
 use crate::commands::SurplusAction;
@@ -24,7 +25,7 @@ use crate::service::EdgeHandle;
 use sync_protocol::Surplus;
 
 /// Accept the offer of a surplus: it becomes claimed by the recipient.
-#[utoipa::path(post, path = "/offers/{surplus_id}/accept", tag = "offers",
+#[utoipa::path(post, path = "/offers/{surplus_id}/accept", tag = "offers", security(("bearer" = [])),
     params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
@@ -34,9 +35,11 @@ use sync_protocol::Surplus;
         (status = 410, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn accept(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
@@ -44,11 +47,11 @@ pub async fn accept(
     let action = SurplusAction::Accept {
         recipient_id: recipient_id(req.recipient_id),
     };
-    act(&edge, id, action, trace).await
+    act(&edge, &caller, id, action, trace).await
 }
 
 /// Decline the offer: the surplus is rematched at once, excluding this recipient.
-#[utoipa::path(post, path = "/offers/{surplus_id}/decline", tag = "offers",
+#[utoipa::path(post, path = "/offers/{surplus_id}/decline", tag = "offers", security(("bearer" = [])),
     params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
@@ -57,9 +60,11 @@ pub async fn accept(
         (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn decline(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
@@ -67,7 +72,7 @@ pub async fn decline(
     let action = SurplusAction::Decline {
         recipient_id: recipient_id(req.recipient_id),
     };
-    act(&edge, id, action, trace).await
+    act(&edge, &caller, id, action, trace).await
 }
 
 async fn known_recipient(edge: &EdgeHandle, id: RecipientId) -> Result<(), ApiError> {
@@ -78,16 +83,19 @@ async fn known_recipient(edge: &EdgeHandle, id: RecipientId) -> Result<(), ApiEr
 }
 
 /// The offers waiting on this recipient's answer.
-#[utoipa::path(get, path = "/recipients/{id}/offers", tag = "offers",
+#[utoipa::path(get, path = "/recipients/{id}/offers", tag = "offers", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, body = OfferListJson),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn pending(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<RecipientId>,
 ) -> Result<Json<OfferListJson>, ApiError> {
+    caller.require_recipient(id)?;
     known_recipient(&edge, id).await?;
     let items = edge
         .pending_offers(&id)
@@ -121,17 +129,20 @@ fn offer_event(v: &Surplus) -> Event {
 /// surplus, as JSON) — first those pending now, then each new one within
 /// milliseconds of its commit. A client too slow to keep up gets a `resync`
 /// event and should re-read `GET /recipients/{id}/offers`.
-#[utoipa::path(get, path = "/recipients/{id}/offers/stream", tag = "offers",
+#[utoipa::path(get, path = "/recipients/{id}/offers/stream", tag = "offers", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, description = "text/event-stream of `offer` events", content_type = "text/event-stream", body = SurplusJson),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn stream_offers(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     axum::Extension(slots): axum::Extension<Arc<StreamSlots>>,
     IdPath(id): IdPath<RecipientId>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require_recipient(id)?;
     known_recipient(&edge, id).await?;
     let max = edge.config().http.max_streams;
     if slots.0.fetch_add(1, Ordering::Relaxed) >= max {

@@ -1,86 +1,103 @@
-//! Providers and recipients: register and read.
+//! Providers and recipients: register (admins) and read (admins, or the
+//! subject itself — contact data only for admins).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use sync_protocol::{ProviderId, RecipientId};
 
+use super::auth::Caller;
 use super::dto::{NewProviderRequest, NewRecipientRequest, ProviderJson, RecipientJson};
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, AuthErrors, ErrorBody};
 use super::extract::{ApiJson, IdPath};
 use crate::service::EdgeHandle;
 
-/// Register a provider (restaurant, hotel, grocery).
-#[utoipa::path(post, path = "/providers", tag = "registry",
+/// Register a provider (restaurant, hotel, grocery). Admins only.
+#[utoipa::path(post, path = "/providers", tag = "registry", security(("bearer" = [])),
     request_body = NewProviderRequest,
     responses(
         (status = 201, description = "Registered", body = ProviderJson),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn post_provider(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     ApiJson(req): ApiJson<NewProviderRequest>,
 ) -> Result<(StatusCode, Json<ProviderJson>), ApiError> {
+    caller.require_admin()?;
     let provider = edge.register_provider(req.validate()?).await??;
-    Ok((StatusCode::CREATED, Json(ProviderJson::from(&provider))))
+    Ok((
+        StatusCode::CREATED,
+        Json(ProviderJson::new(&provider, true)),
+    ))
 }
 
-/// Read a provider.
-#[utoipa::path(get, path = "/providers/{id}", tag = "registry",
+/// Read a provider: admins, or the provider itself (without contact data).
+#[utoipa::path(get, path = "/providers/{id}", tag = "registry", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Provider id")),
     responses(
         (status = 200, body = ProviderJson),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn get_provider(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<ProviderId>,
 ) -> Result<Json<ProviderJson>, ApiError> {
+    caller.require_provider(id)?;
     let provider = edge
         .provider(id)
         .await?
         .ok_or_else(|| ApiError::not_found("provider"))?;
-    Ok(Json(ProviderJson::from(&provider)))
+    Ok(Json(ProviderJson::new(&provider, caller.is_admin())))
 }
 
-/// Register a recipient (NGO, food bank, shelter).
-#[utoipa::path(post, path = "/recipients", tag = "registry",
+/// Register a recipient (NGO, food bank, shelter). Admins only.
+#[utoipa::path(post, path = "/recipients", tag = "registry", security(("bearer" = [])),
     request_body = NewRecipientRequest,
     responses(
         (status = 201, description = "Registered", body = RecipientJson),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn post_recipient(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     ApiJson(req): ApiJson<NewRecipientRequest>,
 ) -> Result<(StatusCode, Json<RecipientJson>), ApiError> {
+    caller.require_admin()?;
     let new = req.validate()?;
     let cell = edge.owned_cell(&new.location)?;
     let recipient = edge.register_recipient(new).await??;
     Ok((
         StatusCode::CREATED,
-        Json(RecipientJson::new(&recipient, cell)),
+        Json(RecipientJson::new(&recipient, cell, true)),
     ))
 }
 
-/// Read a recipient.
-#[utoipa::path(get, path = "/recipients/{id}", tag = "registry",
+/// Read a recipient: admins, or the recipient itself (without contact data).
+#[utoipa::path(get, path = "/recipients/{id}", tag = "registry", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, body = RecipientJson),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn get_recipient(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<RecipientId>,
 ) -> Result<Json<RecipientJson>, ApiError> {
+    caller.require_recipient(id)?;
     let (r, cell) = edge
         .recipient(id)
         .await?
         .ok_or_else(|| ApiError::not_found("recipient"))?;
-    Ok(Json(RecipientJson::new(&r, cell)))
+    Ok(Json(RecipientJson::new(&r, cell, caller.is_admin())))
 }

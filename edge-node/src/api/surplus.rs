@@ -6,17 +6,18 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sync_protocol::{GeoPoint, SurplusId, SurplusStatus};
 
+use super::auth::Caller;
 use super::dto::{
     ClaimRequest, DeliverRequest, NearQuery, NewSurplusRequest, RecipientRequest, SurplusJson,
     SurplusListJson, SurplusNearJson, recipient_id,
 };
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, AuthErrors, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, IdPath, IdempotencyKeyHeader, Traceparent};
 use crate::commands::SurplusAction;
 use crate::service::EdgeHandle;
 
 /// Post surplus food. It is matched at once: the reply carries the offer.
-#[utoipa::path(post, path = "/surplus", tag = "surplus",
+#[utoipa::path(post, path = "/surplus", tag = "surplus", security(("bearer" = [])),
     request_body = NewSurplusRequest,
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Retrying with the same key returns the same surplus, never a duplicate")),
@@ -25,14 +26,17 @@ use crate::service::EdgeHandle;
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn post_surplus(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     Traceparent(trace): Traceparent,
     ApiJson(req): ApiJson<NewSurplusRequest>,
 ) -> Result<Response, ApiError> {
     let new = req.validate(edge.now())?;
+    caller.require_provider(new.provider_id)?;
     let posted = edge.post_surplus(new, key, trace).await??;
     let mut resp = (
         StatusCode::CREATED,
@@ -49,14 +53,16 @@ pub async fn post_surplus(
 }
 
 /// Read a surplus.
-#[utoipa::path(get, path = "/surplus/{id}", tag = "surplus",
+#[utoipa::path(get, path = "/surplus/{id}", tag = "surplus", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     responses(
         (status = 200, body = SurplusJson),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn get_surplus(
     State(edge): State<EdgeHandle>,
+    _caller: Caller,
     IdPath(id): IdPath<SurplusId>,
 ) -> Result<Json<SurplusJson>, ApiError> {
     let v = edge
@@ -68,14 +74,16 @@ pub async fn get_surplus(
 
 /// Surplus near a point, nearest first: everything unfinished, and what
 /// finished within the recent window (24 h by default).
-#[utoipa::path(get, path = "/surplus", tag = "surplus",
+#[utoipa::path(get, path = "/surplus", tag = "surplus", security(("bearer" = [])),
     params(NearQuery),
     responses(
         (status = 200, body = SurplusListJson),
         (status = 422, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn list_surplus(
     State(edge): State<EdgeHandle>,
+    _caller: Caller,
     ApiQuery(q): ApiQuery<NearQuery>,
 ) -> Result<Json<SurplusListJson>, ApiError> {
     let http = &edge.config().http;
@@ -116,18 +124,22 @@ pub async fn list_surplus(
     Ok(Json(SurplusListJson { items }))
 }
 
+/// A recipient's action on a surplus: only as itself (or by an admin).
 pub(super) async fn act(
     edge: &EdgeHandle,
+    caller: &Caller,
     id: SurplusId,
     action: SurplusAction,
     trace: Traceparent,
 ) -> Result<Json<SurplusJson>, ApiError> {
+    caller.require_recipient(action.recipient_id())?;
     let v = edge.act(id, action, trace.0).await??;
     Ok(Json(SurplusJson::from(&v)))
 }
 
-/// Claim a surplus directly with the version read: first commit wins.
-#[utoipa::path(post, path = "/surplus/{id}/claim", tag = "surplus",
+/// Claim a surplus directly with the version read: first commit wins. The
+/// recipient claims only as itself.
+#[utoipa::path(post, path = "/surplus/{id}/claim", tag = "surplus", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = ClaimRequest,
     responses(
@@ -137,9 +149,11 @@ pub(super) async fn act(
         (status = 410, description = "Expired", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn claim(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
     ApiJson(req): ApiJson<ClaimRequest>,
@@ -148,11 +162,11 @@ pub async fn claim(
         recipient_id: recipient_id(req.recipient_id),
         version: req.version,
     };
-    act(&edge, id, action, trace).await
+    act(&edge, &caller, id, action, trace).await
 }
 
 /// The claimant picked the food up.
-#[utoipa::path(post, path = "/surplus/{id}/pickup", tag = "surplus",
+#[utoipa::path(post, path = "/surplus/{id}/pickup", tag = "surplus", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
@@ -161,9 +175,11 @@ pub async fn claim(
         (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn pickup(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
@@ -171,11 +187,11 @@ pub async fn pickup(
     let action = SurplusAction::PickUp {
         recipient_id: recipient_id(req.recipient_id),
     };
-    act(&edge, id, action, trace).await
+    act(&edge, &caller, id, action, trace).await
 }
 
 /// The claimant delivered the food; `delivered_kg` is the impact figure.
-#[utoipa::path(post, path = "/surplus/{id}/deliver", tag = "surplus",
+#[utoipa::path(post, path = "/surplus/{id}/deliver", tag = "surplus", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = DeliverRequest,
     responses(
@@ -184,9 +200,11 @@ pub async fn pickup(
         (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
     ))]
 pub async fn deliver(
     State(edge): State<EdgeHandle>,
+    caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
     ApiJson(req): ApiJson<DeliverRequest>,
@@ -195,5 +213,5 @@ pub async fn deliver(
         recipient_id: recipient_id(req.recipient_id),
         delivered: req.delivered()?,
     };
-    act(&edge, id, action, trace).await
+    act(&edge, &caller, id, action, trace).await
 }

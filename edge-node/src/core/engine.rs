@@ -56,6 +56,8 @@ pub struct EngineConfig {
     /// Registry sizes, at most; more registrations are refused (HTTP 503).
     pub max_recipients: usize,
     pub max_providers: usize,
+    /// Claims one recipient may hold open (claimed, not yet picked up).
+    pub max_open_claims: u32,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +70,7 @@ impl Default for EngineConfig {
             max_timers_per_tick: 10_000,
             max_recipients: 100_000,
             max_providers: 1_000_000,
+            max_open_claims: 20,
         }
     }
 }
@@ -97,6 +100,8 @@ pub enum CommandRefusal {
     RegistryFull,
     /// The surplus had expired by the time it was to be stored.
     ExpiryInPast,
+    /// The recipient already holds `max_open_claims` uncollected claims.
+    TooManyOpenClaims,
     Lifecycle(Refusal),
 }
 
@@ -160,6 +165,16 @@ impl Engine {
             .iter()
             .filter_map(|s| s.next_deadline().map(|t| (t, s.posted.id)))
             .collect();
+        let mut recipients = recipients;
+        let mut open: HashMap<RecipientId, u32> = HashMap::new();
+        for s in live.iter().filter(|s| s.status == SurplusStatus::Claimed) {
+            if let Some(r) = s.claimed_by {
+                *open.entry(r).or_default() += 1;
+            }
+        }
+        for e in &mut recipients {
+            e.open_claims = open.get(&e.recipient.id).copied().unwrap_or(0);
+        }
         Engine {
             cfg,
             recipients: RecipientIndex::from_entries(recipients),
@@ -325,6 +340,7 @@ impl Engine {
         if !self.recipients.contains(&recipient_id) {
             return Err(CommandRefusal::UnknownRecipient);
         }
+        self.check_open_claims(&recipient_id)?;
         let day = self.day(now);
         self.with_surplus(now, id, |engine, s| {
             let (superseded, event) = s.claim(now, recipient_id, version, day)?;
@@ -333,6 +349,7 @@ impl Engine {
             }
             if let Some(r) = engine.recipients.get_mut(&recipient_id) {
                 r.reserve(day, s.posted.quantity);
+                r.open_claims += 1;
             }
             engine.events.push(event);
             Ok(())
@@ -345,14 +362,33 @@ impl Engine {
         id: SurplusId,
         recipient_id: RecipientId,
     ) -> Result<&LiveSurplus, CommandRefusal> {
+        self.check_open_claims(&recipient_id)?;
         self.with_surplus(now, id, |engine, s| {
             let (_offer, event) = s.accept(now, recipient_id)?;
             if let Some(r) = engine.recipients.get_mut(&recipient_id) {
                 r.stats.offers_accepted += 1;
+                r.open_claims += 1;
             }
             engine.events.push(event);
             Ok(())
         })
+    }
+
+    /// A recipient may not hoard: at most `max_open_claims` uncollected claims.
+    fn check_open_claims(&self, r: &RecipientId) -> Result<(), CommandRefusal> {
+        match self.recipients.get(r) {
+            Some(e) if e.open_claims >= self.cfg.max_open_claims => {
+                Err(CommandRefusal::TooManyOpenClaims)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A claim ends (picked up, or expired uncollected).
+    fn close_claim(&mut self, r: Option<RecipientId>) {
+        if let Some(e) = r.and_then(|r| self.recipients.get_mut(&r)) {
+            e.open_claims = e.open_claims.saturating_sub(1);
+        }
     }
 
     /// The offered recipient declines: the surplus is rematched at once.
@@ -382,6 +418,7 @@ impl Engine {
     ) -> Result<&LiveSurplus, CommandRefusal> {
         self.with_surplus(now, id, |engine, s| {
             engine.events.push(s.pick_up(now, recipient_id)?);
+            engine.close_claim(Some(recipient_id));
             Ok(())
         })
     }
@@ -438,6 +475,7 @@ impl Engine {
                     && let Some(e) = self.recipients.get_mut(&r)
                 {
                     e.release(day, s.posted.quantity);
+                    e.open_claims = e.open_claims.saturating_sub(1);
                 }
                 self.events.push(event);
             }
@@ -688,6 +726,25 @@ impl Engine {
                 return Err(format!(
                     "{id}: status {:?} with claimant {:?}",
                     s.status, s.claimed_by
+                ));
+            }
+        }
+        let mut open: HashMap<RecipientId, u32> = HashMap::new();
+        for s in self
+            .live
+            .values()
+            .filter(|s| s.status == SurplusStatus::Claimed)
+        {
+            if let Some(r) = s.claimed_by {
+                *open.entry(r).or_default() += 1;
+            }
+        }
+        for e in self.recipients.iter() {
+            let want = open.get(&e.recipient.id).copied().unwrap_or(0);
+            if e.open_claims != want {
+                return Err(format!(
+                    "{}: {} open claims counted, {want} live",
+                    e.recipient.id, e.open_claims
                 ));
             }
         }

@@ -41,6 +41,8 @@ pub struct RecipientEntry {
     pub cell: u64,
     pub stats: AcceptanceStats,
     pub reserved: Reservation,
+    /// Surplus this recipient claimed and has not picked up yet.
+    pub open_claims: u32,
 }
 
 impl RecipientEntry {
@@ -147,6 +149,7 @@ impl RecipientIndex {
                     cell,
                     stats: AcceptanceStats::default(),
                     reserved: Reservation::default(),
+                    open_claims: 0,
                 });
                 self.index(i);
             }
@@ -303,6 +306,7 @@ mod tests {
                     cell: 1,
                     stats: AcceptanceStats::default(),
                     reserved: Reservation::default(),
+                    open_claims: 0,
                 })
                 .collect(),
         );

@@ -211,6 +211,7 @@ fn load_recipients(
                 day: today,
                 mass: reserved.get(&id).copied().unwrap_or_default(),
             },
+            open_claims: 0, // counted by Engine::restore from the live surplus
         });
     }
     Ok(out)

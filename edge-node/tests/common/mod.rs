@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use edge_node::auth::Role;
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -18,12 +19,44 @@ pub struct TestEdge {
 }
 
 pub fn config(dir: &std::path::Path) -> EdgeConfig {
-    EdgeConfig {
+    let mut cfg = EdgeConfig {
         data_dir: dir.to_path_buf(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         edge_id: "test-edge".into(),
         ..EdgeConfig::default()
-    }
+    };
+    // Tests that are not about rate limits should never meet one.
+    cfg.rate_limits.provider_per_minute = 1_000_000;
+    cfg.rate_limits.ngo_per_minute = 1_000_000;
+    cfg.rate_limits.admin_per_minute = 1_000_000;
+    cfg
+}
+
+/// A token signed with the keys the edge in `dir` created on first start.
+pub fn token(dir: &std::path::Path, role: Role, sub: &str) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1_000;
+    edge_node::auth::keys::issue(
+        dir,
+        "pahlawan",
+        "pahlawan-edge",
+        role,
+        sub,
+        900,
+        sync_protocol::Timestamp::from_unix_ms(now),
+    )
+    .expect("a token")
+}
+
+/// A client whose every request carries `token`.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}").parse().expect("a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client")
 }
 
 impl TestEdge {
@@ -39,15 +72,19 @@ impl TestEdge {
             .await
             .expect("edge starts");
         let base = format!("http://{}", edge.local_addr().expect("serving"));
+        // The default client is an admin; tests about roles use `as_role`.
+        let client = client_with(&token(dir.path(), Role::Admin, "test-admin"));
         TestEdge {
             edge: Some(edge),
             base,
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .expect("client"),
+            client,
             dir,
         }
+    }
+
+    /// A client acting as `role` for `sub`.
+    pub fn as_role(&self, role: Role, sub: &str) -> reqwest::Client {
+        client_with(&token(self.dir.path(), role, sub))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -724,3 +724,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_recipient_cannot_hoard_claims() {
+    let mut e = Engine::new(EngineConfig {
+        max_open_claims: 2,
+        ..EngineConfig::default()
+    });
+    e.register_provider(Provider {
+        id: PROVIDER,
+        name: "p".into(),
+        location: GeoPoint::new(-6.2, 106.8).expect("valid"),
+        contact: contact(),
+    })
+    .expect("room");
+    e.register_recipient(recipient(1, 1.0, 1_000, false), CELL)
+        .expect("room");
+    for n in 1..=3u8 {
+        let v = e.post(T0, posted(n, 1, 120)).expect("posted").version;
+        let r = e.claim(mins(1), sid(n), rid(1), v).map(drop);
+        if n <= 2 {
+            r.expect("within the cap");
+        } else {
+            assert_eq!(r, Err(CommandRefusal::TooManyOpenClaims));
+        }
+    }
+    e.pick_up(mins(2), sid(1), rid(1))
+        .expect("collected: one claim closes");
+    let v = e.surplus(&sid(3)).expect("live").version;
+    e.claim(mins(3), sid(3), rid(1), v).expect("room again");
+    e.check_invariants().expect("invariants");
+}
