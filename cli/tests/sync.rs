@@ -12,6 +12,7 @@ use std::time::Duration;
 use cloud_hub::testing::pg;
 use cloud_hub::testing::udp_proxy::{Faults, UdpProxy};
 use common::*;
+use serde_json::json;
 
 const LOSSY: Faults = Faults {
     drop: 0.02,
@@ -298,9 +299,196 @@ async fn an_edge_that_starts_before_its_hub_serves_alone_then_catches_up() {
     assert_eq!(status["connected"], false);
     assert_eq!(status["acked_seq"], 0);
     assert!(status["backlog"].as_u64().unwrap() >= 600, "{status}");
-    let hub = start_hub(&db.url, port, certs.path());
-    wait_caught_up(&c, &edge.base, "once the hub appears").await;
+    // The lag keeps growing while the hub is away (it is measured from the
+    // oldest unacknowledged event, not from the last session).
+    let lag = |s: &serde_json::Value| s["lag_seconds"].as_f64().unwrap_or(0.0);
+    let first = poll_status(&c, &edge.base, |s| lag(s) > 0.0).await;
+    poll_status(&c, &edge.base, |s| lag(s) > lag(&first) + 1.0).await;
+
+    let mut hub = start_hub(&db.url, port, certs.path());
+    let caught_up = wait_caught_up(&c, &edge.base, "once the hub appears").await;
+    assert_eq!(lag(&caught_up), 0.0, "{caught_up}");
     let events = assert_hub_mirrors_edge(&db.url, "jkt-1", &data.join("edge.sqlite3")).await;
     assert!(events >= 602);
+
+    // Restarted with the hub gone, the edge remembers what was acknowledged:
+    // no phantom backlog.
+    hub.kill9();
+    let mut edge = edge;
+    edge.proc.terminate();
+    let edge = start_edge(&cfg);
+    let status = sync_status(&c, &edge.base).await.unwrap();
+    assert_eq!(status["connected"], false);
+    assert_eq!(
+        status["acked_seq"].as_u64(),
+        Some(events as u64),
+        "{status}"
+    );
+    assert_eq!(status["backlog"], 0, "{status}");
+}
+
+/// Polls the edge's sync status until `ok` holds (generous deadline).
+async fn poll_status(
+    c: &reqwest::Client,
+    base: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = sync_status(c, base).await.unwrap_or_default();
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status never got there: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every kind of lifecycle event — offers accepted and declined, direct
+/// claims superseding offers, pickups, deliveries — reaches the hub through
+/// the real link and a hub restart, and the hub's views (surplus status,
+/// version, claimant, delivered mass; every offer's outcome) equal the edge's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_declines_and_deliveries_reach_the_hub_views() {
+    let db = pg::fresh_database().await;
+    let certs = certs_for("jkt-1");
+    let port = free_udp_port();
+    let mut hub = start_hub(&db.url, port, certs.path());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("edge");
+    let cfg = edge_config(
+        work.path(),
+        &data,
+        certs.path(),
+        "jkt-1",
+        &format!("127.0.0.1:{port}"),
+    );
+    let edge = start_edge(&cfg);
+    let c = admin_client(&data);
+    let provider = seed(&c, &edge.base, 4).await;
+    let base = edge.base.clone();
+    let act = |path: String, body: serde_json::Value| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            let (s, v) = post(&c, format!("{base}/api/v1{path}"), body)
+                .await
+                .unwrap();
+            assert_eq!(s, 200, "{path}: {v}");
+            v
+        }
+    };
+    let mut kinds = std::collections::BTreeMap::new();
+    for i in 0..60u64 {
+        if i == 30 {
+            // Half-way, the hub dies and comes back.
+            wait_caught_up(&c, &base, "before the hub restart").await;
+            hub.kill9();
+            hub = start_hub(&db.url, port, certs.path());
+        }
+        let (s, v) = post(
+            &c,
+            format!("{base}/api/v1/surplus"),
+            surplus_body(&provider, i),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let offered = v["offer"]["recipient_id"].as_str().unwrap().to_string();
+        let status = match i % 5 {
+            0 => {
+                act(
+                    format!("/offers/{id}/accept"),
+                    json!({"recipient_id": offered}),
+                )
+                .await;
+                act(
+                    format!("/surplus/{id}/pickup"),
+                    json!({"recipient_id": offered}),
+                )
+                .await;
+                act(
+                    format!("/surplus/{id}/deliver"),
+                    json!({"recipient_id": offered, "delivered_kg": 2.25}),
+                )
+                .await["status"]
+                    .clone()
+            }
+            1 => {
+                let next = act(
+                    format!("/offers/{id}/decline"),
+                    json!({"recipient_id": offered}),
+                )
+                .await;
+                let again = next["offer"]["recipient_id"].as_str().unwrap().to_string();
+                assert_ne!(again, offered, "re-offered elsewhere");
+                act(
+                    format!("/offers/{id}/accept"),
+                    json!({"recipient_id": again}),
+                )
+                .await["status"]
+                    .clone()
+            }
+            2 => {
+                // Someone else claims it directly: the pending offer is superseded.
+                let rs = c
+                    .get(format!("{base}/api/v1/surplus/{id}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap();
+                let (lat, lon) = (rs["lat"].as_f64().unwrap(), rs["lon"].as_f64().unwrap());
+                let (s, other) = post(&c, format!("{base}/api/v1/recipients"), json!({"name": format!("Walk-in {i}"),
+                    "lat": lat, "lon": lon, "capacity_kg_per_day": 100.0, "accepted_food_types": ["bakery"],
+                    "contact_phone": "+62 21 555 0000", "contact_email": "w@example.org"})).await.unwrap();
+                assert_eq!(s, 201, "{other}");
+                act(
+                    format!("/surplus/{id}/claim"),
+                    json!({"recipient_id": other["id"], "version": rs["version"]}),
+                )
+                .await["status"]
+                    .clone()
+            }
+            3 => {
+                act(
+                    format!("/offers/{id}/accept"),
+                    json!({"recipient_id": offered}),
+                )
+                .await;
+                act(
+                    format!("/surplus/{id}/pickup"),
+                    json!({"recipient_id": offered}),
+                )
+                .await["status"]
+                    .clone()
+            }
+            _ => v["status"].clone(),
+        };
+        *kinds
+            .entry(status.as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        kinds.keys().cloned().collect::<Vec<_>>(),
+        ["claimed", "delivered", "offered", "picked_up"],
+        "{kinds:?}"
+    );
+    wait_caught_up(&c, &base, "after the lifecycle").await;
+    let events = assert_hub_mirrors_edge(&db.url, "jkt-1", &data.join("edge.sqlite3")).await;
+    let (_, hub_surplus, hub_offers) = hub_state(&db.url, "jkt-1").await;
+    let delivered: i64 = hub_surplus.iter().filter_map(|r| r.4).sum();
+    assert_eq!(delivered, 12 * 2_250, "12 deliveries of 2.25 kg");
+    for outcome in ["accepted", "declined", "superseded", "pending"] {
+        assert!(
+            hub_offers.iter().any(|o| o.2 == outcome),
+            "an offer {outcome} in the hub's history"
+        );
+    }
+    eprintln!("{events} lifecycle events mirrored");
     drop(hub);
 }

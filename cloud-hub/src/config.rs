@@ -111,3 +111,128 @@ impl HubConfig {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+database_url = "postgres://file@db/pahlawan"
+lease_ttl_secs = 60
+max_sessions = 50
+[tls]
+cert = "file/hub.crt"
+"#;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's type
+    fn file_over_defaults_and_environment_over_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env(); // the test runner's DATABASE_URL and PAHLAWAN_HUB_* stay out
+            jail.create_file("hub.toml", FILE)?;
+            jail.set_env("PAHLAWAN_HUB_LEASE_TTL_SECS", "90");
+            jail.set_env("PAHLAWAN_HUB_TLS__KEY", "env/hub.key");
+            jail.set_env("PAHLAWAN_HUB_LISTEN_HTTP", "0.0.0.0:9090");
+            jail.set_env("DATABASE_URL", "postgres://fallback@db/other");
+            let c = HubConfig::load(Some(Path::new("hub.toml"))).map_err(|e| e.to_string())?;
+            let defaults = HubConfig::default();
+            assert_eq!(c.max_sessions, 50, "file over default");
+            assert_eq!(
+                c.tls.cert,
+                PathBuf::from("file/hub.crt"),
+                "file over default"
+            );
+            assert_eq!(c.lease_ttl_secs, 90, "environment over file");
+            assert_eq!(
+                c.tls.key,
+                PathBuf::from("env/hub.key"),
+                "nested key from the environment"
+            );
+            assert_eq!(c.listen_http, SocketAddr::from(([0, 0, 0, 0], 9090)));
+            assert_eq!(
+                c.database_url, "postgres://file@db/pahlawan",
+                "DATABASE_URL is only a fallback: the file's URL wins"
+            );
+            assert_eq!(
+                (c.registry_refresh_secs, c.listen_quic, &c.tls.ca_cert),
+                (
+                    defaults.registry_refresh_secs,
+                    defaults.listen_quic,
+                    &defaults.tls.ca_cert
+                ),
+                "defaults where every layer is silent"
+            );
+
+            jail.set_env("PAHLAWAN_HUB_DATABASE_URL", "postgres://env@db/pahlawan");
+            let c = HubConfig::load(Some(Path::new("hub.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.database_url, "postgres://env@db/pahlawan",
+                "environment over file"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's type
+    fn database_url_fills_in_when_no_layer_names_a_database() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env(); // the test runner's DATABASE_URL and PAHLAWAN_HUB_* stay out
+            jail.create_file("hub.toml", "max_sessions = 7\n")?;
+            let c = HubConfig::load(Some(Path::new("hub.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.database_url, "", "nothing set anywhere");
+            assert!(
+                c.validate()
+                    .is_err_and(|e| e.to_string().contains("DATABASE_URL")),
+                "a hub without a database is refused, naming the variable"
+            );
+            jail.set_env("DATABASE_URL", "postgres://fallback@db/pahlawan");
+            let c = HubConfig::load(Some(Path::new("hub.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.database_url, "postgres://fallback@db/pahlawan");
+            assert_eq!(c.max_sessions, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's type
+    fn a_bad_environment_value_is_a_readable_error() {
+        figment::Jail::expect_with(|jail| {
+            // (variable, value, what the message must say besides the source)
+            let cases: [(&str, &str, &[&str]); 4] = [
+                (
+                    "PAHLAWAN_HUB_LEASE_TTL_SECS",
+                    "soon",
+                    &["LEASE_TTL_SECS", "\"soon\"", "u64"],
+                ),
+                (
+                    "PAHLAWAN_HUB_LISTEN_HTTP",
+                    "nowhere",
+                    &["LISTEN_HTTP", "socket address"],
+                ),
+                ("PAHLAWAN_HUB_MAX_SESSIONS", "-3", &["MAX_SESSIONS", "-3"]),
+                (
+                    "PAHLAWAN_HUB_LEASE_TTL",
+                    "60",
+                    &["unknown field", "lease_ttl"],
+                ),
+            ];
+            for (var, value, expected) in cases {
+                jail.clear_env();
+                jail.set_env(var, value);
+                let Err(e) = HubConfig::load(None) else {
+                    panic!("{var}={value} was accepted");
+                };
+                let message = e.to_string();
+                assert!(
+                    message.starts_with("reading configuration: ")
+                        && message.contains(ENV_PREFIX)
+                        && expected.iter().all(|part| message.contains(part)),
+                    "{var}={value}: the error should name the source and {expected:?}: {message}"
+                );
+                assert!(!message.contains('\n'), "one line: {message}");
+            }
+            Ok(())
+        });
+    }
+}

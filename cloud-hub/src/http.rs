@@ -2,6 +2,7 @@
 //! dashboards' JSON (edges with their lag, global impact).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +14,10 @@ use tokio::sync::Mutex;
 
 use crate::db::{self, queries};
 use crate::stats::HubStats;
+
+/// How long a request waits for PostgreSQL before it answers `503`: once for
+/// its turn on the shared connection, once for connecting and querying.
+pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct HttpState {
     pub database_url: String,
@@ -28,35 +33,59 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+fn unavailable(message: &str) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        message,
+    )
+}
+
+/// Runs `f` on the shared connection, connecting first when there is none or
+/// the last one closed (so readiness follows PostgreSQL going away and coming
+/// back). Both waits are bounded by [`DB_TIMEOUT`]; a connection that did
+/// not answer in time is dropped, so the next request connects afresh instead
+/// of queueing behind it.
 async fn with_db<T>(
     state: &HttpState,
     f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, db::DbError>,
 ) -> Result<T, Response> {
-    let mut guard = state.client.lock().await;
-    if guard.as_ref().is_none_or(|c| c.is_closed()) {
-        *guard = Some(db::connect(&state.database_url).await.map_err(|e| {
-            tracing::warn!(error = %e, "PostgreSQL unreachable");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "PostgreSQL is unreachable",
-            )
-        })?);
+    let mut guard = tokio::time::timeout(DB_TIMEOUT, state.client.lock())
+        .await
+        .map_err(|_| unavailable("PostgreSQL is busy with another request"))?;
+    match tokio::time::timeout(
+        DB_TIMEOUT,
+        connect_and_run(&mut guard, &state.database_url, f),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(timeout = ?DB_TIMEOUT, "PostgreSQL did not answer in time");
+            *guard = None;
+            Err(unavailable("PostgreSQL did not answer in time"))
+        }
     }
-    let client = guard.as_ref().ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "no connection",
-        )
-    })?;
+}
+
+async fn connect_and_run<T>(
+    slot: &mut Option<tokio_postgres::Client>,
+    database_url: &str,
+    f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, db::DbError>,
+) -> Result<T, Response> {
+    let client = match slot {
+        Some(c) if !c.is_closed() => c,
+        _ => {
+            let fresh = db::connect(database_url).await.map_err(|e| {
+                tracing::warn!(error = %e, "PostgreSQL unreachable");
+                unavailable("PostgreSQL is unreachable")
+            })?;
+            slot.insert(fresh)
+        }
+    };
     f(client).await.map_err(|e| {
         tracing::warn!(error = %e, "query failed");
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the query failed",
-        )
+        unavailable("the query failed")
     })
 }
 

@@ -3,7 +3,7 @@
 //! own. A protocol violation or a failed apply ends the session; the edge
 //! reconnects and resumes from the stored high-water mark.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -12,7 +12,7 @@ use sync_protocol::session::hub::{Action, HubSession};
 use sync_protocol::session::io::{FrameError, read_frame, write_frame};
 use sync_protocol::session::msg::MAX_REGISTRY_ENTRIES;
 use sync_protocol::session::{EdgeMsg, HubMsg, RefusalReason};
-use sync_protocol::{Duration, EdgeId, Timestamp};
+use sync_protocol::{Duration, EdgeId, RecipientId, Timestamp};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
@@ -90,17 +90,33 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, stop: watch::Recei
             return;
         }
     };
-    HubStats::add(&ctx.stats.sessions_open, 1);
+    let _open = OpenSession::new(&ctx.stats);
     let span = tracing::info_span!("sync_session", %edge);
     let result = tracing::Instrument::instrument(run(&conn, edge.clone(), &ctx, stop), span).await;
-    ctx.stats
-        .sessions_open
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     match result {
         Ok(()) => tracing::info!(%edge, "session closed"),
         Err(e) => tracing::warn!(%edge, error = %e, "session ended"),
     }
     conn.close(0u32.into(), b"bye");
+}
+
+/// Counts a session open for as long as it lives, however it ends (a panic
+/// in the session unwinds through here too).
+struct OpenSession<'a>(&'a HubStats);
+
+impl<'a> OpenSession<'a> {
+    fn new(stats: &'a HubStats) -> OpenSession<'a> {
+        HubStats::add(&stats.sessions_open, 1);
+        OpenSession(stats)
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        self.0
+            .sessions_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn neighbours(cells: &[u64]) -> Vec<u64> {
@@ -128,8 +144,12 @@ async fn run(
 ) -> Result<(), SessionEnd> {
     let (mut send, mut recv) = conn.accept_bi().await?;
     let mut db = db::connect(&ctx.database_url).await?;
-    let hw = queries::high_water(&db, &edge).await?;
+    let hw = queries::progress(&db, &edge)
+        .await?
+        .map_or(0, |p| p.high_water);
     let mut session = HubSession::new(edge.clone(), hw, now());
+    // Set at Hello: where this edge's log lives.
+    let mut home_region = None;
     // Frames are read by their own task so reading is never cancelled halfway.
     let (tx, mut rx) = mpsc::channel::<Result<Option<EdgeMsg>, FrameError>>(4);
     let reader = tokio::spawn(async move {
@@ -142,8 +162,7 @@ async fn run(
         }
     });
     let _reader = AbortOnDrop(reader);
-    let mut neighbour_cells = Vec::new();
-    let mut registry_since: Option<OffsetDateTime> = None;
+    let mut feed = RegistryFeed::default();
     let mut registry_tick = tokio::time::interval(ctx.registry_refresh);
     let mut renewed = now();
     loop {
@@ -174,16 +193,19 @@ async fn run(
                 match session.handle(now(), msg) {
                     Ok(Action::None) => {}
                     Ok(Action::Greet(hello)) => {
+                        let registered = queries::register(&db, &edge, &hello.cells).await?;
+                        home_region = Some(registered.home_region);
                         let t = now();
                         let granted = leases::grant(&mut db, &edge, &hello.cells, hello.lease_epoch, t, ctx.lease_ttl).await?;
                         session.greet(t, granted.epoch, granted.conflicts);
-                        neighbour_cells = neighbours(&hello.cells);
-                        registry_since = push_registry(&db, &edge, &neighbour_cells, registry_since, &mut session).await?;
+                        feed.cells = neighbours(&hello.cells);
+                        feed.push(&db, &edge, &mut session).await?;
                         renewed = t;
                     }
                     Ok(Action::Apply(batch)) => {
                         let started = std::time::Instant::now();
-                        let applied = apply::apply_batch(&mut db, &edge, &batch).await?;
+                        let home = home_region.ok_or_else(|| DbError::Integrity("a batch before Hello".into()))?;
+                        let applied = apply::apply_batch(&mut db, &edge, home, &batch).await?;
                         let t = now();
                         record(ctx, &applied, started, t);
                         session.applied(t, batch.last_seq);
@@ -203,8 +225,8 @@ async fn run(
                 }
             }
             _ = registry_tick.tick() => {
-                if !neighbour_cells.is_empty() {
-                    registry_since = push_registry(&db, &edge, &neighbour_cells, registry_since, &mut session).await?;
+                if !feed.cells.is_empty() {
+                    feed.push(&db, &edge, &mut session).await?;
                 }
             }
             () = stopped(&mut stop) => {
@@ -236,19 +258,58 @@ fn record(ctx: &Ctx, applied: &apply::Applied, started: std::time::Instant, t: T
     }
 }
 
-async fn push_registry(
-    db: &tokio_postgres::Client,
-    edge: &EdgeId,
-    cells: &[u64],
-    since: Option<OffsetDateTime>,
-    session: &mut HubSession,
-) -> Result<Option<OffsetDateTime>, DbError> {
-    let (entries, newest) = queries::registry(db, edge, cells, since, MAX_REGISTRY_ENTRIES).await?;
-    if entries.is_empty() {
-        return Ok(since);
+/// Re-reading this far behind the newest registration pushed covers rows
+/// whose transaction began (and took its `received_at`) before an earlier
+/// read but committed after it.
+const REGISTRY_OVERLAP: time::Duration = time::Duration::seconds(60);
+
+/// The neighbour registry of one session: recipients of other edges in the
+/// cells around this edge's, pushed once each, newest registrations
+/// followed by the hub's own clock.
+#[derive(Default)]
+struct RegistryFeed {
+    cells: Vec<u64>,
+    /// The newest `received_at` pushed.
+    newest: Option<OffsetDateTime>,
+    /// What was pushed inside the overlap window (so it is not sent again).
+    sent: HashMap<RecipientId, OffsetDateTime>,
+}
+
+impl RegistryFeed {
+    async fn push(
+        &mut self,
+        db: &tokio_postgres::Client,
+        edge: &EdgeId,
+        session: &mut HubSession,
+    ) -> Result<(), DbError> {
+        let since = self
+            .newest
+            .map_or(OffsetDateTime::UNIX_EPOCH, |t| t - REGISTRY_OVERLAP);
+        let mut after = (since, uuid::Uuid::nil());
+        let mut fresh = Vec::new();
+        loop {
+            let page =
+                queries::registry(db, edge, &self.cells, after, MAX_REGISTRY_ENTRIES).await?;
+            let full = page.len() == MAX_REGISTRY_ENTRIES;
+            for (entry, at) in page {
+                after = (at, *entry.id.as_uuid());
+                if self.sent.insert(entry.id, at).is_none() {
+                    fresh.push(entry);
+                }
+                self.newest = self.newest.max(Some(at));
+            }
+            if !full {
+                break;
+            }
+        }
+        if let Some(newest) = self.newest {
+            self.sent.retain(|_, at| *at >= newest - REGISTRY_OVERLAP);
+        }
+        if !fresh.is_empty() {
+            session.push_registry(fresh);
+        }
+        Ok(())
     }
-    session.push_registry(entries);
-    Ok(newest.or(since))
 }
 
 /// Finishes the stream and waits (briefly) until the peer has it all:

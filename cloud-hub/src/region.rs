@@ -2,6 +2,8 @@
 //! parent of a row's cell at a coarse level, so a city's rows share a shard.
 
 use s2::cellid::CellID;
+use s2::latlng::LatLng;
+use sync_protocol::GeoPoint;
 
 /// Level-4 S2 cells are ~600 km across: one region holds a metropolitan area.
 pub const REGION_LEVEL: u64 = 4;
@@ -15,10 +17,17 @@ pub fn region_of(cell: u64) -> i64 {
     id.parent(REGION_LEVEL).0 as i64
 }
 
+/// Whether `cell` (any level) is a valid cell that contains `at`: the hub
+/// checks the cells edges ship against the locations in the events rather
+/// than trusting them.
+pub fn located(cell: u64, at: &GeoPoint) -> bool {
+    let id = CellID(cell);
+    id.is_valid() && CellID::from(LatLng::from_degrees(at.lat(), at.lon())).parent(id.level()) == id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use s2::latlng::LatLng;
 
     fn cell(lat: f64, lon: f64) -> u64 {
         CellID::from(LatLng::from_degrees(lat, lon)).parent(9).0
@@ -31,5 +40,17 @@ mod tests {
         assert_ne!(jakarta, region_of(cell(52.5, 13.4)));
         assert_eq!(region_of(0), 0);
         assert_eq!(region_of(u64::MAX), 0);
+    }
+
+    #[test]
+    fn a_cell_contains_its_points_and_not_others() {
+        let monas = GeoPoint::new(-6.1754, 106.8272).unwrap();
+        let berlin = GeoPoint::new(52.52, 13.405).unwrap();
+        let c = cell(-6.1754, 106.8272);
+        assert!(located(c, &monas));
+        assert!(located(CellID(c).parent(4).0, &monas), "any level");
+        assert!(!located(c, &berlin));
+        assert!(!located(0, &monas));
+        assert!(!located(u64::MAX, &monas));
     }
 }

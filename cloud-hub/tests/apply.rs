@@ -110,8 +110,11 @@ async fn views_follow_events_across_batches() {
     let mut c = db::connect(&tdb.url).await.unwrap();
     db::migrate(&mut c).await.unwrap();
     let edge = EdgeId::new("jkt-1").unwrap();
-    queries::high_water(&c, &edge).await.unwrap();
     let x = cell(-6.2, 106.8);
+    let home = queries::register(&c, &edge, &[x])
+        .await
+        .unwrap()
+        .home_region;
     let mut log = Log {
         edge: edge.clone(),
         seq: 0,
@@ -153,7 +156,7 @@ async fn views_follow_events_across_batches() {
     log.push(x, posted(3, x));
     log.push(x, offer(3, 2, 2));
     let b = log.batch();
-    let applied = apply_batch(&mut c, &edge, &b).await.unwrap();
+    let applied = apply_batch(&mut c, &edge, home, &b).await.unwrap();
     assert_eq!((applied.events, applied.fenced), (10, 0));
     assert_eq!(row(&c, 1).await.unwrap().0, "offered");
 
@@ -195,7 +198,7 @@ async fn views_follow_events_across_batches() {
         },
     );
     let b = log.batch();
-    apply_batch(&mut c, &edge, &b).await.unwrap();
+    apply_batch(&mut c, &edge, home, &b).await.unwrap();
     // Batch 3: S1 picked up and delivered.
     log.push(
         x,
@@ -215,7 +218,7 @@ async fn views_follow_events_across_batches() {
         },
     );
     let b = log.batch();
-    apply_batch(&mut c, &edge, &b).await.unwrap();
+    apply_batch(&mut c, &edge, home, &b).await.unwrap();
 
     assert_eq!(
         row(&c, 1).await,
@@ -243,14 +246,17 @@ async fn views_follow_events_across_batches() {
         (3, 1, 9.5)
     );
     let hw: i64 = c
-        .query_one("SELECT high_water FROM edges WHERE edge_id = 'jkt-1'", &[])
+        .query_one(
+            "SELECT high_water FROM edge_progress WHERE edge_id = 'jkt-1'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(hw, 17);
 
     // The same batch again does not continue the log: refused, no effect.
-    let err = apply_batch(&mut c, &edge, &b).await.unwrap_err();
+    let err = apply_batch(&mut c, &edge, home, &b).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -272,8 +278,9 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
     let new = EdgeId::new("jkt-2").unwrap();
     let x = cell(-6.2, 106.8);
     let ttl = Duration::from_secs(60);
+    let mut home = 0;
     for e in [&old, &new] {
-        queries::high_water(&c, e).await.unwrap();
+        home = queries::register(&c, e, &[x]).await.unwrap().home_region;
     }
     let g = leases::grant(&mut c, &old, &[x], 0, T0, ttl).await.unwrap();
     assert!(g.conflicts.is_empty());
@@ -298,7 +305,7 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
     };
     log.push(x, posted(1, x));
     log.push(x, offer(1, 1, 2));
-    let applied = apply_batch(&mut c, &old, &log.batch()).await.unwrap();
+    let applied = apply_batch(&mut c, &old, home, &log.batch()).await.unwrap();
     assert_eq!((applied.events, applied.fenced), (2, 2));
     assert_eq!(row(&c, 1).await, None, "fenced events are not projected");
     let fenced: i64 = c
@@ -316,7 +323,7 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
         pending: vec![],
     };
     log.push(x, posted(2, x));
-    let applied = apply_batch(&mut c, &new, &log.batch()).await.unwrap();
+    let applied = apply_batch(&mut c, &new, home, &log.batch()).await.unwrap();
     assert_eq!(applied.fenced, 0);
     assert_eq!(row(&c, 2).await.map(|r| r.0), Some("available".into()));
 }
@@ -327,8 +334,11 @@ async fn applied_reports_every_event_once() {
     let mut c = db::connect(&tdb.url).await.unwrap();
     db::migrate(&mut c).await.unwrap();
     let edge = EdgeId::new("jkt-1").unwrap();
-    queries::high_water(&c, &edge).await.unwrap();
     let x = cell(-6.2, 106.8);
+    let home = queries::register(&c, &edge, &[x])
+        .await
+        .unwrap()
+        .home_region;
     let mut log = Log {
         edge: edge.clone(),
         seq: 0,
@@ -338,8 +348,179 @@ async fn applied_reports_every_event_once() {
     for n in 1..=5u8 {
         log.push(x, posted(n, x));
     }
-    let applied = apply_batch(&mut c, &edge, &log.batch()).await.unwrap();
+    let applied = apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
     assert_eq!(applied.events, 5);
     assert_eq!(applied.ats.len(), 5, "one lag sample per event");
     assert_eq!(applied.newest, applied.ats.iter().copied().max());
+}
+
+async fn log_rows(c: &tokio_postgres::Client, edge: &str) -> Vec<(i64, bool)> {
+    c.query(
+        "SELECT seq, fenced FROM event_log WHERE edge_id = $1 ORDER BY seq",
+        &[&edge],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// An edge speaks only for its own rows: whatever cell it ships beside an
+/// event, it cannot change another edge's surplus or offers, nor post into a
+/// cell another edge holds.
+#[tokio::test]
+async fn an_edge_cannot_touch_another_edges_rows() {
+    let tdb = pg::fresh_database().await;
+    let mut c = db::connect(&tdb.url).await.unwrap();
+    db::migrate(&mut c).await.unwrap();
+    let (a, b) = (
+        EdgeId::new("edge-a").unwrap(),
+        EdgeId::new("edge-b").unwrap(),
+    );
+    let x = cell(-6.2, 106.8);
+    // A cell in the same region that nobody leased.
+    let spare = cell(-6.9, 107.6);
+    assert_eq!(
+        cloud_hub::region::region_of(x),
+        cloud_hub::region::region_of(spare)
+    );
+    let home_b = queries::register(&c, &b, &[x]).await.unwrap().home_region;
+    let home_a = queries::register(&c, &a, &[spare])
+        .await
+        .unwrap()
+        .home_region;
+    let ttl = Duration::from_secs(3_600);
+    let gb = leases::grant(&mut c, &b, &[x], 0, T0, ttl).await.unwrap();
+    let mut log_b = Log {
+        edge: b.clone(),
+        seq: 0,
+        epoch: gb.epoch,
+        pending: vec![],
+    };
+    log_b.push(x, posted(1, x));
+    log_b.push(x, offer(1, 1, 2));
+    apply_batch(&mut c, &b, home_b, &log_b.batch())
+        .await
+        .unwrap();
+    let before = row(&c, 1).await;
+    assert_eq!(before.as_ref().map(|r| r.1), Some(2));
+
+    let mut log_a = Log {
+        edge: a.clone(),
+        seq: 0,
+        epoch: 0,
+        pending: vec![],
+    };
+    // Updates of b's surplus and offer under every kind of hint.
+    for hint in [x, spare, 0] {
+        log_a.push(
+            hint,
+            Event::Expired {
+                surplus_id: sid(1),
+                version: 100,
+            },
+        );
+        log_a.push(
+            hint,
+            Event::Claimed {
+                surplus_id: sid(1),
+                recipient_id: rid(1),
+                via: ClaimVia::OfferAccepted,
+                version: 101,
+            },
+        );
+    }
+    // A posting into b's cell, with a true cell, a lying hint...
+    let mut into_b = posted(2, x);
+    log_a.push(0, into_b.clone());
+    // ...and with a cell that does not contain its location.
+    if let Event::SurplusPosted(p) = &mut into_b {
+        p.id = sid(3);
+        p.cell = spare;
+    }
+    log_a.push(spare, into_b);
+    let applied = apply_batch(&mut c, &a, home_a, &log_a.batch())
+        .await
+        .unwrap();
+    assert_eq!(applied.events, 8, "every event is logged");
+    assert_eq!(row(&c, 1).await, before, "b's surplus is untouched");
+    assert_eq!(
+        outcome(&c, 1, 1).await.as_deref(),
+        Some("pending"),
+        "b's offer is untouched"
+    );
+    assert_eq!(row(&c, 2).await, None, "no posting into b's leased cell");
+    assert_eq!(row(&c, 3).await, None, "no posting with a false cell");
+    let fenced: Vec<bool> = log_rows(&c, "edge-a")
+        .await
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect();
+    assert_eq!(&fenced[6..], &[true, true], "both postings fenced");
+}
+
+/// An update shipped without a cell (the edge no longer knew it) still
+/// finds its row; a registration whose cell does not contain it is logged
+/// and not projected.
+#[tokio::test]
+async fn events_without_a_usable_cell_are_placed_by_the_hub() {
+    let tdb = pg::fresh_database().await;
+    let mut c = db::connect(&tdb.url).await.unwrap();
+    db::migrate(&mut c).await.unwrap();
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let x = cell(-6.2, 106.8);
+    let home = queries::register(&c, &edge, &[x])
+        .await
+        .unwrap()
+        .home_region;
+    let mut log = Log {
+        edge: edge.clone(),
+        seq: 0,
+        epoch: 0,
+        pending: vec![],
+    };
+    log.push(x, posted(1, x));
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    log.push(
+        0,
+        Event::Expired {
+            surplus_id: sid(1),
+            version: 2,
+        },
+    );
+    let berlin = cell(52.52, 13.405);
+    log.push(
+        berlin,
+        Event::RecipientRegistered(Recipient {
+            id: rid(7),
+            name: "Far away".into(),
+            location: GeoPoint::new(-6.2, 106.8).unwrap(),
+            capacity_per_day: Mass::from_grams(1_000),
+            accepted_food_types: FoodTypeSet::all(),
+            is_fallback: false,
+            contact: Contact {
+                phone: "+62".into(),
+                email: "a@b.id".into(),
+            },
+        }),
+    );
+    let applied = apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    assert_eq!(applied.fenced, 1);
+    assert_eq!(
+        row(&c, 1).await.map(|r| (r.0, r.1)),
+        Some(("expired".into(), 2))
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM recipients", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "a misplaced registration is not projected");
 }

@@ -2,10 +2,45 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cloud_hub::config::TlsFiles;
 use cloud_hub::testing::pg;
 use cloud_hub::{Hub, HubConfig, certs, db};
+
+/// A hub on loopback ports against `database_url`, with certificates in `dir`.
+async fn start_hub(database_url: &str, dir: &Path) -> Hub {
+    certs::init(dir, &[], false).unwrap();
+    Hub::start(HubConfig {
+        database_url: database_url.to_string(),
+        listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: TlsFiles {
+            ca_cert: dir.join(certs::CA_CERT),
+            cert: dir.join(certs::HUB_CERT),
+            key: dir.join(certs::HUB_KEY),
+        },
+        ..HubConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// GET `url`: the status and the JSON body (every answer of the hub is JSON).
+async fn get_json(url: String) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    let content_type = r.headers().get("content-type").cloned();
+    let body = r.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "{status} {body}"
+    );
+    (status, body)
+}
 
 #[tokio::test]
 async fn every_distributed_table_keys_on_its_distribution_column() {
@@ -13,7 +48,7 @@ async fn every_distributed_table_keys_on_its_distribution_column() {
     let mut c = db::connect(&tdb.url).await.unwrap();
     let citus = db::migrate(&mut c).await.unwrap();
     assert!(!citus, "plain PostgreSQL here: no distribution applied");
-    for ddl in db::CITUS_DDL {
+    for (_, ddl) in db::CITUS_DDL {
         let Some(args) = ddl.strip_prefix("SELECT create_distributed_table(") else {
             continue;
         };
@@ -58,31 +93,9 @@ async fn every_distributed_table_keys_on_its_distribution_column() {
 async fn health_readiness_edges_and_impact_answer() {
     let tdb = pg::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
-    certs::init(dir.path(), &[], false).unwrap();
-    let hub = Hub::start(HubConfig {
-        database_url: tdb.url.clone(),
-        listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
-        listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: TlsFiles {
-            ca_cert: dir.path().join(certs::CA_CERT),
-            cert: dir.path().join(certs::HUB_CERT),
-            key: dir.path().join(certs::HUB_KEY),
-        },
-        ..HubConfig::default()
-    })
-    .await
-    .unwrap();
+    let hub = start_hub(&tdb.url, dir.path()).await;
     let base = format!("http://{}", hub.http_addr());
-    let get = |p: &str| {
-        let url = format!("{base}{p}");
-        async move {
-            let r = reqwest::get(url).await.unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<serde_json::Value>().await.unwrap(),
-            )
-        }
-    };
+    let get = |p: &str| get_json(format!("{base}{p}"));
     assert_eq!(get("/healthz").await.0, 200);
     assert_eq!(
         get("/readyz").await,
@@ -128,4 +141,127 @@ async fn a_hub_without_a_database_or_certificates_says_so() {
     })
     .await;
     assert!(no_certs.err().unwrap().to_string().contains("nope.crt"));
+}
+
+/// The answer of every database-backed route while PostgreSQL is away.
+fn unavailable(message: &str) -> (u16, serde_json::Value) {
+    (
+        503,
+        serde_json::json!({"error": {"code": "database_unavailable", "message": message}}),
+    )
+}
+
+/// Polls until `f` holds; a generous deadline, so only a real hang fails.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(Instant::now() < deadline, "still waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn readiness_follows_postgresql_going_away_and_coming_back() {
+    let tdb = pg::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(&tdb.url, dir.path()).await;
+    let base = format!("http://{}", hub.http_addr());
+    let get = |p: &str| get_json(format!("{base}{p}"));
+    let ready = (200, serde_json::json!({"status": "ready"}));
+    assert_eq!(get("/readyz").await, ready);
+
+    // From a connection to another database: the hub's database refuses new
+    // connections (superusers too) and its backends are ended, so the hub's
+    // connection dies and it cannot open another one.
+    let admin = db::connect(&tdb.admin_url).await.unwrap();
+    let allow = |yes: bool| format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {yes}", tdb.name);
+    let backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1";
+    admin.batch_execute(&allow(false)).await.unwrap();
+    admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&tdb.name],
+        )
+        .await
+        .unwrap();
+    eventually("the hub's backend to end", async || {
+        let n: i64 = admin
+            .query_one(backends, &[&tdb.name])
+            .await
+            .unwrap()
+            .get(0);
+        n == 0
+    })
+    .await;
+
+    // The first request finds its connection dead, or already closed and
+    // fails to reconnect; from then on every request tries to reconnect.
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    let unreachable = unavailable("PostgreSQL is unreachable");
+    eventually("a reconnection attempt", async || {
+        get("/readyz").await == unreachable
+    })
+    .await;
+    assert_eq!(get("/api/v1/edges").await, unreachable);
+    assert_eq!(
+        get("/healthz").await.0,
+        200,
+        "liveness does not depend on PostgreSQL"
+    );
+
+    // PostgreSQL is back: the next probe reconnects on its own.
+    admin.batch_execute(&allow(true)).await.unwrap();
+    assert_eq!(get("/readyz").await, ready);
+    let n: i64 = admin
+        .query_one(backends, &[&tdb.name])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the hub holds one fresh connection");
+    assert_eq!(
+        get("/api/v1/edges").await,
+        (200, serde_json::json!({"items": []}))
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
+    // A "server" that accepts connections and never says a word: connecting
+    // hangs, so only the hub's own bound can answer the probe.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            sockets.push(s);
+        }
+    });
+    let state = Arc::new(cloud_hub::http::HttpState {
+        database_url: format!("host=127.0.0.1 port={port} user=hub dbname=hub"),
+        client: tokio::sync::Mutex::new(None),
+        stats: Arc::new(cloud_hub::stats::HubStats::default()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, cloud_hub::http::router(state))
+            .await
+            .unwrap();
+    });
+    let get = |p: &str| get_json(format!("{base}{p}"));
+    // Two probes at once: whichever holds the connection gives up when its
+    // bound passes; the other waited its turn, then gave up waiting or timed
+    // out itself. Neither waits forever.
+    let (a, b) = tokio::join!(get("/readyz"), get("/readyz"));
+    for (status, body) in [&a, &b] {
+        assert_eq!(*status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    }
+    let timed_out = unavailable("PostgreSQL did not answer in time");
+    assert!(a == timed_out || b == timed_out, "{a:?} {b:?}");
+    server.abort();
+    held.abort();
 }

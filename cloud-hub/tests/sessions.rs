@@ -20,6 +20,10 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
+    start_with(|_| {}).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> Fixture {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("info")
@@ -38,6 +42,8 @@ async fn start() -> Fixture {
         },
         ..HubConfig::default()
     };
+    let mut cfg = cfg;
+    tweak(&mut cfg);
     let hub = Hub::start(cfg).await.unwrap();
     Fixture { db, certs, hub }
 }
@@ -296,4 +302,103 @@ async fn unknown_and_self_signed_certificates_cannot_connect() {
         "a self-signed certificate is refused"
     );
     assert!(cloud_hub::stats::HubStats::get(&f.hub.stats().sessions_refused) >= 1);
+}
+
+/// The next registry message, skipping heartbeats and acks.
+async fn next_registry(recv: &mut quinn::RecvStream) -> Vec<sync_protocol::session::RegistryEntry> {
+    loop {
+        let msg = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            read_frame::<HubMsg, _>(recv),
+        )
+        .await
+        .expect("a registry message in time")
+        .expect("a frame")
+        .expect("not closed");
+        if let HubMsg::Registry { recipients } = msg {
+            return recipients;
+        }
+    }
+}
+
+/// Another edge's recipient, registered (per its own clock) a year ago:
+/// `at` stands for an edge that was offline and synced late.
+async fn register_late_recipient(
+    f: &Fixture,
+    owner: &EdgeId,
+    cell: u64,
+    n: u8,
+) -> sync_protocol::RecipientId {
+    use cloud_hub::db::{self, apply::apply_batch, queries};
+    use sync_protocol::session::hub::Apply;
+    let mut c = db::connect(&f.db.url).await.unwrap();
+    let home = queries::register(&c, owner, &[cell]).await.unwrap();
+    let centre = s2::latlng::LatLng::from(s2::cellid::CellID(cell));
+    let id = sync_protocol::RecipientId::from_bytes([n; 16]);
+    let seq = home.high_water + 1;
+    let env = Envelope {
+        edge_id: owner.clone(),
+        seq,
+        lease_epoch: 0,
+        at: Timestamp::from_unix_ms(1_700_000_000_000),
+        trace_context: None,
+        event: Event::RecipientRegistered(sync_protocol::Recipient {
+            id,
+            name: format!("Panti {n}"),
+            location: sync_protocol::GeoPoint::new(centre.lat.deg(), centre.lng.deg()).unwrap(),
+            capacity_per_day: sync_protocol::Mass::from_grams(100_000),
+            accepted_food_types: sync_protocol::FoodTypeSet::all(),
+            is_fallback: false,
+            contact: sync_protocol::Contact {
+                phone: "+62".into(),
+                email: "p@example.org".into(),
+            },
+        }),
+    };
+    let batch = Apply {
+        events: vec![(cell, env)],
+        first_seq: seq,
+        last_seq: seq,
+    };
+    let applied = apply_batch(&mut c, owner, home.home_region, &batch)
+        .await
+        .unwrap();
+    assert_eq!(applied.fenced, 0);
+    id
+}
+
+/// The registry follows what the hub received, not the owners' clocks, and
+/// places recipients by their own location: a neighbour at a finer S2
+/// level that synced late still reaches a connected edge, once.
+#[tokio::test]
+async fn late_neighbours_at_another_level_reach_a_live_session_once() {
+    let f = start_with(|c| c.registry_refresh_secs = 1).await;
+    let me = edge("jkt-1");
+    let other = edge("bdg-1");
+    let mine = s2::cellid::CellID::from(s2::latlng::LatLng::from_degrees(-6.2, 106.82)).parent(9);
+    // The neighbour edge owns a level-11 cell inside one of our neighbours.
+    let theirs = mine.all_neighbors(9)[0].child_begin_at_level(11).0;
+    let (mut send, mut recv, _conn) = session_as(&f, &me).await;
+    let msg = EdgeMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        edge_id: me.clone(),
+        cells: vec![mine.0],
+        committed_seq: 0,
+        lease_epoch: 0,
+    };
+    write_frame(&mut send, &msg).await.unwrap();
+    assert!(matches!(next(&mut recv).await, HubMsg::Welcome { .. }));
+
+    let first = register_late_recipient(&f, &other, theirs, 1).await;
+    let got = next_registry(&mut recv).await;
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), vec![first]);
+    assert_eq!(got[0].owner, other);
+
+    let second = register_late_recipient(&f, &other, theirs, 2).await;
+    let got = next_registry(&mut recv).await;
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![second],
+        "only what is new: the first is not sent again"
+    );
 }

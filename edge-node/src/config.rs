@@ -344,12 +344,13 @@ impl EdgeConfig {
             ),
             (
                 self.hub.as_ref().is_none_or(|h| {
-                    h.reconnect_min_ms >= 1
+                    h.reconnect_min_ms >= 10
                         && h.reconnect_max_ms >= h.reconnect_min_ms
-                        && h.max_batch_events >= 1
-                        && h.max_in_flight >= 1
+                        && (1..=sync_protocol::session::msg::MAX_BATCH_EVENTS)
+                            .contains(&h.max_batch_events)
+                        && (1..=64).contains(&h.max_in_flight)
                 }),
-                "hub: reconnect_max_ms ≥ reconnect_min_ms ≥ 1, max_batch_events ≥ 1, max_in_flight ≥ 1",
+                "hub: reconnect_max_ms ≥ reconnect_min_ms ≥ 10, max_batch_events in 1..=2048, max_in_flight in 1..=64",
             ),
             (
                 [
@@ -436,6 +437,22 @@ mod tests {
         assert!(EdgeConfig::load(Some(&dir.path().join("missing.toml"))).is_err());
     }
 
+    fn link(tweak: fn(&mut HubLinkConfig)) -> HubLinkConfig {
+        let mut h = HubLinkConfig {
+            address: "hub:4433".into(),
+            server_name: default_hub_name(),
+            ca_cert: "ca.crt".into(),
+            cert: "edge.crt".into(),
+            key: "edge.key".into(),
+            reconnect_min_ms: default_reconnect_min_ms(),
+            reconnect_max_ms: default_reconnect_max_ms(),
+            max_batch_events: default_batch_events(),
+            max_in_flight: default_in_flight(),
+        };
+        tweak(&mut h);
+        h
+    }
+
     #[test]
     fn invalid_values_are_refused_with_their_name() {
         type Mutation = fn(&mut EdgeConfig);
@@ -445,6 +462,26 @@ mod tests {
             (|c| c.lifecycle.ack_timeout_secs = 0, "ack_timeout_secs"),
             (|c| c.cells.tokens = vec!["nope".into()], "cells"),
             (|c| c.utc_offset_minutes = 5_000, "utc_offset_minutes"),
+            (
+                |c| c.hub = Some(link(|h| h.reconnect_min_ms = 0)),
+                "reconnect_min_ms",
+            ),
+            (
+                |c| c.hub = Some(link(|h| h.reconnect_max_ms = 20)),
+                "reconnect_max_ms",
+            ),
+            (
+                |c| c.hub = Some(link(|h| h.max_in_flight = 0)),
+                "max_in_flight",
+            ),
+            (
+                |c| c.hub = Some(link(|h| h.max_batch_events = 0)),
+                "max_batch_events",
+            ),
+            (
+                |c| c.hub = Some(link(|h| h.max_batch_events = 1_000_000)),
+                "max_batch_events",
+            ),
         ];
         for (mutate, needle) in table {
             let mut c = EdgeConfig::default();

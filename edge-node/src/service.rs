@@ -26,6 +26,13 @@ use crate::store::{DB_FILE, StoreError, open_writer};
 use sync_protocol::Surplus;
 
 /// Why the edge could not do what was asked (beyond business refusals).
+/// Neighbouring recipients imported per writer command.
+const IMPORT_CHUNK: usize = 256;
+
+fn writer_stopped() -> EdgeError {
+    EdgeError::Unavailable(Unavailable("the writer has stopped".into()))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EdgeError {
     /// The point lies in a cell this edge does not own.
@@ -60,6 +67,8 @@ pub enum StartError {
     Sync(#[from] crate::sync::SyncSetupError),
     #[error("keys: {0}")]
     Keys(#[from] crate::auth::keys::KeyError),
+    #[error("reading the sync state: {0}")]
+    SyncState(EdgeError),
 }
 
 /// How to start an edge besides its configuration.
@@ -217,6 +226,10 @@ impl Edge {
         tokio::spawn(housekeeping(handle.clone()));
         let sync = match handle.config.hub.clone() {
             Some(link) => {
+                // What the hub acknowledged before this start: the backlog
+                // counts from there, from the first request on.
+                let (published, _) = handle.sync_state().await.map_err(StartError::SyncState)?;
+                handle.shared.sync.write().acked_seq = published;
                 let stop = handle.shared.shutting_down.subscribe();
                 Some(crate::sync::spawn(handle.clone(), link, stop)?)
             }
@@ -313,6 +326,8 @@ impl EdgeHandle {
             .map_err(|cell| EdgeError::Misdirected { cell })
     }
 
+    /// Queues a command for the writer; a full queue is `Busy` at once (the
+    /// caller is a request that should be shed, not parked).
     async fn call<T>(
         &self,
         make: impl FnOnce(crate::store::writer::Reply<T>) -> Command,
@@ -321,12 +336,34 @@ impl EdgeHandle {
         match self.tx.try_send(make(reply)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(EdgeError::Busy),
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(EdgeError::Unavailable(Unavailable(
-                    "the writer has stopped".into(),
-                )));
+            Err(TrySendError::Disconnected(_)) => return Err(writer_stopped()),
+        }
+        Self::answer(rx).await
+    }
+
+    /// Queues a command for the writer, waiting for room in a full queue:
+    /// for background work (the hub link) that must neither fail nor crowd
+    /// out requests.
+    async fn call_patiently<T>(
+        &self,
+        make: impl FnOnce(crate::store::writer::Reply<T>) -> Command,
+    ) -> Result<T, EdgeError> {
+        let (reply, rx) = oneshot::channel();
+        let mut command = make(reply);
+        loop {
+            match self.tx.try_send(command) {
+                Ok(()) => break,
+                Err(TrySendError::Full(c)) => {
+                    command = c;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(writer_stopped()),
             }
         }
+        Self::answer(rx).await
+    }
+
+    async fn answer<T>(rx: oneshot::Receiver<Result<T, Unavailable>>) -> Result<T, EdgeError> {
         match rx.await {
             Ok(r) => Ok(r?),
             Err(_) => Err(EdgeError::Unavailable(Unavailable(
@@ -477,21 +514,29 @@ impl EdgeHandle {
     }
 
     pub async fn mark_published(&self, seq: u64) -> Result<(), EdgeError> {
-        self.call(|reply| Command::MarkPublished { seq, reply })
+        self.call_patiently(|reply| Command::MarkPublished { seq, reply })
             .await
     }
 
     pub async fn set_lease_epoch(&self, epoch: u64) -> Result<(), EdgeError> {
-        self.call(|reply| Command::SetLeaseEpoch { epoch, reply })
+        self.call_patiently(|reply| Command::SetLeaseEpoch { epoch, reply })
             .await
     }
 
+    /// Imports neighbouring recipients a slice at a time, so a large
+    /// registry never holds one writer group for long.
     pub async fn import_recipients(
         &self,
         entries: Vec<sync_protocol::session::RegistryEntry>,
     ) -> Result<usize, EdgeError> {
-        self.call(|reply| Command::ImportRecipients { entries, reply })
-            .await
+        let mut imported = 0;
+        for chunk in entries.chunks(IMPORT_CHUNK) {
+            let entries = chunk.to_vec();
+            imported += self
+                .call_patiently(|reply| Command::ImportRecipients { entries, reply })
+                .await?;
+        }
+        Ok(imported)
     }
 
     /// Ready when the writer is running and can commit.

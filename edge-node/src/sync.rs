@@ -1,9 +1,12 @@
 //! The edge's link to the hub: QUIC with mutual TLS (quinn + rustls), driving
 //! the I/O-free `EdgeSession` core. It runs beside the edge and never sits on
 //! the path of a post or a claim: it reads committed outbox rows through the
-//! read-only pool and tells the writer only what the hub acknowledged. When
-//! the hub is gone it retries with jittered exponential backoff, for as long
-//! as it takes, and catches up from the hub's high-water mark.
+//! read-only pool; what it hands the writer (acknowledged marks, the lease
+//! epoch, neighbouring recipients in slices) waits for room in the queue
+//! rather than failing. When the hub is gone it retries with jittered
+//! exponential backoff (back to the shortest wait after each established
+//! session), for as long as it takes, and catches up from the hub's
+//! high-water mark. Backlog and lag stay current while disconnected.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,9 +129,11 @@ async fn run(
     link: HubLinkConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff_ms = link.reconnect_min_ms;
+    let mut backoff = Backoff::new(link.reconnect_min_ms, link.reconnect_max_ms);
     let mut rng = SmallRng::from_os_rng();
+    let status = AbortOnDrop(tokio::spawn(track_lag(edge.clone())));
     loop {
+        let sessions_before = edge.shared().sync.read().sessions;
         // Each session runs in its own task: a bug that panics one is logged
         // and the link retried, instead of silently ending sync for good.
         let task = tokio::spawn({
@@ -151,22 +156,70 @@ async fn run(
                 s.last_error = Some(e.to_string());
             }
         }
-        match result {
-            Ok(()) => backoff_ms = link.reconnect_min_ms,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff_ms, "hub link down");
-            }
+        // A session that got as far as Welcome proves the hub is back: the
+        // next reconnect starts from the shortest wait again.
+        if edge.shared().sync.read().sessions > sessions_before {
+            backoff.reset();
         }
-        // Full jitter over [backoff/2, backoff]: edges that lost the hub
-        // together do not all come back in the same millisecond.
-        let wait = rng.random_range(backoff_ms / 2..=backoff_ms.max(1));
-        backoff_ms = (backoff_ms.saturating_mul(2)).min(link.reconnect_max_ms);
+        let wait = backoff.next_wait(&mut rng);
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, retry_in_ms = wait, "hub link down");
+        }
         tokio::select! {
             () = tokio::time::sleep(StdDuration::from_millis(wait)) => {}
             () = stopped(&mut stop) => break,
         }
     }
+    drop(status);
     endpoint.close(0u32.into(), b"edge stopping");
+}
+
+/// Reconnect waits: doubling from `min` to `max`, back to `min` once a
+/// session is established.
+#[derive(Debug, Clone)]
+struct Backoff {
+    min: u64,
+    max: u64,
+    current: u64,
+}
+
+impl Backoff {
+    fn new(min: u64, max: u64) -> Backoff {
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.current = self.min;
+    }
+
+    /// The next wait in ms, jittered over [current/2, current] so edges that
+    /// lost the hub together do not all come back in the same millisecond.
+    fn next_wait(&mut self, rng: &mut impl Rng) -> u64 {
+        let wait = rng.random_range(self.current / 2..=self.current.max(1));
+        self.current = self.current.saturating_mul(2).min(self.max);
+        wait
+    }
+}
+
+/// Keeps `lag_seconds` current whether or not the hub is reachable: the age
+/// of the oldest committed event the hub has not acknowledged.
+async fn track_lag(edge: EdgeHandle) {
+    let mut tick = tokio::time::interval(StdDuration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let acked = edge.shared().sync.read().acked_seq;
+        let oldest = if edge.committed_seq() > acked {
+            edge.event_time(acked + 1).await.ok().flatten()
+        } else {
+            None
+        };
+        let lag = oldest.map_or(0.0, |t| (now() - t).as_secs_f64().max(0.0));
+        edge.shared().sync.write().lag_seconds = lag;
+    }
 }
 
 async fn session(
@@ -208,7 +261,6 @@ async fn session(
     });
     let _reader = AbortOnDrop(reader);
     let mut marked = published;
-    let mut lag_checked = now();
     loop {
         core.set_committed(*committed.borrow_and_update());
         while let Some(want) = core.wants() {
@@ -224,14 +276,9 @@ async fn session(
             write_frame(&mut send, &msg).await?;
         }
         if core.acked() > marked {
-            // The writer's queue may be momentarily full: the mark is retried.
-            if edge.mark_published(core.acked()).await.is_ok() {
-                marked = core.acked();
-            }
-        }
-        if now() - lag_checked >= sync_protocol::Duration::from_secs(1) {
-            refresh_status(edge, &core).await;
-            lag_checked = now();
+            edge.mark_published(core.acked()).await?;
+            marked = core.acked();
+            edge.shared().sync.write().acked_seq = marked;
         }
         let wake = core.poll_timeout().map_or(StdDuration::from_secs(1), |t| {
             StdDuration::from_millis((t - now()).as_ms().clamp(1, 1_000) as u64)
@@ -290,24 +337,32 @@ async fn welcomed(
     Ok(())
 }
 
-/// Backlog and lag for `GET /api/v1/sync`: the age of the oldest event the
-/// hub has not acknowledged.
-async fn refresh_status(edge: &EdgeHandle, core: &EdgeSession) {
-    let oldest = if core.backlog() > 0 {
-        edge.event_time(core.acked() + 1).await.ok().flatten()
-    } else {
-        None
-    };
-    let lag = oldest.map_or(0.0, |t| (now() - t).as_secs_f64().max(0.0));
-    let mut s = edge.shared().sync.write();
-    s.acked_seq = core.acked();
-    s.lag_seconds = lag;
-}
-
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets_after_a_session() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut b = Backoff::new(200, 30_000);
+        let waits: Vec<u64> = (0..12).map(|_| b.next_wait(&mut rng)).collect();
+        for (i, w) in waits.iter().enumerate() {
+            let cap = (200u64 << i).min(30_000);
+            assert!(
+                (cap / 2..=cap).contains(w),
+                "wait {i}: {w} outside [{}, {cap}]",
+                cap / 2
+            );
+        }
+        b.reset();
+        assert!(b.next_wait(&mut rng) <= 200, "back to the shortest wait");
     }
 }

@@ -254,11 +254,17 @@ pub async fn wait_caught_up(c: &reqwest::Client, base: &str, what: &str) -> Valu
 
 /// An event log as (seq, envelope bytes).
 pub type Log = Vec<(i64, Vec<u8>)>;
-/// Surplus as (id, status, version), sorted by id.
-pub type SurplusRows = Vec<(uuid::Uuid, String, i64)>;
+/// Surplus as (id, status, version, claimed by, delivered grams), by id.
+pub type SurplusRows = Vec<(uuid::Uuid, String, i64, Option<uuid::Uuid>, Option<i64>)>;
+/// Offers as (surplus, recipient, outcome), sorted.
+pub type OfferRows = Vec<(uuid::Uuid, uuid::Uuid, String)>;
 
-/// The edge's outbox and surplus.
-pub fn edge_state(db: &Path) -> (Log, SurplusRows) {
+fn uuid_of(b: Option<Vec<u8>>) -> Option<uuid::Uuid> {
+    b.map(|b| uuid::Uuid::from_slice(&b).unwrap())
+}
+
+/// The edge's outbox, surplus and offers.
+pub fn edge_state(db: &Path) -> (Log, SurplusRows, OfferRows) {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -269,25 +275,41 @@ pub fn edge_state(db: &Path) -> (Log, SurplusRows) {
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    let mut surplus: Vec<(uuid::Uuid, String, i64)> = conn
-        .prepare("SELECT id, status, version FROM surplus")
+    let mut surplus: SurplusRows = conn
+        .prepare("SELECT id, status, version, claimed_by, delivered_g FROM surplus")
         .unwrap()
         .query_map([], |r| {
-            let id: Vec<u8> = r.get(0)?;
-            Ok((uuid::Uuid::from_slice(&id).unwrap(), r.get(1)?, r.get(2)?))
+            Ok((
+                uuid_of(r.get(0)?).unwrap(),
+                r.get(1)?,
+                r.get(2)?,
+                uuid_of(r.get(3)?),
+                r.get(4)?,
+            ))
         })
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
     surplus.sort();
-    (outbox, surplus)
+    let mut offers: OfferRows = conn
+        .prepare("SELECT surplus_id, recipient_id, outcome FROM offers")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                uuid_of(r.get(0)?).unwrap(),
+                uuid_of(r.get(1)?).unwrap(),
+                r.get(2)?,
+            ))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    offers.sort();
+    (outbox, surplus, offers)
 }
 
-/// The hub's log of one edge and its surplus view.
-pub async fn hub_state(
-    url: &str,
-    edge: &str,
-) -> (Vec<(i64, Vec<u8>)>, Vec<(uuid::Uuid, String, i64)>) {
+/// The hub's log of one edge, its surplus view and its matching history.
+pub async fn hub_state(url: &str, edge: &str) -> (Log, SurplusRows, OfferRows) {
     let c = cloud_hub::db::connect(url).await.unwrap();
     let log = c
         .query(
@@ -301,7 +323,18 @@ pub async fn hub_state(
         .collect();
     let surplus = c
         .query(
-            "SELECT id, status, version FROM surplus WHERE edge_id = $1 ORDER BY id",
+            "SELECT id, status, version, claimed_by, delivered_g FROM surplus WHERE edge_id = $1 ORDER BY id",
+            &[&edge],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let offers = c
+        .query(
+            "SELECT surplus_id, recipient_id, outcome FROM matching_history WHERE edge_id = $1
+             ORDER BY surplus_id, recipient_id",
             &[&edge],
         )
         .await
@@ -309,14 +342,14 @@ pub async fn hub_state(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    (log, surplus)
+    (log, surplus, offers)
 }
 
 /// Exactly once: the hub's log is the edge's outbox, byte for byte — so no
 /// duplicates and no gaps — and the hub's surplus view is the edge's.
 pub async fn assert_hub_mirrors_edge(hub_url: &str, edge: &str, edge_db: &Path) -> usize {
-    let (outbox, edge_surplus) = edge_state(edge_db);
-    let (log, hub_surplus) = hub_state(hub_url, edge).await;
+    let (outbox, edge_surplus, edge_offers) = edge_state(edge_db);
+    let (log, hub_surplus, hub_offers) = hub_state(hub_url, edge).await;
     assert_eq!(
         log.len(),
         outbox.len(),
@@ -333,7 +366,12 @@ pub async fn assert_hub_mirrors_edge(hub_url: &str, edge: &str, edge_db: &Path) 
     assert_eq!(hub_surplus.len(), edge_surplus.len());
     assert!(
         hub_surplus == edge_surplus,
-        "the hub's surplus view equals the edge's"
+        "the hub's surplus view equals the edge's (status, version, claimant, delivered)"
+    );
+    assert_eq!(hub_offers.len(), edge_offers.len());
+    assert!(
+        hub_offers == edge_offers,
+        "the hub's matching history equals the edge's offers"
     );
     outbox.len()
 }

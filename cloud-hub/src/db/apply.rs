@@ -16,7 +16,12 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::DbError;
-use crate::region::region_of;
+use crate::region::{located, region_of};
+
+/// The leaf (level-30) cell of a point, as stored.
+fn leaf_cell(at: &sync_protocol::GeoPoint) -> i64 {
+    s2::cellid::CellID::from(s2::latlng::LatLng::from_degrees(at.lat(), at.lon())).0 as i64
+}
 
 pub fn odt(t: Timestamp) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
@@ -37,7 +42,6 @@ pub struct Applied {
 #[derive(Default)]
 struct LogRows {
     seq: Vec<i64>,
-    region: Vec<i64>,
     cell: Vec<i64>,
     kind: Vec<&'static str>,
     at: Vec<OffsetDateTime>,
@@ -277,7 +281,6 @@ impl Fold {
 
 fn log_row(log: &mut LogRows, cell: u64, env: &Envelope, fenced: bool) {
     log.seq.push(env.seq as i64);
-    log.region.push(region_of(cell));
     log.cell.push(cell as i64);
     log.kind.push(env.event.kind());
     log.at.push(odt(env.at));
@@ -288,20 +291,103 @@ fn log_row(log: &mut LogRows, cell: u64, env: &Envelope, fenced: bool) {
     log.envelope.push(sync_protocol::wire::encode_envelope(env));
 }
 
-/// Applies `batch` from `edge` in one transaction. Fails without effect if
-/// the stored high-water mark is not `batch.first_seq - 1`.
+/// Where the hub places an event, from the event itself where it can: the
+/// cell an edge ships beside an event is a hint it does not trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The event concerns this cell (0: none known; nothing to project).
+    Cell(u64),
+    /// A registration or posting whose cell does not contain its location:
+    /// logged, never projected.
+    Misplaced,
+}
+
+/// Places every event of `batch`. Postings and registrations are checked
+/// against their own locations; later events of a surplus take the cell of
+/// its posting (from this batch, else from the hint, else from the stored
+/// row). A lying hint can only misplace the edge's own rows: every update
+/// is also scoped to the edge.
+async fn place(
+    tx: &tokio_postgres::Transaction<'_>,
+    edge: &EdgeId,
+    batch: &Apply,
+) -> Result<Vec<Place>, DbError> {
+    let mut posted: HashMap<SurplusId, u64> = HashMap::new();
+    let mut places = Vec::with_capacity(batch.events.len());
+    let mut unknown: Vec<Uuid> = Vec::new();
+    for (hint, env) in &batch.events {
+        let p = match &env.event {
+            Event::ProviderRegistered(p) if located(*hint, &p.location) => Place::Cell(*hint),
+            Event::RecipientRegistered(r) if located(*hint, &r.location) => Place::Cell(*hint),
+            Event::ProviderRegistered(_) | Event::RecipientRegistered(_) => Place::Misplaced,
+            Event::SurplusPosted(p) if located(p.cell, &p.location) => {
+                posted.insert(p.id, p.cell);
+                Place::Cell(p.cell)
+            }
+            Event::SurplusPosted(_) => Place::Misplaced,
+            other => match other.surplus_id() {
+                Some(id) => match posted.get(&id) {
+                    Some(cell) => Place::Cell(*cell),
+                    None if region_of(*hint) != 0 => Place::Cell(*hint),
+                    None => {
+                        unknown.push(*id.as_uuid());
+                        Place::Cell(0)
+                    }
+                },
+                None => Place::Cell(0),
+            },
+        };
+        places.push(p);
+    }
+    if unknown.is_empty() {
+        return Ok(places);
+    }
+    // Rare (an edge that no longer knew the cell): a lookup across regions.
+    let rows = tx
+        .query(
+            "SELECT id, cell FROM surplus WHERE edge_id = $1 AND id = ANY($2)",
+            &[&edge.as_str(), &unknown],
+        )
+        .await?;
+    let found: HashMap<Uuid, u64> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    for ((_, env), p) in batch.events.iter().zip(places.iter_mut()) {
+        if *p == Place::Cell(0)
+            && let Some(cell) = env
+                .event
+                .surplus_id()
+                .and_then(|id| found.get(id.as_uuid()))
+        {
+            *p = Place::Cell(*cell);
+        }
+    }
+    Ok(places)
+}
+
+/// Applies `batch` from `edge`, whose log lives in `home_region`, in one
+/// transaction. Fails without effect if the stored high-water mark is not
+/// `batch.first_seq - 1`.
 pub async fn apply_batch(
     client: &mut Client,
     edge: &EdgeId,
+    home_region: i64,
     batch: &Apply,
 ) -> Result<Applied, DbError> {
     let tx = client.transaction().await?;
     let hw: i64 = tx
-        .query_one(
-            "SELECT high_water FROM edges WHERE edge_id = $1 FOR UPDATE",
-            &[&edge.as_str()],
+        .query_opt(
+            "SELECT high_water FROM edge_progress
+             WHERE geo_region_id = $1 AND edge_id = $2 FOR UPDATE",
+            &[&home_region, &edge.as_str()],
         )
         .await?
+        .ok_or_else(|| {
+            DbError::Integrity(format!(
+                "edge {edge} has no progress in region {home_region}"
+            ))
+        })?
         .get(0);
     if hw as u64 + 1 != batch.first_seq {
         return Err(DbError::NotContiguous {
@@ -309,12 +395,22 @@ pub async fn apply_batch(
             got: batch.first_seq,
         });
     }
-    let leases = load_leases(&tx, batch).await?;
+    let places = place(&tx, edge, batch).await?;
+    let leases = load_leases(&tx, &places).await?;
     let mut fold = Fold::default();
     let mut out = Applied::default();
-    for (cell, env) in &batch.events {
-        let fenced = *cell != 0 && is_fenced(leases.get(cell), edge, env.lease_epoch);
-        log_row(&mut fold.log, *cell, env, fenced);
+    for ((hint, env), place) in batch.events.iter().zip(places) {
+        let (cell, fenced) = match place {
+            Place::Misplaced => {
+                tracing::warn!(%edge, seq = env.seq, kind = env.event.kind(), "event's cell does not contain its location: logged, not projected");
+                (*hint, true)
+            }
+            Place::Cell(c) => (
+                c,
+                c != 0 && is_fenced(leases.get(&c), edge, env.lease_epoch),
+            ),
+        };
+        log_row(&mut fold.log, cell, env, fenced);
         out.events += 1;
         out.ats.push(env.at);
         out.newest = out.newest.max(Some(env.at));
@@ -322,15 +418,20 @@ pub async fn apply_batch(
             out.fenced += 1;
             continue;
         }
-        fold.project(*cell, env.at, &env.event);
+        fold.project(cell, env.at, &env.event);
     }
-    write(&tx, edge, &fold).await?;
+    write(&tx, edge, home_region, &fold).await?;
     let newest = out.newest.map(odt);
     tx.execute(
-        "UPDATE edges SET high_water = $2, last_seen = now(),
-                last_event_at = GREATEST(last_event_at, $3)
-         WHERE edge_id = $1",
-        &[&edge.as_str(), &(batch.last_seq as i64), &newest],
+        "UPDATE edge_progress SET high_water = $3, last_applied = now(),
+                last_event_at = GREATEST(last_event_at, $4)
+         WHERE geo_region_id = $1 AND edge_id = $2",
+        &[
+            &home_region,
+            &edge.as_str(),
+            &(batch.last_seq as i64),
+            &newest,
+        ],
     )
     .await?;
     tx.commit().await?;
@@ -339,13 +440,14 @@ pub async fn apply_batch(
 
 async fn load_leases(
     tx: &tokio_postgres::Transaction<'_>,
-    batch: &Apply,
+    places: &[Place],
 ) -> Result<HashMap<u64, Lease>, DbError> {
-    let mut cells: Vec<i64> = batch
-        .events
+    let mut cells: Vec<i64> = places
         .iter()
-        .map(|(c, _)| *c as i64)
-        .filter(|c| *c != 0)
+        .filter_map(|p| match p {
+            Place::Cell(c) if *c != 0 => Some(*c as i64),
+            _ => None,
+        })
         .collect();
     cells.sort_unstable();
     cells.dedup();
@@ -379,23 +481,43 @@ async fn load_leases(
     Ok(out)
 }
 
+/// Writes the fold. Under Citus each statement on a distributed table names
+/// one `geo_region_id` as a constant — one statement per region the batch
+/// touches — so each is routed to a single shard, and a batch whose events
+/// all lie in the edge's home region stays in one colocation group.
 async fn write(
     tx: &tokio_postgres::Transaction<'_>,
     edge: &EdgeId,
+    home_region: i64,
     f: &Fold,
 ) -> Result<(), DbError> {
     let e = edge.as_str();
     let l = &f.log;
     tx.execute(
-        "INSERT INTO event_log (edge_id, seq, geo_region_id, cell, kind, at, lease_epoch, trace_id, fenced, envelope)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
-                                  $7::bigint[], $8::bytea[], $9::bool[], $10::bytea[])",
-        &[&e, &l.seq, &l.region, &l.cell, &l.kind, &l.at, &l.epoch, &l.trace, &l.fenced, &l.envelope],
+        "INSERT INTO event_log (geo_region_id, edge_id, seq, cell, kind, at, lease_epoch, trace_id, fenced, envelope)
+         SELECT $1, $2, * FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
+                                      $7::bigint[], $8::bytea[], $9::bool[], $10::bytea[])",
+        &[&home_region, &e, &l.seq, &l.cell, &l.kind, &l.at, &l.epoch, &l.trace, &l.fenced, &l.envelope],
     )
     .await?;
     write_registry(tx, e, f).await?;
-    write_surplus(tx, e, f).await?;
-    write_offers(tx, e, f).await
+    let mut regions: Vec<i64> = f
+        .new_surplus
+        .values()
+        .map(|n| n.region)
+        .chain(f.updates.values().map(|u| u.region))
+        .chain(f.new_offers.values().map(|o| o.region))
+        .chain(f.outcomes.iter().map(|o| o.0))
+        .chain(f.close_pending.iter().map(|c| c.0))
+        .filter(|r| *r != 0)
+        .collect();
+    regions.sort_unstable();
+    regions.dedup();
+    for region in regions {
+        write_surplus(tx, e, region, f).await?;
+        write_offers(tx, e, region, f).await?;
+    }
+    Ok(())
 }
 
 async fn write_registry(
@@ -466,15 +588,18 @@ async fn write_registry(
         let phone: Vec<&str> = r.iter().map(|(_, x, _)| x.contact.phone.as_str()).collect();
         let email: Vec<&str> = r.iter().map(|(_, x, _)| x.contact.email.as_str()).collect();
         let at: Vec<OffsetDateTime> = r.iter().map(|(_, _, t)| odt(*t)).collect();
+        // The leaf cell places the recipient for neighbours at any S2 level.
+        let leaf: Vec<i64> = r.iter().map(|(_, x, _)| leaf_cell(&x.location)).collect();
         tx.execute(
-            "INSERT INTO recipients (id, edge_id, name, lat, lon, cell, capacity_g_per_day, food_types,
-                                     is_fallback, contact_phone, contact_email, created_at)
-             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.cap, u.types, u.fallback, u.phone, u.email, u.at
+            "INSERT INTO recipients (id, edge_id, name, lat, lon, cell, leaf_cell, capacity_g_per_day, food_types,
+                                     is_fallback, contact_phone, contact_email, created_at, received_at)
+             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.leaf, u.cap, u.types, u.fallback, u.phone, u.email,
+                    u.at, clock_timestamp()
              FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bigint[],
-                         $8::int2[], $9::bool[], $10::text[], $11::text[], $12::timestamptz[])
-                  AS u(id, name, lat, lon, cell, cap, types, fallback, phone, email, at)
+                         $8::int2[], $9::bool[], $10::text[], $11::text[], $12::timestamptz[], $13::bigint[])
+                  AS u(id, name, lat, lon, cell, cap, types, fallback, phone, email, at, leaf)
              ON CONFLICT (id) DO NOTHING",
-            &[&e, &ids, &names, &lat, &lon, &cell, &cap, &types, &fallback, &phone, &email, &at],
+            &[&e, &ids, &names, &lat, &lon, &cell, &cap, &types, &fallback, &phone, &email, &at, &leaf],
         )
         .await?;
     }
@@ -484,11 +609,11 @@ async fn write_registry(
 async fn write_surplus(
     tx: &tokio_postgres::Transaction<'_>,
     e: &str,
+    k: i64,
     f: &Fold,
 ) -> Result<(), DbError> {
-    if !f.new_surplus.is_empty() {
-        let n: Vec<&NewSurplus> = f.new_surplus.values().collect();
-        let region: Vec<i64> = n.iter().map(|x| x.region).collect();
+    let n: Vec<&NewSurplus> = f.new_surplus.values().filter(|x| x.region == k).collect();
+    if !n.is_empty() {
         let id: Vec<Uuid> = n.iter().map(|x| *x.row.id.as_uuid()).collect();
         let provider: Vec<Uuid> = n.iter().map(|x| *x.row.provider_id.as_uuid()).collect();
         let lat: Vec<f64> = n.iter().map(|x| x.row.location.lat()).collect();
@@ -513,21 +638,21 @@ async fn write_surplus(
         tx.execute(
             "INSERT INTO surplus (geo_region_id, id, edge_id, provider_id, lat, lon, cell, quantity_g, food_type,
                                   description, expires_at, posted_at, status, version, claimed_by, delivered_g, updated_at)
-             SELECT u.region, u.id, $1, u.provider, u.lat, u.lon, u.cell, u.qty, u.food, u.descr, u.expires,
+             SELECT $1, u.id, $2, u.provider, u.lat, u.lon, u.cell, u.qty, u.food, u.descr, u.expires,
                     u.posted, u.status, u.version, u.claimed, u.delivered, u.updated
-             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::float8[], $6::float8[], $7::bigint[],
+             FROM UNNEST($3::uuid[], $4::uuid[], $5::float8[], $6::float8[], $7::bigint[],
                          $8::bigint[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
                          $13::text[], $14::bigint[], $15::uuid[], $16::bigint[], $17::timestamptz[])
-                  AS u(region, id, provider, lat, lon, cell, qty, food, descr, expires, posted, status,
+                  AS u(id, provider, lat, lon, cell, qty, food, descr, expires, posted, status,
                        version, claimed, delivered, updated)
              ON CONFLICT (geo_region_id, id) DO NOTHING",
-            &[&e, &region, &id, &provider, &lat, &lon, &cell, &qty, &food, &desc, &expires, &posted, &status, &version, &claimed, &delivered, &updated],
+            &[&k, &e, &id, &provider, &lat, &lon, &cell, &qty, &food, &desc, &expires, &posted, &status, &version, &claimed, &delivered, &updated],
         )
         .await?;
     }
-    if !f.updates.is_empty() {
-        let u: Vec<(&SurplusId, &SurplusState)> = f.updates.iter().collect();
-        let region: Vec<i64> = u.iter().map(|(_, s)| s.region).collect();
+    let u: Vec<(&SurplusId, &SurplusState)> =
+        f.updates.iter().filter(|(_, s)| s.region == k).collect();
+    if !u.is_empty() {
         let id: Vec<Uuid> = u.iter().map(|(i, _)| *i.as_uuid()).collect();
         let status: Vec<&str> = u.iter().map(|(_, s)| s.status.as_str()).collect();
         let version: Vec<i64> = u.iter().map(|(_, s)| s.version as i64).collect();
@@ -540,14 +665,15 @@ async fn write_surplus(
             .map(|(_, s)| s.delivered_g.map(|g| g as i64))
             .collect();
         let updated: Vec<OffsetDateTime> = u.iter().map(|(_, s)| odt(s.updated_at)).collect();
+        // Scoped to the edge: an edge changes only the surplus it posted.
         tx.execute(
             "UPDATE surplus s SET status = u.status, version = u.version,
                     claimed_by = COALESCE(u.claimed, s.claimed_by),
                     delivered_g = COALESCE(u.delivered, s.delivered_g), updated_at = u.updated
-             FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::uuid[], $6::bigint[], $7::timestamptz[])
-                  AS u(region, id, status, version, claimed, delivered, updated)
-             WHERE s.geo_region_id = u.region AND s.id = u.id AND s.version < u.version",
-            &[&region, &id, &status, &version, &claimed, &delivered, &updated],
+             FROM UNNEST($3::uuid[], $4::text[], $5::bigint[], $6::uuid[], $7::bigint[], $8::timestamptz[])
+                  AS u(id, status, version, claimed, delivered, updated)
+             WHERE s.geo_region_id = $1 AND s.edge_id = $2 AND s.id = u.id AND s.version < u.version",
+            &[&k, &e, &id, &status, &version, &claimed, &delivered, &updated],
         )
         .await?;
     }
@@ -557,11 +683,12 @@ async fn write_surplus(
 async fn write_offers(
     tx: &tokio_postgres::Transaction<'_>,
     e: &str,
+    k: i64,
     f: &Fold,
 ) -> Result<(), DbError> {
-    if !f.new_offers.is_empty() {
-        let o: Vec<(&(SurplusId, RecipientId), &OfferRow)> = f.new_offers.iter().collect();
-        let region: Vec<i64> = o.iter().map(|(_, r)| r.region).collect();
+    let o: Vec<(&(SurplusId, RecipientId), &OfferRow)> =
+        f.new_offers.iter().filter(|(_, r)| r.region == k).collect();
+    if !o.is_empty() {
         let sid: Vec<Uuid> = o.iter().map(|((s, _), _)| *s.as_uuid()).collect();
         let rid: Vec<Uuid> = o.iter().map(|((_, r), _)| *r.as_uuid()).collect();
         let attempt: Vec<i32> = o.iter().map(|(_, r)| r.attempt as i32).collect();
@@ -574,40 +701,39 @@ async fn write_offers(
         tx.execute(
             "INSERT INTO matching_history (geo_region_id, surplus_id, recipient_id, edge_id, attempt, made_at,
                                            ack_deadline, fallback, outcome, decided_at)
-             SELECT u.region, u.sid, u.rid, $1, u.attempt, u.made, u.ack, u.fallback, u.outcome, u.decided
-             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::int4[], $6::timestamptz[], $7::timestamptz[],
+             SELECT $1, u.sid, u.rid, $2, u.attempt, u.made, u.ack, u.fallback, u.outcome, u.decided
+             FROM UNNEST($3::uuid[], $4::uuid[], $5::int4[], $6::timestamptz[], $7::timestamptz[],
                          $8::bool[], $9::text[], $10::timestamptz[])
-                  AS u(region, sid, rid, attempt, made, ack, fallback, outcome, decided)
+                  AS u(sid, rid, attempt, made, ack, fallback, outcome, decided)
              ON CONFLICT (geo_region_id, surplus_id, recipient_id) DO NOTHING",
-            &[&e, &region, &sid, &rid, &attempt, &made, &ack, &fallback, &outcome, &decided],
+            &[&k, &e, &sid, &rid, &attempt, &made, &ack, &fallback, &outcome, &decided],
         )
         .await?;
     }
-    if !f.outcomes.is_empty() {
-        let region: Vec<i64> = f.outcomes.iter().map(|x| x.0).collect();
-        let sid: Vec<Uuid> = f.outcomes.iter().map(|x| *x.1.as_uuid()).collect();
-        let rid: Vec<Uuid> = f.outcomes.iter().map(|x| *x.2.as_uuid()).collect();
-        let outcome: Vec<&str> = f.outcomes.iter().map(|x| x.3).collect();
-        let at: Vec<OffsetDateTime> = f.outcomes.iter().map(|x| odt(x.4)).collect();
+    let outcomes: Vec<_> = f.outcomes.iter().filter(|x| x.0 == k).collect();
+    if !outcomes.is_empty() {
+        let sid: Vec<Uuid> = outcomes.iter().map(|x| *x.1.as_uuid()).collect();
+        let rid: Vec<Uuid> = outcomes.iter().map(|x| *x.2.as_uuid()).collect();
+        let outcome: Vec<&str> = outcomes.iter().map(|x| x.3).collect();
+        let at: Vec<OffsetDateTime> = outcomes.iter().map(|x| odt(x.4)).collect();
         tx.execute(
             "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
-             FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[])
-                  AS u(region, sid, rid, outcome, at)
-             WHERE m.geo_region_id = u.region AND m.surplus_id = u.sid AND m.recipient_id = u.rid",
-            &[&region, &sid, &rid, &outcome, &at],
+             FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[]) AS u(sid, rid, outcome, at)
+             WHERE m.geo_region_id = $1 AND m.edge_id = $2 AND m.surplus_id = u.sid AND m.recipient_id = u.rid",
+            &[&k, &e, &sid, &rid, &outcome, &at],
         )
         .await?;
     }
-    if !f.close_pending.is_empty() {
-        let region: Vec<i64> = f.close_pending.iter().map(|x| x.0).collect();
-        let sid: Vec<Uuid> = f.close_pending.iter().map(|x| *x.1.as_uuid()).collect();
-        let outcome: Vec<&str> = f.close_pending.iter().map(|x| x.2).collect();
-        let at: Vec<OffsetDateTime> = f.close_pending.iter().map(|x| odt(x.3)).collect();
+    let close: Vec<_> = f.close_pending.iter().filter(|x| x.0 == k).collect();
+    if !close.is_empty() {
+        let sid: Vec<Uuid> = close.iter().map(|x| *x.1.as_uuid()).collect();
+        let outcome: Vec<&str> = close.iter().map(|x| x.2).collect();
+        let at: Vec<OffsetDateTime> = close.iter().map(|x| odt(x.3)).collect();
         tx.execute(
             "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
-             FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[]) AS u(region, sid, outcome, at)
-             WHERE m.geo_region_id = u.region AND m.surplus_id = u.sid AND m.outcome = 'pending'",
-            &[&region, &sid, &outcome, &at],
+             FROM UNNEST($3::uuid[], $4::text[], $5::timestamptz[]) AS u(sid, outcome, at)
+             WHERE m.geo_region_id = $1 AND m.edge_id = $2 AND m.surplus_id = u.sid AND m.outcome = 'pending'",
+            &[&k, &e, &sid, &outcome, &at],
         )
         .await?;
     }

@@ -27,6 +27,9 @@ pub enum DbError {
     /// the batch does not continue the stored high-water mark.
     #[error("batch starting at {got} does not continue the high-water mark {high_water}")]
     NotContiguous { high_water: u64, got: u64 },
+    /// The database does not hold what the hub wrote (a row deleted by hand?).
+    #[error("hub database integrity: {0}")]
+    Integrity(String),
 }
 
 /// Connects (TLS when the server offers it, per `sslmode`; plain otherwise)
@@ -74,16 +77,33 @@ pub async fn migrate(client: &mut Client) -> Result<bool, DbError> {
     result
 }
 
-/// The Citus DDL: large tables distributed and colocated, registries as
-/// reference tables. Every primary key contains its distribution column.
-pub const CITUS_DDL: [&str; 7] = [
-    "SELECT create_distributed_table('event_log', 'edge_id')",
-    "SELECT create_distributed_table('surplus', 'geo_region_id')",
-    "SELECT create_distributed_table('matching_history', 'geo_region_id', colocate_with => 'surplus')",
-    "SELECT create_reference_table('edges')",
-    "SELECT create_reference_table('providers')",
-    "SELECT create_reference_table('recipients')",
-    "SELECT create_reference_table('cell_leases')",
+/// The Citus DDL, as (table, statement): the large tables distributed by
+/// `geo_region_id` and colocated, the registries as reference tables. Every
+/// primary key of a distributed table contains its distribution column.
+pub const CITUS_DDL: [(&str, &str); 8] = [
+    (
+        "surplus",
+        "SELECT create_distributed_table('surplus', 'geo_region_id')",
+    ),
+    (
+        "matching_history",
+        "SELECT create_distributed_table('matching_history', 'geo_region_id', colocate_with => 'surplus')",
+    ),
+    (
+        "event_log",
+        "SELECT create_distributed_table('event_log', 'geo_region_id', colocate_with => 'surplus')",
+    ),
+    (
+        "edge_progress",
+        "SELECT create_distributed_table('edge_progress', 'geo_region_id', colocate_with => 'surplus')",
+    ),
+    ("edges", "SELECT create_reference_table('edges')"),
+    ("providers", "SELECT create_reference_table('providers')"),
+    ("recipients", "SELECT create_reference_table('recipients')"),
+    (
+        "cell_leases",
+        "SELECT create_reference_table('cell_leases')",
+    ),
 ];
 
 async fn distribute_if_citus(client: &Client) -> Result<bool, DbError> {
@@ -97,18 +117,19 @@ async fn distribute_if_citus(client: &Client) -> Result<bool, DbError> {
     if citus == 0 {
         return Ok(false);
     }
-    let done: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'event_log'::regclass",
-            &[],
-        )
-        .await?
-        .get(0);
-    if done == 0 {
-        for ddl in CITUS_DDL {
+    // Table by table, so a start that failed halfway finishes the rest.
+    for (table, ddl) in CITUS_DDL {
+        let done: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = $1::text::regclass",
+                &[&table],
+            )
+            .await?
+            .get(0);
+        if done == 0 {
             client.batch_execute(ddl).await?;
+            tracing::info!(table, "Citus: table distributed");
         }
-        tracing::info!("Citus: tables distributed");
     }
     Ok(true)
 }

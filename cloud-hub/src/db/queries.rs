@@ -1,11 +1,14 @@
-//! Reads: an edge's high-water mark, the recipients of neighbouring cells,
-//! and the dashboards' figures.
+//! Reads (and an edge's first registration): an edge's progress, the
+//! recipients of neighbouring cells, and the dashboards' figures.
 //!
-//! Shard routing under Citus: `high_water` and `edge_status` read the
-//! `edges` reference table (local on every node); `registry` reads the
-//! `recipients` reference table; `region_impact` filters on
-//! `geo_region_id` (one shard); `global_impact` aggregates across all
-//! shards of `surplus` and is meant for dashboards, not hot paths.
+//! Shard routing under Citus: `progress` reads the `edges` reference table
+//! (local on every node) joined to one `edge_progress` row by its
+//! distribution key; `register` writes the reference table once per edge,
+//! ever; `registry` reads the `recipients` reference table; `edge_status`
+//! joins the reference table with `edge_progress` across shards (an operator
+//! page, not a hot path); `region_impact` filters on `geo_region_id` (one
+//! shard); `global_impact` aggregates across all shards of `surplus` and is
+//! meant for dashboards.
 
 use serde::Serialize;
 use sync_protocol::session::RegistryEntry;
@@ -14,55 +17,104 @@ use time::OffsetDateTime;
 use tokio_postgres::Client;
 
 use super::DbError;
+use crate::region::region_of;
 
-/// Registers the edge if new; returns its high-water mark.
-pub async fn high_water(client: &Client, edge: &EdgeId) -> Result<u64, DbError> {
-    client
-        .execute(
-            "INSERT INTO edges (edge_id) VALUES ($1) ON CONFLICT (edge_id) DO NOTHING",
+/// Where an edge's log lives and how far it has been applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The edge's home region: the distribution key of its log and progress.
+    pub home_region: i64,
+    pub high_water: u64,
+}
+
+/// The edge's progress, or `None` for an edge never seen.
+pub async fn progress(client: &Client, edge: &EdgeId) -> Result<Option<Progress>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT p.geo_region_id, p.high_water
+             FROM edges e JOIN edge_progress p
+               ON p.geo_region_id = e.home_region AND p.edge_id = e.edge_id
+             WHERE e.edge_id = $1",
             &[&edge.as_str()],
         )
         .await?;
-    let hw: i64 = client
-        .query_one(
-            "SELECT high_water FROM edges WHERE edge_id = $1",
-            &[&edge.as_str()],
-        )
-        .await?
-        .get(0);
-    Ok(hw as u64)
+    Ok(row.map(|r| Progress {
+        home_region: r.get(0),
+        high_water: r.get::<_, i64>(1).max(0) as u64,
+    }))
 }
 
-/// Recipients in `cells` registered by other edges after `since`, oldest
-/// first, with the registration time of the newest one returned.
+/// The home region an edge serving `cells` gets: that of its lowest valid
+/// cell (0 when it names none).
+pub fn home_region_for(cells: &[u64]) -> i64 {
+    cells
+        .iter()
+        .copied()
+        .filter(|c| region_of(*c) != 0)
+        .min()
+        .map_or(0, region_of)
+}
+
+/// Registers the edge at its first Hello (its home region is fixed from
+/// then on); returns its progress.
+pub async fn register(client: &Client, edge: &EdgeId, cells: &[u64]) -> Result<Progress, DbError> {
+    let home = home_region_for(cells);
+    client
+        .execute(
+            "INSERT INTO edges (edge_id, home_region) VALUES ($1, $2) ON CONFLICT (edge_id) DO NOTHING",
+            &[&edge.as_str(), &home],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO edge_progress (geo_region_id, edge_id)
+             SELECT home_region, edge_id FROM edges WHERE edge_id = $1
+             ON CONFLICT (geo_region_id, edge_id) DO NOTHING",
+            &[&edge.as_str()],
+        )
+        .await?;
+    progress(client, edge)
+        .await?
+        .ok_or_else(|| DbError::Integrity(format!("edge {edge} vanished while registering")))
+}
+
+/// Recipients of other edges whose leaf cell lies in one of `cells` (at any
+/// S2 level), in the order the hub received them (`received_at`, the hub's
+/// clock, then id) after `after`, at most `limit`, each with its key.
 pub async fn registry(
     client: &Client,
     edge: &EdgeId,
     cells: &[u64],
-    since: Option<OffsetDateTime>,
+    after: (OffsetDateTime, uuid::Uuid),
     limit: usize,
-) -> Result<(Vec<RegistryEntry>, Option<OffsetDateTime>), DbError> {
-    let cells: Vec<i64> = cells.iter().map(|c| *c as i64).collect();
-    let since = since.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+) -> Result<Vec<(RegistryEntry, OffsetDateTime)>, DbError> {
+    let (lo, hi): (Vec<i64>, Vec<i64>) = cells
+        .iter()
+        .map(|c| s2::cellid::CellID(*c))
+        .filter(|c| c.is_valid())
+        .map(|c| (c.range_min().0 as i64, c.range_max().0 as i64))
+        .unzip();
     let rows = client
         .query(
-            "SELECT id, edge_id, cell, name, lat, lon, capacity_g_per_day, food_types, is_fallback, created_at
-             FROM recipients WHERE cell = ANY($1) AND edge_id <> $2 AND created_at > $3
-             ORDER BY created_at LIMIT $4",
-            &[&cells, &edge.as_str(), &since, &(limit as i64)],
+            "SELECT r.id, r.edge_id, r.cell, r.name, r.lat, r.lon, r.capacity_g_per_day, r.food_types,
+                    r.is_fallback, r.received_at
+             FROM recipients r
+             WHERE r.edge_id <> $3 AND (r.received_at, r.id) > ($4, $5)
+               AND EXISTS (SELECT 1 FROM UNNEST($1::bigint[], $2::bigint[]) AS n(lo, hi)
+                           WHERE r.leaf_cell BETWEEN n.lo AND n.hi)
+             ORDER BY r.received_at, r.id LIMIT $6",
+            &[&lo, &hi, &edge.as_str(), &after.0, &after.1, &(limit as i64)],
         )
         .await?;
     let mut out = Vec::with_capacity(rows.len());
-    let mut newest = None;
     for row in rows {
-        newest = Some(row.get::<_, OffsetDateTime>(9));
         let (Ok(owner), Ok(location)) = (
             EdgeId::new(row.get::<_, &str>(1)),
             GeoPoint::new(row.get(4), row.get(5)),
         ) else {
             continue;
         };
-        out.push(RegistryEntry {
+        let entry = RegistryEntry {
             id: RecipientId::from_uuid(row.get(0)),
             owner,
             cell: row.get::<_, i64>(2) as u64,
@@ -71,9 +123,10 @@ pub async fn registry(
             capacity_per_day: Mass::from_grams(row.get::<_, i64>(6).max(0) as u64),
             accepted_food_types: FoodTypeSet::from_bits_truncate(row.get::<_, i16>(7) as u8),
             is_fallback: row.get(8),
-        });
+        };
+        out.push((entry, row.get(9)));
     }
-    Ok((out, newest))
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,10 +143,12 @@ pub struct EdgeStatus {
 pub async fn edge_status(client: &Client) -> Result<Vec<EdgeStatus>, DbError> {
     let rows = client
         .query(
-            "SELECT edge_id, high_water, lease_epoch,
-                    (extract(epoch FROM last_seen) * 1000)::bigint,
-                    extract(epoch FROM (now() - last_event_at))::float8
-             FROM edges ORDER BY edge_id",
+            "SELECT e.edge_id, COALESCE(p.high_water, 0), e.lease_epoch,
+                    (extract(epoch FROM GREATEST(e.last_seen, p.last_applied)) * 1000)::bigint,
+                    extract(epoch FROM (now() - p.last_event_at))::float8
+             FROM edges e LEFT JOIN edge_progress p
+               ON p.geo_region_id = e.home_region AND p.edge_id = e.edge_id
+             ORDER BY e.edge_id",
             &[],
         )
         .await?;

@@ -13,6 +13,12 @@ use std::sync::{Arc, Mutex, Weak};
 pub struct TestDb {
     /// A libpq key-value connection string to the fresh database.
     pub url: String,
+    /// The fresh database's name.
+    pub name: String,
+    /// A connection string to the database the fresh one was created from
+    /// (`DATABASE_URL`'s, or the throwaway cluster's `postgres`): for tests
+    /// that must act on the fresh database from outside it.
+    pub admin_url: String,
     _cluster: Option<Arc<Cluster>>,
 }
 
@@ -43,14 +49,39 @@ fn pg_command(program: &std::path::Path, as_postgres: bool) -> Command {
     }
 }
 
+/// The version the project targets: preferred whenever it is installed.
+const PREFERRED_VERSION: &str = "15";
+
+/// The server binaries: PostgreSQL 15 when installed, otherwise the highest
+/// installed version (`/usr/lib/postgresql/<version>/bin` with an `initdb`).
 fn find_bin() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+    let root = std::path::Path::new("/usr/lib/postgresql");
+    let installed: Vec<String> = std::fs::read_dir(root)
         .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("initdb").exists())
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|v| root.join(v).join("bin").join("initdb").exists())
         .collect();
-    dirs.sort();
-    dirs.pop()
+    let version = choose_version(&installed)?;
+    Some(root.join(version).join("bin"))
+}
+
+/// Which of the installed version directories to use: [`PREFERRED_VERSION`]
+/// if present, else the highest by numeric order (`"15" > "9.6"`, `"16" >
+/// "15"`). Names that are not dotted numbers are never chosen.
+fn choose_version(installed: &[String]) -> Option<&str> {
+    if installed.iter().any(|v| v == PREFERRED_VERSION) {
+        return Some(PREFERRED_VERSION);
+    }
+    installed
+        .iter()
+        .filter_map(|v| Some((numeric_version(v)?, v.as_str())))
+        .max()
+        .map(|(_, v)| v)
+}
+
+/// `"9.6"` → `[9, 6]`; `None` for anything but dot-separated numbers.
+fn numeric_version(name: &str) -> Option<Vec<u32>> {
+    name.split('.').map(|part| part.parse().ok()).collect()
 }
 
 fn is_root() -> bool {
@@ -183,6 +214,36 @@ pub async fn fresh_database() -> TestDb {
         .expect("create a test database");
     TestDb {
         url: with_dbname(&admin_url, &name).expect("a parsable DATABASE_URL"),
+        name,
+        admin_url,
         _cluster: cluster,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_15_when_installed_else_the_highest_numerically() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["9.6", "15", "16"], Some("15")),
+            (&["16", "15"], Some("15")),
+            (&["9.6", "14", "10"], Some("14")),
+            (&["9.6", "13"], Some("13")),
+            (&["9.6", "9.10"], Some("9.10")),
+            (&["16", "notes", "17beta"], Some("16")),
+            (&["9.6"], Some("9.6")),
+            (&["notes"], None),
+            (&[], None),
+        ];
+        for (installed, expected) in cases {
+            let installed: Vec<String> = installed.iter().map(|v| v.to_string()).collect();
+            assert_eq!(
+                choose_version(&installed),
+                *expected,
+                "installed {installed:?}"
+            );
+        }
     }
 }

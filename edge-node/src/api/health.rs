@@ -32,7 +32,7 @@ pub async fn readyz(State(edge): State<EdgeHandle>) -> Result<Json<HealthJson>, 
 }
 
 /// The link to the hub: connected?, how far behind? Admins only.
-#[utoipa::path(get, path = "/sync", tag = "health", security(("bearer" = [])), security(("bearer" = [])),
+#[utoipa::path(get, path = "/sync", tag = "health", security(("bearer" = [])),
     responses((status = 200, body = SyncJson), AuthErrors))]
 pub async fn sync_status(
     State(edge): State<EdgeHandle>,
@@ -41,13 +41,15 @@ pub async fn sync_status(
     caller.require_admin()?;
     let committed = edge.committed_seq();
     let s = edge.shared().sync.read().clone();
+    let backlog = committed.saturating_sub(s.acked_seq);
     Ok(Json(SyncJson {
         enabled: s.enabled,
         connected: s.connected,
         committed_seq: committed,
         acked_seq: s.acked_seq,
-        backlog: committed.saturating_sub(s.acked_seq),
-        lag_seconds: s.lag_seconds,
+        backlog,
+        // Refreshed every second; nothing unacknowledged is no lag at all.
+        lag_seconds: if backlog == 0 { 0.0 } else { s.lag_seconds },
         lease_epoch: s.lease_epoch,
         lease_conflicts: s
             .conflicts

@@ -156,7 +156,7 @@ impl EdgeSession {
         &self.conflicts
     }
 
-    /// The neighbouring recipients the hub sent, once.
+    /// The neighbouring recipients the hub sent since the last call.
     pub fn take_registry(&mut self) -> Option<Vec<RegistryEntry>> {
         self.registry.take()
     }
@@ -212,7 +212,9 @@ impl EdgeSession {
             }
             (_, HubMsg::Heartbeat { .. }) => Ok(()),
             (State::Streaming, HubMsg::Registry { recipients }) => {
-                self.registry = Some(recipients);
+                self.registry
+                    .get_or_insert_with(Vec::new)
+                    .extend(recipients);
                 Ok(())
             }
             (_, HubMsg::Refused { reason }) => Err(SessionError::Refused(reason)),

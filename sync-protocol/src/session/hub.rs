@@ -9,7 +9,8 @@ use alloc::vec::Vec;
 
 use super::PROTOCOL_VERSION;
 use super::msg::{
-    BatchEvent, EdgeMsg, HubMsg, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RefusalReason, RegistryEntry,
+    BatchEvent, EdgeMsg, HubMsg, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_HELLO_CELLS,
+    MAX_REGISTRY_BYTES, MAX_REGISTRY_ENTRIES, RefusalReason, RegistryEntry,
 };
 use crate::event::Envelope;
 use crate::ids::EdgeId;
@@ -129,6 +130,9 @@ impl HubSession {
                 if committed_seq < self.high_water {
                     return Err(self.refuse(RefusalReason::EdgeBehindHub));
                 }
+                if cells.len() > MAX_HELLO_CELLS {
+                    return Err(self.refuse(RefusalReason::TooLarge));
+                }
                 self.state = State::AwaitGreeting;
                 Ok(Action::Greet(Hello {
                     cells,
@@ -176,7 +180,9 @@ impl HubSession {
         if first_seq == 0 {
             return Err(self.refuse(RefusalReason::NotDense));
         }
-        let last_seq = first_seq + events.len() as u64 - 1;
+        let Some(last_seq) = first_seq.checked_add(events.len() as u64 - 1) else {
+            return Err(self.refuse(RefusalReason::NotDense));
+        };
         if last_seq <= self.high_water {
             // A replay of what is already applied: acknowledge, change nothing.
             self.out.push_back(HubMsg::Ack {
@@ -226,10 +232,30 @@ impl HubSession {
         self.last_sent = now;
     }
 
-    /// Recipients of neighbouring cells, for the edge's matching.
+    /// Recipients of neighbouring cells, for the edge's matching: queued in
+    /// as many messages as keep each under [`MAX_REGISTRY_BYTES`] and
+    /// [`MAX_REGISTRY_ENTRIES`].
     pub fn push_registry(&mut self, recipients: Vec<RegistryEntry>) {
-        if self.state == State::Streaming {
-            self.out.push_back(HubMsg::Registry { recipients });
+        if self.state != State::Streaming {
+            return;
+        }
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        for r in recipients {
+            let size = crate::wire::encode(&r).len();
+            if !chunk.is_empty()
+                && (bytes + size > MAX_REGISTRY_BYTES || chunk.len() == MAX_REGISTRY_ENTRIES)
+            {
+                self.out.push_back(HubMsg::Registry {
+                    recipients: core::mem::take(&mut chunk),
+                });
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(r);
+        }
+        if !chunk.is_empty() {
+            self.out.push_back(HubMsg::Registry { recipients: chunk });
         }
     }
 

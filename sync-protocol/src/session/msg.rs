@@ -19,6 +19,13 @@ pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 pub const MAX_SESSION_FRAME_BYTES: usize = MAX_BATCH_BYTES + 64 * 1024;
 /// At most this many recipients in one registry message.
 pub const MAX_REGISTRY_ENTRIES: usize = 10_000;
+/// At most this many encoded bytes of recipients in one registry message:
+/// a large registry goes out in several messages, each well inside
+/// [`MAX_SESSION_FRAME_BYTES`].
+pub const MAX_REGISTRY_BYTES: usize = 256 * 1024;
+/// At most this many cells in a Hello (each costs the hub a lease row and a
+/// neighbour computation).
+pub const MAX_HELLO_CELLS: usize = 4_096;
 
 /// One outbox event as shipped: the stored envelope frame, untouched, and the
 /// S2 cell it concerns (0 when none), so the hub can place it in its region

@@ -1,7 +1,9 @@
 //! The session cores without sockets. A seeded random schedule interleaves
 //! deliveries, connection drops (losing whatever was in flight), hub crashes
-//! before or after a commit, new commits on the edge and clock jumps; at the
-//! end the hub's log must equal the edge's outbox, each event applied once.
+//! before or after a commit, new commits on the edge and clock jumps, and a
+//! dropped connection whose hub session lives on beside the edge's new one
+//! (two sessions of one edge racing to apply); at the end the hub's log must
+//! equal the edge's outbox, each event applied once.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -51,6 +53,31 @@ struct World {
     now: Timestamp,
     /// Every batch ever put on the wire, for duplicate deliveries.
     sent_batches: Vec<EdgeMsg>,
+    /// The hub side of a dropped connection that has not noticed yet: it may
+    /// still apply what it received, racing the edge's new session.
+    zombie: Option<Zombie>,
+    /// A zombie committed since the live hub session read the high-water
+    /// mark: only then may the live session's batch fail the database check.
+    zombie_applied: bool,
+}
+
+struct Zombie {
+    hub: HubSession,
+    inbox: VecDeque<EdgeMsg>,
+    pending: Option<super::hub::Apply>,
+}
+
+/// The database's own check (`SELECT … FOR UPDATE` on the high-water mark):
+/// a batch must continue the log, or it is refused and its session ends.
+fn db_apply(log: &mut Vec<u64>, applies: &mut [u32], apply: &super::hub::Apply) -> bool {
+    if apply.first_seq != log.len() as u64 + 1 {
+        return false;
+    }
+    for (_, env) in &apply.events {
+        log.push(env.seq);
+        applies[env.seq as usize] += 1;
+    }
+    true
 }
 
 impl World {
@@ -68,6 +95,8 @@ impl World {
             published: 0,
             now: Timestamp::from_unix_ms(1_000),
             sent_batches: Vec::new(),
+            zombie: None,
+            zombie_applied: false,
         }
     }
 
@@ -88,6 +117,7 @@ impl World {
         self.to_hub.clear();
         self.to_edge.clear();
         self.pending_apply = None;
+        self.zombie_applied = false;
     }
 
     fn drop_connection(&mut self) {
@@ -96,6 +126,49 @@ impl World {
         self.to_hub.clear();
         self.to_edge.clear();
         self.pending_apply = None; // a crash before commit
+    }
+
+    /// The edge loses the connection but the hub's session of it lives on,
+    /// with whatever it had received.
+    fn orphan_connection(&mut self) {
+        if let (Some(hub), None) = (self.hub.take(), &self.zombie) {
+            self.zombie = Some(Zombie {
+                hub,
+                inbox: core::mem::take(&mut self.to_hub),
+                pending: self.pending_apply.take(),
+            });
+        }
+        self.drop_connection();
+    }
+
+    /// The orphaned hub session runs one step; its replies go nowhere.
+    fn zombie_step(&mut self) {
+        let Some(z) = self.zombie.as_mut() else {
+            return;
+        };
+        let alive = if let Some(apply) = z.pending.take() {
+            let ok = db_apply(&mut self.hub_log, &mut self.applies, &apply);
+            if ok {
+                z.hub.applied(self.now, apply.last_seq);
+                self.zombie_applied = true;
+            }
+            ok
+        } else if let Some(m) = z.inbox.pop_front() {
+            match z.hub.handle(self.now, m) {
+                Ok(Action::Apply(a)) => {
+                    z.pending = Some(a);
+                    true
+                }
+                Ok(_) => true,
+                Err(_) => false,
+            }
+        } else {
+            false
+        };
+        while z.hub.poll_transmit(self.now).is_some() {}
+        if !alive {
+            self.zombie = None;
+        }
     }
 
     /// The edge shell: feed wanted events, move messages onto the wire.
@@ -144,15 +217,10 @@ impl World {
                 self.pending_apply = Some(apply);
                 return Ok(());
             }
-            // The database's own check: the batch continues the log.
-            assert_eq!(
-                apply.first_seq,
-                self.hub_log.len() as u64 + 1,
-                "the core handed out a gap"
-            );
-            for (_, env) in &apply.events {
-                self.hub_log.push(env.seq);
-                self.applies[env.seq as usize] += 1;
+            if !db_apply(&mut self.hub_log, &mut self.applies, &apply) {
+                // Only a racing session may have moved the mark under us.
+                assert!(self.zombie_applied, "the core handed out a gap");
+                return Err(RefusalReason::NotDense);
             }
             hub.applied(self.now, apply.last_seq);
         } else if let Some(m) = self.to_hub.pop_front() {
@@ -176,6 +244,10 @@ enum Step {
         commit: bool,
     },
     Drop,
+    /// The edge drops the connection; the hub's session of it lives on.
+    Orphan,
+    /// The orphaned hub session takes a step.
+    Zombie,
     /// The network delivers an old batch again (from any connection).
     Duplicate(usize),
     Commit(u8),
@@ -187,6 +259,8 @@ fn step() -> impl Strategy<Value = Step> {
         8 => Just(Step::Edge),
         8 => any::<bool>().prop_map(|commit| Step::Hub { commit }),
         1 => Just(Step::Drop),
+        1 => Just(Step::Orphan),
+        3 => Just(Step::Zombie),
         2 => any::<usize>().prop_map(Step::Duplicate),
         2 => (1u8..10).prop_map(Step::Commit),
         1 => (0u16..40_000).prop_map(Step::Tick),
@@ -209,6 +283,8 @@ fn run(initial: u64, steps: &[Step]) -> Result<(), TestCaseError> {
                 }
             }
             Step::Drop => w.drop_connection(),
+            Step::Orphan => w.orphan_connection(),
+            Step::Zombie => w.zombie_step(),
             Step::Duplicate(i) => {
                 if !w.sent_batches.is_empty() {
                     let b = w.sent_batches[i % w.sent_batches.len()].clone();
@@ -252,7 +328,11 @@ fn run(initial: u64, steps: &[Step]) -> Result<(), TestCaseError> {
             "only applied events are published"
         );
     }
-    // Quiesce: a reliable connection with no more faults drains everything.
+    // Quiesce: the orphan finishes what it holds, then a reliable
+    // connection with no more faults drains everything.
+    while w.zombie.is_some() {
+        w.zombie_step();
+    }
     w.connect();
     for _ in 0..100_000 {
         if w.hub_log.len() as u64 == w.committed() && w.published == w.committed() {
@@ -436,4 +516,101 @@ fn random_session_frames_never_panic() {
             Ok(())
         })
         .expect("no panics");
+}
+
+#[test]
+fn a_batch_at_the_end_of_the_sequence_space_is_refused_not_wrapped() {
+    let t = Timestamp::from_unix_ms(0);
+    let mut hub = hub_streaming(0);
+    let msg = EdgeMsg::Batch {
+        first_seq: u64::MAX,
+        events: (0..2)
+            .map(|s| BatchEvent {
+                cell: 0,
+                envelope: envelope(&edge_id(), s),
+            })
+            .collect(),
+    };
+    assert_eq!(hub.handle(t, msg), Err(RefusalReason::NotDense));
+    assert!(hub.is_closed());
+}
+
+#[test]
+fn a_hello_with_too_many_cells_is_refused() {
+    let t = Timestamp::from_unix_ms(0);
+    let mut hub = HubSession::new(edge_id(), 0, t);
+    let hello = EdgeMsg::Hello {
+        protocol: super::PROTOCOL_VERSION,
+        edge_id: edge_id(),
+        cells: (0..super::msg::MAX_HELLO_CELLS as u64 + 1).collect(),
+        committed_seq: 0,
+        lease_epoch: 0,
+    };
+    assert_eq!(hub.handle(t, hello), Err(RefusalReason::TooLarge));
+}
+
+/// 10,000 neighbours with the longest names allowed do not fit one frame:
+/// the hub splits them, every frame is under the limit, and the edge gets
+/// them all.
+#[test]
+fn a_large_registry_is_split_into_frames_the_edge_accepts() {
+    use super::msg::{MAX_REGISTRY_BYTES, MAX_SESSION_FRAME_BYTES, RegistryEntry};
+    use crate::domain::{FoodTypeSet, Mass};
+    use crate::geo::GeoPoint;
+    use crate::ids::RecipientId;
+
+    let t = Timestamp::from_unix_ms(0);
+    let owner = EdgeId::new("bdg-1").expect("valid");
+    let entries: Vec<RegistryEntry> = (0..10_000u32)
+        .map(|i| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            RegistryEntry {
+                id: RecipientId::from_bytes(id),
+                owner: owner.clone(),
+                cell: 0x1234_5678,
+                name: alloc::format!("{i:0>200}"),
+                location: GeoPoint::new(-6.2, 106.8).expect("valid"),
+                capacity_per_day: Mass::from_grams(1_000),
+                accepted_food_types: FoodTypeSet::all(),
+                is_fallback: false,
+            }
+        })
+        .collect();
+    assert!(
+        crate::wire::encode(&HubMsg::Registry {
+            recipients: entries.clone()
+        })
+        .len()
+            > MAX_SESSION_FRAME_BYTES,
+        "the test needs a registry too large for one frame"
+    );
+    let mut hub = hub_streaming(0);
+    hub.push_registry(entries.clone());
+    let mut edge = EdgeSession::new(EdgeSessionConfig::new(edge_id(), alloc::vec![]), t, 0, 1);
+    edge.handle(
+        t,
+        HubMsg::Welcome {
+            high_water: 0,
+            lease_epoch: 1,
+            conflicts: alloc::vec![],
+        },
+    )
+    .expect("welcome");
+    let mut frames = 0;
+    while let Some(m) = hub.poll_transmit(t) {
+        let frame = encode_frame(&m);
+        assert!(
+            frame.len() - 4 <= MAX_REGISTRY_BYTES + 64,
+            "{}",
+            frame.len()
+        );
+        frame_len([frame[0], frame[1], frame[2], frame[3]]).expect("within the frame limit");
+        edge.handle(t, decode_body(&frame[4..]).expect("decodes"))
+            .expect("accepted");
+        frames += 1;
+    }
+    assert!(frames > 1, "split into several frames");
+    assert_eq!(edge.take_registry(), Some(entries), "every entry, in order");
+    assert_eq!(edge.take_registry(), None);
 }
