@@ -57,6 +57,73 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// An edge's key material: token signing keys and the PII keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Bearer tokens for an edge's API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// GDPR: export or erase a provider's or recipient's data on a running edge.
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create whatever is missing under <data-dir>/keys: the RS256 signing
+    /// key, the JWKS holding its public half, the PII key. Existing keys are kept.
+    Init(EdgeArgs),
+    /// Make a new PII key active; the edge re-seals every contact under it
+    /// (at once if it is not running, within seconds if it is).
+    Rotate(EdgeArgs),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Sign a token with the data dir's key and print it alone on stdout.
+    Issue(TokenArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// provider, ngo or admin.
+    #[arg(long)]
+    role: String,
+    /// The subject: a provider id (provider), a recipient id (ngo), a name (admin).
+    #[arg(long)]
+    sub: String,
+    /// Lifetime: 900, 900s, 15m or 1h.
+    #[arg(long, default_value = "15m")]
+    ttl: String,
+    #[command(flatten)]
+    edge: EdgeArgs,
+}
+
+#[derive(Subcommand)]
+enum SubjectCommand {
+    /// Print everything the edge holds on a provider or recipient (JSON).
+    Export(SubjectArgs),
+    /// Erase a provider's or recipient's name and contact data; its surplus
+    /// and delivered kilograms stay.
+    Erase(SubjectArgs),
+}
+
+#[derive(Args)]
+struct SubjectArgs {
+    /// The provider or recipient id.
+    id: String,
+    /// The edge's base URL (default: http://<listen> from the configuration).
+    #[arg(long)]
+    url: Option<String>,
+    /// Admin tokens are signed with this edge's keys (from --data-dir).
+    #[command(flatten)]
+    edge: EdgeArgs,
 }
 
 #[derive(Args)]
@@ -267,7 +334,168 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Certs { command } => certs(command),
+        Command::Keys { command } => keys(command).await,
+        Command::Token {
+            command: TokenCommand::Issue(args),
+        } => {
+            println!("{}", token_issue(&args)?);
+            Ok(())
+        }
+        Command::Subject { command } => subject(command).await,
     }
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Init(args) => {
+            let config = edge_config(&args)?;
+            let created = edge_node::auth::keys::init(&config.data_dir)?;
+            for f in created.files {
+                println!("created {}", f.display());
+            }
+            for f in created.kept {
+                println!("kept    {}", f.display());
+            }
+        }
+        KeysCommand::Rotate(args) => {
+            let config = edge_config(&args)?;
+            let id = edge_node::pii::PiiKeys::rotate_file(&config.data_dir)?;
+            println!("PII key {id} is now active");
+            match edge_node::service::lock_data_dir(&config.data_dir) {
+                Ok(lock) => {
+                    // Nobody runs on this data dir: re-seal now, through the
+                    // edge itself (its start re-seals before serving).
+                    drop(lock);
+                    let edge = edge_node::Edge::start(
+                        config,
+                        edge_node::StartOptions {
+                            serve_http: false,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .context("re-sealing contact data")?;
+                    edge.shutdown().await;
+                    println!("every contact is sealed under key {id}");
+                }
+                Err(edge_node::StartError::Locked(_)) => {
+                    println!("the running edge re-seals its contacts within seconds");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Seconds from `900`, `900s`, `15m` or `1h`.
+fn parse_ttl(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--ttl {s:?}: expected e.g. 900, 900s, 15m or 1h"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3_600),
+        _ => None,
+    };
+    match secs {
+        Some(secs) if secs >= 1 => Ok(secs),
+        _ => anyhow::bail!("--ttl {s:?}: expected e.g. 900, 900s, 15m or 1h"),
+    }
+}
+
+fn token_issue(args: &TokenArgs) -> anyhow::Result<String> {
+    let config = edge_config(&args.edge)?;
+    let role: edge_node::auth::Role = args
+        .role
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--role {:?}: expected provider, ngo or admin", args.role))?;
+    if role != edge_node::auth::Role::Admin && uuid::Uuid::parse_str(&args.sub).is_err() {
+        anyhow::bail!(
+            "--sub {:?}: a {} token's subject is the {} id (a UUID)",
+            args.sub,
+            role.as_str(),
+            if role == edge_node::auth::Role::Ngo {
+                "recipient"
+            } else {
+                "provider"
+            }
+        );
+    }
+    if args.sub.trim().is_empty() {
+        anyhow::bail!("--sub must not be empty");
+    }
+    let ttl = parse_ttl(&args.ttl)?;
+    if ttl > config.auth.max_token_lifetime_secs {
+        anyhow::bail!(
+            "--ttl {}: the edge refuses tokens living longer than {} s (auth.max_token_lifetime_secs)",
+            args.ttl,
+            config.auth.max_token_lifetime_secs
+        );
+    }
+    Ok(edge_node::auth::keys::issue(
+        &config.data_dir,
+        &config.auth.issuer,
+        &config.auth.audience,
+        role,
+        &args.sub,
+        ttl,
+        edge_node::clock::Clock::now(&edge_node::clock::SystemClock),
+    )?)
+}
+
+async fn subject(command: SubjectCommand) -> anyhow::Result<()> {
+    let (args, erase) = match command {
+        SubjectCommand::Export(a) => (a, false),
+        SubjectCommand::Erase(a) => (a, true),
+    };
+    let id = uuid::Uuid::parse_str(&args.id)
+        .map_err(|_| anyhow::anyhow!("{:?} is not a provider or recipient id (a UUID)", args.id))?;
+    let config = edge_config(&args.edge)?;
+    let token = edge_node::auth::keys::issue(
+        &config.data_dir,
+        &config.auth.issuer,
+        &config.auth.audience,
+        edge_node::auth::Role::Admin,
+        "pahlawan-cli",
+        300,
+        edge_node::clock::Clock::now(&edge_node::clock::SystemClock),
+    )?;
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let base = base.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let req = if erase {
+        client.post(format!("{base}/api/v1/subjects/{id}/erase"))
+    } else {
+        client.get(format!("{base}/api/v1/subjects/{id}/export"))
+    };
+    let resp = req
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("reaching the edge at {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .with_context(|| format!("the edge at {base} answered {status} with no JSON"))?;
+    if !status.is_success() {
+        let code = body["error"]["code"].as_str().unwrap_or("error");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        anyhow::bail!("the edge answered {}: {code}: {message}", status.as_u16());
+    }
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
 }
 
 fn hub_config(args: &HubArgs) -> anyhow::Result<cloud_hub::HubConfig> {
@@ -342,6 +570,12 @@ async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
         println!("listening on http://{addr}");
         eprintln!(
             "edge serving on http://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json); Ctrl-C to stop"
+        );
+        let data_dir = edge.handle().config().data_dir.display().to_string();
+        eprintln!(
+            "every route but /healthz, /readyz and the OpenAPI document needs a bearer token; get one with\n  \
+             pahlawan token issue --role admin --sub \"$USER\" --data-dir {data_dir}\n\
+             (or --role provider|ngo --sub <provider or recipient id>), then send \"Authorization: Bearer <token>\""
         );
     }
     edge.run_until(shutdown_signal()).await;

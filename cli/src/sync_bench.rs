@@ -55,22 +55,28 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
     let edge = Edge::start(edge_config(dir, None), StartOptions::default()).await?;
     let h = edge.handle().clone();
     let provider = h
-        .register_provider(NewProvider {
-            name: "Bench".into(),
-            location: point(0),
-            contact: contact(),
-        })
+        .register_provider(
+            NewProvider {
+                name: "Bench".into(),
+                location: point(0),
+                contact: contact(),
+            },
+            None,
+        )
         .await?
         .map_err(|r| anyhow::anyhow!("provider refused: {:?}", r.reason))?;
     for i in 0..50 {
-        h.register_recipient(NewRecipient {
-            name: format!("r{i}"),
-            location: point(i * 7),
-            capacity_per_day: Mass::from_grams(1_000_000_000),
-            accepted_food_types: FoodTypeSet::all(),
-            is_fallback: false,
-            contact: contact(),
-        })
+        h.register_recipient(
+            NewRecipient {
+                name: format!("r{i}"),
+                location: point(i * 7),
+                capacity_per_day: Mass::from_grams(1_000_000_000),
+                accepted_food_types: FoodTypeSet::all(),
+                is_fallback: false,
+                contact: contact(),
+            },
+            None,
+        )
         .await?
         .map_err(|r| anyhow::anyhow!("recipient refused: {:?}", r.reason))?;
     }
@@ -88,6 +94,7 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
                     expires_at: expires,
                     description: String::new(),
                 },
+                None,
                 None,
                 None,
             )

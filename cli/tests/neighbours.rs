@@ -142,11 +142,12 @@ async fn recipients_across_the_border_are_matched() {
     );
 
     // Importing is not an event of A's: A's outbox holds only its own
-    // provider, surplus and offer, and the hub has the recipient once.
+    // provider, surplus and offer (and the audit records of the two calls),
+    // and the hub has the recipient once.
     until("edge A synced", async || {
         sync_status(&c, &a_base)
             .await
-            .is_some_and(|s| s["backlog"] == 0 && s["acked_seq"] == 3)
+            .is_some_and(|s| s["backlog"] == 0 && s["acked_seq"] == 3 + 2)
     })
     .await;
     let hub_db = cloud_hub::db::connect(&db.url).await.unwrap();

@@ -492,3 +492,122 @@ async fn claims_declines_and_deliveries_reach_the_hub_views() {
     eprintln!("{events} lifecycle events mirrored");
     drop(hub);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contacts_reach_postgres_sealed_and_erasure_and_audit_reach_the_hub() {
+    let db = pg::fresh_database().await;
+    let certs = certs_for("jkt-1");
+    let port = free_udp_port();
+    let _hub = start_hub(&db.url, port, certs.path());
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("edge");
+    let cfg = edge_config(
+        work.path(),
+        &data,
+        certs.path(),
+        "jkt-1",
+        &format!("127.0.0.1:{port}"),
+    );
+    let edge = start_edge(&cfg);
+    let c = admin_client(&data);
+    let base = edge.base.clone();
+    let phone = "+62 813 9999 4242";
+    let email = "ibu.ratna@dapur-ratna.example";
+    let (s, p) = post(
+        &c,
+        format!("{base}/api/v1/providers"),
+        json!({"name": "Dapur Ratna", "lat": -6.2, "lon": 106.816,
+               "contact_phone": phone, "contact_email": email}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{p}");
+    let pid = p["id"].as_str().unwrap().to_string();
+    let provider = seed(&c, &base, 2).await;
+    let (s, v) = post(
+        &c,
+        format!("{base}/api/v1/surplus"),
+        surplus_body(&provider, 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{v}");
+    wait_caught_up(&c, &base, "the registrations").await;
+
+    // The hub holds the sealed bytes the edge holds, and pg_dump finds no
+    // plaintext contact anywhere in the database.
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let puuid = uuid::Uuid::parse_str(&pid).unwrap();
+    let hub_sealed: Vec<u8> = client
+        .query_one(
+            "SELECT contact_sealed FROM providers WHERE id = $1",
+            &[&puuid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let edge_sealed: Vec<u8> = rusqlite::Connection::open(data.join("edge.sqlite3"))
+        .unwrap()
+        .query_row(
+            "SELECT contact_sealed FROM providers WHERE id = ?1",
+            [puuid.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hub_sealed, edge_sealed);
+    assert!(!hub_sealed.is_empty());
+    let dump = pg::pg_dump(&db).await.expect("pg_dump");
+    let has = |needle: &str| dump.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(has("Dapur Ratna"), "the dump holds the data");
+    assert!(!has(phone) && !has(email), "plaintext contact in pg_dump");
+    assert!(!has("9999 4242") && !has("dapur-ratna"));
+
+    // Erasure reaches the hub: the row and the stored events lose the name.
+    let (s, v) = post(&c, format!("{base}/api/v1/subjects/{pid}/erase"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    wait_caught_up(&c, &base, "the erasure").await;
+    let row = client
+        .query_one(
+            "SELECT name, contact_sealed, erased_at IS NOT NULL FROM providers WHERE id = $1",
+            &[&puuid],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "[erased]");
+    assert!(row.get::<_, Vec<u8>>(1).is_empty());
+    assert!(row.get::<_, bool>(2));
+    let dump = pg::pg_dump(&db).await.expect("pg_dump");
+    assert!(
+        !dump.windows(11).any(|w| w == b"Dapur Ratna"),
+        "the name is gone from every table and stored event"
+    );
+    // Every audit record the edge wrote is at the hub.
+    let edge_audits: i64 = rusqlite::Connection::open(data.join("edge.sqlite3"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    let hub_audits: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE edge_id = 'jkt-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(edge_audits >= 5);
+    assert_eq!(hub_audits, edge_audits);
+    let erase_at_hub: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'subject.erase' AND status = 200",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(erase_at_hub, 1);
+}

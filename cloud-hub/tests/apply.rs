@@ -9,8 +9,9 @@ use s2::cellid::CellID;
 use s2::latlng::LatLng;
 use sync_protocol::session::hub::Apply;
 use sync_protocol::{
-    ClaimVia, Contact, Duration, EdgeId, Envelope, Event, FoodType, FoodTypeSet, GeoPoint, Mass,
-    Provider, ProviderId, Recipient, RecipientId, SurplusId, SurplusPosted, Timestamp,
+    AuditRecord, ClaimVia, Duration, EdgeId, Envelope, Event, FoodType, FoodTypeSet, GeoPoint,
+    Mass, Provider, ProviderId, Recipient, RecipientId, SealedContact, Subject, SurplusId,
+    SurplusPosted, Timestamp,
 };
 
 const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
@@ -122,10 +123,7 @@ async fn views_follow_events_across_batches() {
         pending: vec![],
     };
 
-    let contact = Contact {
-        phone: "+62".into(),
-        email: "a@b.id".into(),
-    };
+    let contact = SealedContact(vec![1, 0, 0, 0, 1, 0xee]);
     log.push(
         x,
         Event::ProviderRegistered(Provider {
@@ -503,10 +501,7 @@ async fn events_without_a_usable_cell_are_placed_by_the_hub() {
             capacity_per_day: Mass::from_grams(1_000),
             accepted_food_types: FoodTypeSet::all(),
             is_fallback: false,
-            contact: Contact {
-                phone: "+62".into(),
-                email: "a@b.id".into(),
-            },
+            contact: SealedContact(vec![1, 0, 0, 0, 1, 0xee]),
         }),
     );
     let applied = apply_batch(&mut c, &edge, home, &log.batch())
@@ -523,4 +518,657 @@ async fn events_without_a_usable_cell_are_placed_by_the_hub() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "a misplaced registration is not projected");
+}
+
+// ---------------------------------------------------------------------------
+// Personal data: sealed contacts, reseal, erasure, the audit log.
+// ---------------------------------------------------------------------------
+
+/// A contact as an edge seals it: opaque bytes, zeros and high bytes included.
+fn sealed(tag: u8) -> SealedContact {
+    SealedContact(vec![1, 0, 0, 0, tag, 0x00, 0xff, 0x7f, 0x80, tag, 0x00])
+}
+
+fn pid(n: u8) -> ProviderId {
+    ProviderId::from_bytes([n; 16])
+}
+
+fn provider(n: u8, name: &str, contact: SealedContact) -> Event {
+    Event::ProviderRegistered(Provider {
+        id: pid(n),
+        name: name.into(),
+        location: GeoPoint::new(-6.2, 106.8).unwrap(),
+        contact,
+    })
+}
+
+fn recipient(n: u8, name: &str, contact: SealedContact) -> Event {
+    Event::RecipientRegistered(Recipient {
+        id: rid(n),
+        name: name.into(),
+        location: GeoPoint::new(-6.21, 106.8).unwrap(),
+        capacity_per_day: Mass::from_grams(500_000),
+        accepted_food_types: FoodTypeSet::all(),
+        is_fallback: false,
+        contact,
+    })
+}
+
+/// A migrated database with `edges` registered on cell `x`; the home region.
+async fn setup(edges: &[&EdgeId], x: u64) -> (pg::TestDb, tokio_postgres::Client, i64) {
+    let tdb = pg::fresh_database().await;
+    let mut c = db::connect(&tdb.url).await.unwrap();
+    db::migrate(&mut c).await.unwrap();
+    let mut home = 0;
+    for e in edges {
+        home = queries::register(&c, e, &[x]).await.unwrap().home_region;
+    }
+    (tdb, c, home)
+}
+
+fn log_of(edge: &EdgeId) -> Log {
+    Log {
+        edge: edge.clone(),
+        seq: 0,
+        epoch: 0,
+        pending: vec![],
+    }
+}
+
+/// (name, contact_sealed, erased_at) of a provider or recipient row.
+async fn subject_row(
+    c: &tokio_postgres::Client,
+    subject: Subject,
+) -> Option<(String, Vec<u8>, Option<time::OffsetDateTime>)> {
+    let (sql, id) = match subject {
+        Subject::Provider(p) => (
+            "SELECT name, contact_sealed, erased_at FROM providers WHERE id = $1",
+            *p.as_uuid(),
+        ),
+        Subject::Recipient(r) => (
+            "SELECT name, contact_sealed, erased_at FROM recipients WHERE id = $1",
+            *r.as_uuid(),
+        ),
+    };
+    c.query_opt(sql, &[&id])
+        .await
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+}
+
+/// Every stored log row of `edge`: (seq, subject_id, envelope).
+async fn envelopes(
+    c: &tokio_postgres::Client,
+    edge: &str,
+) -> Vec<(i64, Option<uuid::Uuid>, Vec<u8>)> {
+    c.query(
+        "SELECT seq, subject_id, envelope FROM event_log WHERE edge_id = $1 ORDER BY seq",
+        &[&edge],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// The rows erasure must leave alone, as text.
+async fn impact_rows(c: &tokio_postgres::Client) -> (Vec<String>, Vec<String>) {
+    let surplus = c
+        .query("SELECT s::text FROM surplus s ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let offers = c
+        .query(
+            "SELECT m::text FROM matching_history m ORDER BY surplus_id, recipient_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (surplus, offers)
+}
+
+/// How many of `edge`'s stored envelopes contain `needle`.
+async fn envelopes_containing(c: &tokio_postgres::Client, needle: &[u8]) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM event_log WHERE position($1::bytea IN envelope) > 0",
+        &[&needle],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn sealed_contacts_are_stored_as_sent_and_no_plaintext_column_remains() {
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let x = cell(-6.2, 106.8);
+    let (_tdb, mut c, home) = setup(&[&edge], x).await;
+    let mut log = log_of(&edge);
+    log.push(x, provider(1, "Warung Bu Sri", sealed(1)));
+    log.push(x, recipient(2, "Panti Asuhan", sealed(2)));
+    log.push(x, posted(3, x));
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+
+    let p = subject_row(&c, Subject::Provider(pid(1))).await.unwrap();
+    assert_eq!(p, ("Warung Bu Sri".into(), sealed(1).0, None));
+    let r = subject_row(&c, Subject::Recipient(rid(2))).await.unwrap();
+    assert_eq!(r, ("Panti Asuhan".into(), sealed(2).0, None));
+
+    let plaintext: Vec<String> = c
+        .query(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns
+             WHERE table_schema = 'public'
+               AND (column_name LIKE '%phone%' OR column_name LIKE '%email%')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plaintext.is_empty(),
+        "plaintext contact columns: {plaintext:?}"
+    );
+
+    // The log names the subject of each registration, and only of those.
+    let subjects: Vec<Option<uuid::Uuid>> = envelopes(&c, "jkt-1")
+        .await
+        .into_iter()
+        .map(|(_, s, _)| s)
+        .collect();
+    assert_eq!(
+        subjects,
+        vec![Some(*pid(1).as_uuid()), Some(*rid(2).as_uuid()), None]
+    );
+}
+
+#[tokio::test]
+async fn a_reseal_replaces_the_sealed_contact() {
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let x = cell(-6.2, 106.8);
+    let (_tdb, mut c, home) = setup(&[&edge], x).await;
+    let mut log = log_of(&edge);
+    log.push(x, provider(1, "Warung", sealed(1)));
+    log.push(x, recipient(2, "Panti", sealed(2)));
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    log.push(
+        0,
+        Event::ContactResealed {
+            subject: Subject::Provider(pid(1)),
+            contact: sealed(11),
+        },
+    );
+    log.push(
+        0,
+        Event::ContactResealed {
+            subject: Subject::Recipient(rid(2)),
+            contact: sealed(12),
+        },
+    );
+    let applied = apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    assert_eq!(applied.fenced, 0);
+    let p = subject_row(&c, Subject::Provider(pid(1))).await.unwrap();
+    assert_eq!((p.0.as_str(), p.1), ("Warung", sealed(11).0));
+    let r = subject_row(&c, Subject::Recipient(rid(2))).await.unwrap();
+    assert_eq!((r.0.as_str(), r.1), ("Panti", sealed(12).0));
+
+    // Registered and resealed in one batch: the reseal wins.
+    log.push(x, provider(3, "Toko", sealed(3)));
+    log.push(
+        0,
+        Event::ContactResealed {
+            subject: Subject::Provider(pid(3)),
+            contact: sealed(13),
+        },
+    );
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    let p = subject_row(&c, Subject::Provider(pid(3))).await.unwrap();
+    assert_eq!(p.1, sealed(13).0);
+}
+
+/// Erasure: the subject's row keeps its id but loses name and contact, every
+/// stored envelope of the subject loses them too, the rows behind the impact
+/// figures are untouched, erased recipients leave the neighbour feed, and
+/// erasing again (or replaying) changes nothing.
+#[tokio::test]
+async fn erasure_anonymises_the_subject_and_its_stored_events_and_keeps_the_impact() {
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let other = EdgeId::new("bdg-1").unwrap();
+    let x = cell(-6.2, 106.8);
+    let (_tdb, mut c, home) = setup(&[&edge, &other], x).await;
+    let mut log = log_of(&edge);
+    log.push(x, provider(9, "Warung Bu Sri", sealed(1)));
+    log.push(x, recipient(2, "Panti Kasih", sealed(2)));
+    log.push(x, recipient(3, "Dapur Umum", sealed(3)));
+    log.push(x, posted(1, x));
+    log.push(x, offer(1, 2, 2));
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    log.push(
+        x,
+        Event::Claimed {
+            surplus_id: sid(1),
+            recipient_id: rid(2),
+            via: ClaimVia::OfferAccepted,
+            version: 3,
+        },
+    );
+    log.push(
+        x,
+        Event::PickedUp {
+            surplus_id: sid(1),
+            recipient_id: rid(2),
+            version: 4,
+        },
+    );
+    log.push(
+        x,
+        Event::Delivered {
+            surplus_id: sid(1),
+            recipient_id: rid(2),
+            delivered: Mass::from_grams(9_500),
+            version: 5,
+        },
+    );
+    log.push(
+        0,
+        Event::ContactResealed {
+            subject: Subject::Provider(pid(9)),
+            contact: sealed(21),
+        },
+    );
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    let impact = queries::global_impact(&c).await.unwrap();
+    assert_eq!((impact.surplus_delivered, impact.delivered_kg), (1, 9.5));
+    let before = impact_rows(&c).await;
+    for needle in [
+        &b"Warung Bu Sri"[..],
+        &sealed(1).0,
+        &sealed(21).0,
+        b"Panti Kasih",
+    ] {
+        assert!(envelopes_containing(&c, needle).await > 0);
+    }
+
+    // Both subjects erased (the provider's reseal and registration are in
+    // earlier batches; an erasure in the same batch as the registration is
+    // covered below).
+    let erased = [Subject::Provider(pid(9)), Subject::Recipient(rid(2))];
+    for s in erased {
+        log.push(0, Event::SubjectErased { subject: s });
+    }
+    let erase_batch = log.batch();
+    apply_batch(&mut c, &edge, home, &erase_batch)
+        .await
+        .unwrap();
+
+    for s in erased {
+        let (name, contact, at) = subject_row(&c, s).await.unwrap();
+        assert_eq!(name, cloud_hub::db::apply::ERASED_NAME);
+        assert!(contact.is_empty(), "{s:?}: contact emptied");
+        assert!(at.is_some(), "{s:?}: erased_at set");
+    }
+    let kept = subject_row(&c, Subject::Recipient(rid(3))).await.unwrap();
+    assert_eq!((kept.0.as_str(), kept.2), ("Dapur Umum", None));
+
+    // Every stored envelope of the erased subjects decodes and carries
+    // neither name nor contact; the others are as they were.
+    let mut redacted = 0;
+    for (seq, subject, bytes) in envelopes(&c, "jkt-1").await {
+        let env = sync_protocol::wire::decode_envelope(&bytes)
+            .unwrap_or_else(|e| panic!("seq {seq}: {e}"));
+        assert_eq!(env.seq as i64, seq);
+        match &env.event {
+            Event::ProviderRegistered(p) => {
+                assert_eq!(subject, Some(*pid(9).as_uuid()));
+                assert_eq!(p.name, cloud_hub::db::apply::ERASED_NAME);
+                assert!(p.contact.is_empty());
+                assert_eq!(p.location, GeoPoint::new(-6.2, 106.8).unwrap());
+                redacted += 1;
+            }
+            Event::RecipientRegistered(r) if r.id == rid(2) => {
+                assert_eq!(r.name, cloud_hub::db::apply::ERASED_NAME);
+                assert!(r.contact.is_empty());
+                assert_eq!(r.capacity_per_day, Mass::from_grams(500_000));
+                redacted += 1;
+            }
+            Event::RecipientRegistered(r) => {
+                assert_eq!((r.name.as_str(), &r.contact), ("Dapur Umum", &sealed(3)));
+            }
+            Event::ContactResealed {
+                subject: s,
+                contact,
+            } => {
+                assert_eq!(*s, Subject::Provider(pid(9)));
+                assert!(contact.is_empty());
+                redacted += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(redacted, 3);
+    for needle in [
+        &b"Warung Bu Sri"[..],
+        &sealed(1).0,
+        &sealed(21).0,
+        b"Panti Kasih",
+    ] {
+        assert_eq!(envelopes_containing(&c, needle).await, 0, "{needle:?}");
+    }
+    assert!(envelopes_containing(&c, b"Dapur Umum").await > 0);
+
+    // Surplus, offers, delivered kilograms and the totals are untouched.
+    assert_eq!(impact_rows(&c).await, before);
+    assert_eq!(queries::global_impact(&c).await.unwrap(), impact);
+
+    // The erased recipient is no longer fed to neighbours; the other is.
+    let feed = queries::registry(
+        &c,
+        &other,
+        &[x],
+        (time::OffsetDateTime::UNIX_EPOCH, uuid::Uuid::nil()),
+        100,
+    )
+    .await
+    .unwrap();
+    let fed: Vec<RecipientId> = feed.iter().map(|(e, _)| e.id).collect();
+    assert_eq!(fed, vec![rid(3)]);
+
+    // Idempotent: the same batch again is refused without effect; a second
+    // erasure and a later reseal change nothing.
+    let after_erase = snapshot(&c, &erased).await;
+    assert!(matches!(
+        apply_batch(&mut c, &edge, home, &erase_batch).await,
+        Err(db::DbError::NotContiguous { .. })
+    ));
+    assert_eq!(snapshot(&c, &erased).await, after_erase);
+    for s in erased {
+        log.push(0, Event::SubjectErased { subject: s });
+    }
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    let (rows, envs) = snapshot(&c, &erased).await;
+    assert_eq!(rows, after_erase.0, "rows unchanged, erased_at kept");
+    assert_eq!(
+        &envs[..after_erase.1.len()],
+        &after_erase.1[..],
+        "earlier envelopes unchanged"
+    );
+    // A reseal after the erasure: the rows stay erased and the log keeps
+    // no copy of the new contact.
+    for s in erased {
+        log.push(
+            0,
+            Event::ContactResealed {
+                subject: s,
+                contact: sealed(99),
+            },
+        );
+    }
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    assert_eq!(snapshot(&c, &erased).await.0, after_erase.0);
+    assert_eq!(envelopes_containing(&c, &sealed(99).0).await, 0);
+    assert_eq!(queries::global_impact(&c).await.unwrap(), impact);
+    assert_eq!(impact_rows(&c).await, before);
+
+    // Registered and erased in one batch: nothing personal is kept.
+    log.push(x, provider(7, "Kedai Sekejap", sealed(7)));
+    log.push(
+        0,
+        Event::SubjectErased {
+            subject: Subject::Provider(pid(7)),
+        },
+    );
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    let (name, contact, _) = subject_row(&c, Subject::Provider(pid(7))).await.unwrap();
+    assert_eq!(
+        (name.as_str(), contact.len()),
+        (cloud_hub::db::apply::ERASED_NAME, 0)
+    );
+    assert_eq!(envelopes_containing(&c, b"Kedai Sekejap").await, 0);
+    assert_eq!(envelopes_containing(&c, &sealed(7).0).await, 0);
+}
+
+type Snapshot = (
+    Vec<Option<(String, Vec<u8>, Option<time::OffsetDateTime>)>>,
+    Vec<(i64, Option<uuid::Uuid>, Vec<u8>)>,
+);
+
+/// The subjects' rows and jkt-1's whole log.
+async fn snapshot(c: &tokio_postgres::Client, subjects: &[Subject]) -> Snapshot {
+    let mut rows = Vec::new();
+    for s in subjects {
+        rows.push(subject_row(c, *s).await);
+    }
+    (rows, envelopes(c, "jkt-1").await)
+}
+
+/// An edge speaks only for its own subjects: another edge's reseal or
+/// erasure of them changes neither their rows nor their stored events.
+#[tokio::test]
+async fn an_edge_cannot_reseal_or_erase_another_edges_subject() {
+    let (a, b) = (
+        EdgeId::new("edge-a").unwrap(),
+        EdgeId::new("edge-b").unwrap(),
+    );
+    let x = cell(-6.2, 106.8);
+    let (_tdb, mut c, home) = setup(&[&a, &b], x).await;
+    let mut log_a = log_of(&a);
+    log_a.push(x, provider(1, "Warung A", sealed(1)));
+    log_a.push(x, recipient(2, "Panti A", sealed(2)));
+    apply_batch(&mut c, &a, home, &log_a.batch()).await.unwrap();
+    let subjects = [Subject::Provider(pid(1)), Subject::Recipient(rid(2))];
+    let mut rows = Vec::new();
+    for s in subjects {
+        rows.push(subject_row(&c, s).await);
+    }
+    let stored = envelopes(&c, "edge-a").await;
+
+    let mut log_b = log_of(&b);
+    for s in subjects {
+        log_b.push(
+            x,
+            Event::ContactResealed {
+                subject: s,
+                contact: sealed(66),
+            },
+        );
+        log_b.push(x, Event::SubjectErased { subject: s });
+    }
+    let applied = apply_batch(&mut c, &b, home, &log_b.batch()).await.unwrap();
+    assert_eq!(applied.events, 4, "logged");
+    let mut after = Vec::new();
+    for s in subjects {
+        after.push(subject_row(&c, s).await);
+    }
+    assert_eq!(after, rows, "a's subjects untouched");
+    assert_eq!(after[0].as_ref().unwrap().0, "Warung A");
+    assert_eq!(envelopes(&c, "edge-a").await, stored, "a's log untouched");
+}
+
+fn audit(n: u16, ip: Option<&str>, agent: Option<&str>) -> Event {
+    Event::Audited(AuditRecord {
+        actor: format!("user-{n}"),
+        role: "admin".into(),
+        action: "recipient.read_contact".into(),
+        resource: format!("recipients/{n}"),
+        status: n,
+        ip: ip.map(Into::into),
+        user_agent: agent.map(Into::into),
+    })
+}
+
+type AuditRow = (
+    i64,
+    String,
+    i64,
+    time::OffsetDateTime,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+);
+
+async fn audit_rows(c: &tokio_postgres::Client) -> Vec<AuditRow> {
+    c.query(
+        "SELECT geo_region_id, edge_id, seq, at, actor, role, action, resource, status, ip, user_agent
+         FROM audit_log ORDER BY seq",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+            r.get(5),
+            r.get(6),
+            r.get(7),
+            r.get(8),
+            r.get(9),
+            r.get(10),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn audit_records_land_with_every_field_and_replays_add_nothing() {
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let x = cell(-6.2, 106.8);
+    let (_tdb, mut c, home) = setup(&[&edge], x).await;
+    let mut log = log_of(&edge);
+    log.push(0, audit(200, Some("10.0.0.1"), Some("curl/8.5")));
+    log.push(x, posted(1, x));
+    log.push(0, audit(403, None, None));
+    log.push(0, audit(65_535, Some("2001:db8::1"), Some("bad\0agent")));
+    let batch = log.batch();
+    let applied = apply_batch(&mut c, &edge, home, &batch).await.unwrap();
+    assert_eq!((applied.events, applied.fenced), (4, 0));
+
+    let at = |seq: i64| cloud_hub::db::apply::odt(T0 + Duration::from_secs(seq));
+    let row = |seq: i64, status: i32, ip: Option<&str>, agent: Option<&str>| -> AuditRow {
+        (
+            home,
+            "jkt-1".into(),
+            seq,
+            at(seq),
+            format!("user-{status}"),
+            "admin".into(),
+            "recipient.read_contact".into(),
+            format!("recipients/{status}"),
+            status,
+            ip.map(Into::into),
+            agent.map(Into::into),
+        )
+    };
+    let expected = vec![
+        row(1, 200, Some("10.0.0.1"), Some("curl/8.5")),
+        row(3, 403, None, None),
+        // PostgreSQL text holds no NUL: replaced, not a failed batch.
+        row(4, 65_535, Some("2001:db8::1"), Some("bad\u{fffd}agent")),
+    ];
+    assert_eq!(audit_rows(&c).await, expected);
+
+    // The same batch again: refused, nothing added.
+    assert!(matches!(
+        apply_batch(&mut c, &edge, home, &batch).await,
+        Err(db::DbError::NotContiguous { .. })
+    ));
+    assert_eq!(audit_rows(&c).await, expected);
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_update_delete_and_truncate() {
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let x = cell(-6.2, 106.8);
+    let (_tdb, mut c, home) = setup(&[&edge], x).await;
+    let mut log = log_of(&edge);
+    log.push(0, audit(200, Some("10.0.0.1"), None));
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+    let before = audit_rows(&c).await;
+    assert_eq!(before.len(), 1);
+    for sql in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let err = c.batch_execute(sql).await.unwrap_err();
+        let db_err = err.as_db_error().unwrap_or_else(|| panic!("{sql}: {err}"));
+        assert_eq!(
+            db_err.code(),
+            &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE,
+            "{sql}: {db_err}"
+        );
+        assert!(db_err.message().contains("append-only"), "{sql}: {db_err}");
+    }
+    assert_eq!(audit_rows(&c).await, before);
+}
+
+/// The dump helper the end-to-end test relies on: it dumps the test
+/// database, text columns and binary ones (as escaped bytes, printable
+/// ASCII as is) alike.
+#[tokio::test]
+async fn pg_dump_returns_the_test_database() {
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let x = cell(-6.2, 106.8);
+    let (tdb, mut c, home) = setup(&[&edge], x).await;
+    let marker = format!("marker-{}", uuid::Uuid::new_v4().simple());
+    let binary_marker = format!("bytes-{}", uuid::Uuid::new_v4().simple());
+    let mut contact = vec![0u8, 0xff];
+    contact.extend_from_slice(binary_marker.as_bytes());
+    let mut log = log_of(&edge);
+    log.push(x, provider(1, &marker, SealedContact(contact)));
+    apply_batch(&mut c, &edge, home, &log.batch())
+        .await
+        .unwrap();
+
+    let dump = pg::pg_dump(&tdb).await.unwrap();
+    let has = |needle: &[u8]| dump.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"CREATE TABLE public.audit_log"),
+        "the schema is dumped"
+    );
+    assert!(
+        has(marker.as_bytes()),
+        "a text column's marker is in the dump"
+    );
+    assert!(
+        has(binary_marker.as_bytes()),
+        "a marker inside a bytea column is in the dump as plain bytes"
+    );
+    assert!(!has(b"no-such-marker-anywhere"));
 }

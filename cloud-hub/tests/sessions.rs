@@ -349,10 +349,7 @@ async fn register_late_recipient(
             capacity_per_day: sync_protocol::Mass::from_grams(100_000),
             accepted_food_types: sync_protocol::FoodTypeSet::all(),
             is_fallback: false,
-            contact: sync_protocol::Contact {
-                phone: "+62".into(),
-                email: "p@example.org".into(),
-            },
+            contact: sync_protocol::SealedContact(vec![1, 0, 0, 0, 1, n]),
         }),
     };
     let batch = Apply {

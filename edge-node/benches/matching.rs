@@ -10,7 +10,8 @@ use edge_node::core::matching::{self, MatchParams, SurplusFacts};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sync_protocol::{
-    Contact, Duration, FoodType, FoodTypeSet, GeoPoint, Mass, Recipient, RecipientId, Timestamp,
+    Duration, FoodType, FoodTypeSet, GeoPoint, Mass, Recipient, RecipientId, SealedContact,
+    Timestamp,
 };
 
 const N: usize = 100_000;
@@ -41,10 +42,7 @@ fn index(rng: &mut SmallRng) -> RecipientIndex {
                     capacity_per_day: Mass::from_grams(rng.random_range(50..800) * 1_000),
                     accepted_food_types: types,
                     is_fallback: false,
-                    contact: Contact {
-                        phone: String::new(),
-                        email: String::new(),
-                    },
+                    contact: SealedContact::default(),
                 },
                 cell: 1,
                 stats: AcceptanceStats {

@@ -2,7 +2,7 @@
 //! hands to the writer, and the typed outcomes it answers with.
 
 use sync_protocol::{
-    Contact, FoodType, FoodTypeSet, GeoPoint, Mass, ProviderId, RecipientId, Timestamp,
+    AuditRecord, Contact, FoodType, FoodTypeSet, GeoPoint, Mass, ProviderId, RecipientId, Timestamp,
 };
 
 use crate::core::engine::CommandRefusal;
@@ -88,6 +88,17 @@ pub enum SurplusAction {
 }
 
 impl SurplusAction {
+    /// The audit log's name for the action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SurplusAction::Claim { .. } => "surplus.claim",
+            SurplusAction::Accept { .. } => "offer.accept",
+            SurplusAction::Decline { .. } => "offer.decline",
+            SurplusAction::PickUp { .. } => "surplus.pickup",
+            SurplusAction::Deliver { .. } => "surplus.deliver",
+        }
+    }
+
     /// The recipient acting.
     pub fn recipient_id(&self) -> RecipientId {
         match *self {
@@ -96,6 +107,33 @@ impl SurplusAction {
             | SurplusAction::Decline { recipient_id }
             | SurplusAction::PickUp { recipient_id }
             | SurplusAction::Deliver { recipient_id, .. } => recipient_id,
+        }
+    }
+}
+
+/// Who makes a call and from where, for the audit log. The action and
+/// resource are named by the caller; the status by the outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The token's `sub`.
+    pub sub: String,
+    /// `provider`, `ngo` or `admin`.
+    pub role: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    /// The audit record of `action` on `resource`, answered with `status`.
+    pub fn record(&self, action: &str, resource: String, status: u16) -> AuditRecord {
+        AuditRecord {
+            actor: self.sub.clone(),
+            role: self.role.clone(),
+            action: action.to_string(),
+            resource,
+            status,
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
         }
     }
 }
@@ -117,6 +155,25 @@ pub enum Rejected {
     /// The recipient holds too many uncollected claims.
     TooManyOpenClaims,
     Lifecycle(Refusal),
+}
+
+impl Rejected {
+    /// The HTTP status this refusal is answered with (the audit log records
+    /// it; the API's error mapping is tested against it).
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejected::NotFound => 404,
+            Rejected::UnknownProvider
+            | Rejected::UnknownRecipient
+            | Rejected::IdempotencyKeyReused
+            | Rejected::ExpiryInPast => 422,
+            Rejected::Saturated | Rejected::RegistryFull => 503,
+            Rejected::TooManyOpenClaims => 429,
+            Rejected::Lifecycle(Refusal::Expired) => 410,
+            Rejected::Lifecycle(Refusal::DeliveredExceedsQuantity) => 422,
+            Rejected::Lifecycle(_) => 409,
+        }
+    }
 }
 
 impl From<CommandRefusal> for Rejected {

@@ -30,6 +30,11 @@ pub struct EdgeConfig {
     /// The city's offset from UTC in minutes; "today" for capacity starts at
     /// local midnight. Jakarta is +420.
     pub utc_offset_minutes: i32,
+    /// Operational data (finished surplus and their offers, idempotency
+    /// keys, acknowledged outbox events) older than this many days is
+    /// deleted; delivered kilograms are kept as daily totals. The audit log
+    /// is kept.
+    pub retention_days: u32,
     pub cells: CellsConfig,
     pub matching: MatchParams,
     pub lifecycle: LifecycleConfig,
@@ -201,6 +206,7 @@ impl Default for EdgeConfig {
             data_dir: PathBuf::from("./data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             utc_offset_minutes: 420,
+            retention_days: 90,
             cells: CellsConfig::default(),
             matching: MatchParams::default(),
             lifecycle: LifecycleConfig::default(),
@@ -369,6 +375,10 @@ impl EdgeConfig {
             (
                 self.auth.leeway_secs >= 0 && self.auth.max_token_lifetime_secs >= 60,
                 "auth: leeway_secs ≥ 0 and max_token_lifetime_secs ≥ 60",
+            ),
+            (
+                (1..=36_500).contains(&self.retention_days),
+                "retention_days must be 1 to 36500",
             ),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {

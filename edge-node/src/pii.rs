@@ -189,6 +189,24 @@ impl PiiKeys {
         sync_protocol::wire::decode(&plain).map_err(|_| PiiError::Damaged)
     }
 
+    /// `pahlawan keys rotate`: a new key becomes active in the data dir's
+    /// key file (older keys stay to open older data). Returns the new id.
+    /// The edge re-seals its rows under it (at start, or within seconds if
+    /// running).
+    pub fn rotate_file(data_dir: &Path) -> Result<u32, PiiError> {
+        if std::env::var(ENV_KEYS).is_ok_and(|v| !v.trim().is_empty()) {
+            return Err(PiiError::BadKeys(format!(
+                "the keys come from {ENV_KEYS}: rotate them there"
+            )));
+        }
+        let path = data_dir.join(KEYS_DIR).join(PII_KEYS);
+        let mut keys = PiiKeys::load(data_dir)?;
+        let id = keys.rotate();
+        crate::auth::keys::write_file(&path, keys.to_json().as_bytes(), true)
+            .map_err(|e| PiiError::BadKeys(e.to_string()))?;
+        Ok(id)
+    }
+
     /// The key id a sealed blob was sealed under.
     pub fn key_of(blob: &[u8]) -> Option<u32> {
         (blob.len() >= HEADER && blob[0] == FORMAT)

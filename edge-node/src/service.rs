@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
 use sync_protocol::{
-    GeoPoint, Provider, ProviderId, Recipient, RecipientId, SurplusId, SurplusStatus, TraceContext,
+    AuditRecord, Contact, GeoPoint, Provider, ProviderId, Recipient, RecipientId, SealedContact,
+    Subject, SurplusId, SurplusStatus, TraceContext,
 };
 use tokio::sync::{broadcast, oneshot};
 
 use crate::cells::CellSet;
 use crate::clock::{Clock, SystemClock};
 use crate::commands::{
-    IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection, SurplusAction,
+    Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection, SurplusAction,
 };
 use crate::config::{EdgeConfig, Validated};
 use crate::ids::IdGen;
@@ -69,6 +70,12 @@ pub enum StartError {
     Keys(#[from] crate::auth::keys::KeyError),
     #[error("reading the sync state: {0}")]
     SyncState(EdgeError),
+    #[error(transparent)]
+    Pii(#[from] crate::pii::PiiError),
+    #[error("another edge is running on the data directory {0}")]
+    Locked(String),
+    #[error("re-sealing contact data under the active key: {0}")]
+    Reseal(EdgeError),
 }
 
 /// How to start an edge besides its configuration.
@@ -113,7 +120,11 @@ pub struct Security {
 /// tokens against.
 fn security(cfg: &EdgeConfig) -> Result<Security, StartError> {
     let jwks = cfg.jwks_path();
-    if cfg.auth.create_keys && !jwks.exists() && cfg.auth.jwks_file.is_none() {
+    let pii_missing = std::env::var(crate::pii::ENV_KEYS).is_err()
+        && !crate::auth::keys::keys_dir(&cfg.data_dir)
+            .join(crate::auth::keys::PII_KEYS)
+            .exists();
+    if cfg.auth.create_keys && ((!jwks.exists() && cfg.auth.jwks_file.is_none()) || pii_missing) {
         let created = crate::auth::keys::init(&cfg.data_dir)?;
         for f in created.files {
             tracing::info!(file = %f.display(), "created key material");
@@ -139,12 +150,20 @@ fn security(cfg: &EdgeConfig) -> Result<Security, StartError> {
     })
 }
 
+/// The retention job runs at the first housekeeping tick, then hourly.
+const RETENTION_EVERY_TICKS: u64 = 720;
+/// Rows per retention or re-seal step: one writer group stays short.
+const STEP_ROWS: usize = 256;
+
 /// Re-reads the JWKS when it changes (keys rotate without a restart) and
 /// forgets idle rate-limit buckets, until shutdown.
 async fn housekeeping(edge: EdgeHandle) {
     let jwks = edge.config.jwks_path();
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&jwks);
+    let pii_path =
+        crate::auth::keys::keys_dir(&edge.config.data_dir).join(crate::auth::keys::PII_KEYS);
+    let mut seen_pii = modified(&pii_path);
     let mut stop = edge.shared.shutting_down.subscribe();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     let mut ticks = 0u64;
@@ -167,8 +186,20 @@ async fn housekeeping(edge: EdgeHandle) {
                 }
             }
         }
+        let now_pii = modified(&pii_path);
+        if now_pii != seen_pii {
+            seen_pii = now_pii;
+            edge.reload_pii().await;
+        }
         if ticks.is_multiple_of(12) {
             edge.security.limits.housekeep();
+        }
+        if ticks % RETENTION_EVERY_TICKS == 1 {
+            match edge.retain().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "retention: old operational data deleted"),
+                Err(e) => tracing::warn!(error = %e, "retention did not run"),
+            }
         }
     }
 }
@@ -178,6 +209,36 @@ pub struct Edge {
     writer: Option<std::thread::JoinHandle<()>>,
     http: Option<crate::api::Server>,
     sync: Option<tokio::task::JoinHandle<()>>,
+    /// Held (an exclusive OS lock) while the edge runs: one writer per data
+    /// directory. The OS releases it even after SIGKILL.
+    _lock: std::fs::File,
+}
+
+/// The lock file inside a data directory.
+pub const LOCK_FILE: &str = "edge.lock";
+
+/// Takes the data directory's lock, or says another edge holds it.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartError::Locked(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(StartError::DataDir {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
 }
 
 impl Edge {
@@ -187,12 +248,14 @@ impl Edge {
             path: v.raw.data_dir.display().to_string(),
             source,
         })?;
+        let lock = lock_data_dir(&v.raw.data_dir)?;
         // Keys first: a misconfigured edge fails before it starts anything.
         let security = Arc::new(security(&v.raw)?);
         let db = v.raw.data_dir.join(DB_FILE);
+        let pii = crate::pii::PiiKeys::load(&v.raw.data_dir)?;
         let conn = open_writer(&db)?;
         let read_model = ReadModel::new(v.raw.recent_window(), v.raw.store.max_recent_finished);
-        let shared = Arc::new(Shared::new(read_model));
+        let shared = Arc::new(Shared::new(read_model, pii));
         let ids = opts.id_seed.map_or_else(IdGen::from_entropy, IdGen::seeded);
         let writer_cfg = WriterConfig {
             edge_id: v.edge_id.clone(),
@@ -223,6 +286,11 @@ impl Edge {
             clock: opts.clock,
             security,
         };
+        // Contacts sealed under a retired key are re-sealed before serving.
+        let resealed = handle.reseal_all().await.map_err(StartError::Reseal)?;
+        if resealed > 0 {
+            tracing::info!(resealed, "contact data re-sealed under the active key");
+        }
         tokio::spawn(housekeeping(handle.clone()));
         let sync = match handle.config.hub.clone() {
             Some(link) => {
@@ -252,6 +320,7 @@ impl Edge {
             writer: Some(writer),
             http,
             sync,
+            _lock: lock,
         })
     }
 
@@ -375,19 +444,30 @@ impl EdgeHandle {
     pub async fn register_provider(
         &self,
         new: NewProvider,
+        actor: Option<Actor>,
     ) -> Result<Result<Provider, Rejection>, EdgeError> {
         self.owned_cell(&new.location)?;
-        self.call(|reply| Command::RegisterProvider { new, reply })
-            .await
+        self.call(|reply| Command::RegisterProvider {
+            new,
+            actor: actor.map(Box::new),
+            reply,
+        })
+        .await
     }
 
     pub async fn register_recipient(
         &self,
         new: NewRecipient,
+        actor: Option<Actor>,
     ) -> Result<Result<Recipient, Rejection>, EdgeError> {
         let cell = self.owned_cell(&new.location)?;
-        self.call(|reply| Command::RegisterRecipient { new, cell, reply })
-            .await
+        self.call(|reply| Command::RegisterRecipient {
+            new,
+            cell,
+            actor: actor.map(Box::new),
+            reply,
+        })
+        .await
     }
 
     pub async fn post_surplus(
@@ -395,6 +475,7 @@ impl EdgeHandle {
         new: NewSurplus,
         idempotency_key: Option<String>,
         trace: Option<TraceContext>,
+        actor: Option<Actor>,
     ) -> Result<Result<Posted, Rejection>, EdgeError> {
         let cell = self.owned_cell(&new.location)?;
         let idempotency = idempotency_key.map(|key| IdempotencyKey {
@@ -406,6 +487,7 @@ impl EdgeHandle {
             cell,
             idempotency,
             trace,
+            actor: actor.map(Box::new),
             reply,
         })
         .await
@@ -416,14 +498,106 @@ impl EdgeHandle {
         surplus_id: SurplusId,
         action: SurplusAction,
         trace: Option<TraceContext>,
+        actor: Option<Actor>,
     ) -> Result<Result<Surplus, Rejection>, EdgeError> {
         self.call(|reply| Command::Act {
             surplus_id,
             action,
             trace,
+            actor: actor.map(Box::new),
             reply,
         })
         .await
+    }
+
+    /// GDPR erasure of one of this edge's providers or recipients; false if
+    /// it is unknown here, already erased, or a neighbour's.
+    pub async fn erase(&self, subject: Subject, actor: Option<Actor>) -> Result<bool, EdgeError> {
+        self.call(|reply| Command::Erase {
+            subject,
+            actor: actor.map(Box::new),
+            reply,
+        })
+        .await
+    }
+
+    /// Writes one audit record (a refusal, a read of personal data).
+    pub async fn audit(&self, record: AuditRecord) -> Result<(), EdgeError> {
+        self.call_patiently(|reply| Command::Audit { record, reply })
+            .await
+    }
+
+    /// Re-seals every contact sealed under an older key, a step at a time;
+    /// returns how many.
+    pub async fn reseal_all(&self) -> Result<usize, EdgeError> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .call_patiently(|reply| Command::Reseal {
+                    limit: STEP_ROWS,
+                    reply,
+                })
+                .await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Re-reads the PII keys (after `pahlawan keys rotate`) and re-seals.
+    pub async fn reload_pii(&self) {
+        match crate::pii::PiiKeys::load(&self.config.data_dir) {
+            Ok(keys) => {
+                *self.shared.pii.write() = Arc::new(keys);
+                match self.reseal_all().await {
+                    Ok(n) => tracing::info!(resealed = n, "PII keys reloaded"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "PII keys reloaded; re-sealing failed, retried at next start")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "PII keys changed but cannot be read; keeping the old keys")
+            }
+        }
+    }
+
+    /// Deletes operational data older than the retention window, a step at
+    /// a time; returns how many rows.
+    pub async fn retain(&self) -> Result<usize, EdgeError> {
+        let cutoff = self.now()
+            + sync_protocol::Duration::from_ms(-(self.config.retention_days as i64) * 86_400_000);
+        let mut total = 0;
+        loop {
+            let n = self
+                .call_patiently(|reply| Command::Retain {
+                    cutoff,
+                    limit: STEP_ROWS,
+                    reply,
+                })
+                .await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Opens a sealed contact (empty: erased, or a neighbour's recipient).
+    pub fn open_contact(
+        &self,
+        sealed: &SealedContact,
+        subject: &Subject,
+    ) -> Result<Option<Contact>, crate::pii::PiiError> {
+        if sealed.is_empty() {
+            return Ok(None);
+        }
+        self.shared
+            .pii
+            .read()
+            .open(sealed.as_bytes(), subject.id_bytes())
+            .map(Some)
     }
 
     /// Fires due timers now; returns how many fired (manual clocks use this).
@@ -466,6 +640,17 @@ impl EdgeHandle {
 
     pub async fn recipient(&self, id: RecipientId) -> Result<Option<(Recipient, u64)>, EdgeError> {
         self.readers.recipient(id).await.map_err(unavailable)
+    }
+
+    /// Everything held on a subject besides its own row (GDPR export).
+    pub async fn subject_rows(
+        &self,
+        subject: Subject,
+    ) -> Result<crate::store::export::SubjectRows, EdgeError> {
+        self.readers
+            .subject_rows(subject)
+            .await
+            .map_err(unavailable)
     }
 
     /// Committed outbox events after `seq`, oldest first (at most `limit`).

@@ -23,6 +23,8 @@ pub struct Shared {
     pub committed_seq: watch::Sender<u64>,
     /// What the sync task reports about the link to the hub.
     pub sync: RwLock<SyncStatus>,
+    /// The keys contact data is sealed with (replaced on rotation).
+    pub pii: RwLock<std::sync::Arc<crate::pii::PiiKeys>>,
 }
 
 /// The state of the link to the hub, for `GET /api/v1/sync` and metrics.
@@ -45,7 +47,7 @@ pub struct SyncStatus {
 }
 
 impl Shared {
-    pub fn new(read_model: ReadModel) -> Shared {
+    pub fn new(read_model: ReadModel, pii: crate::pii::PiiKeys) -> Shared {
         Shared {
             read_model: RwLock::new(read_model),
             offers: broadcast::channel(OFFER_STREAM_CAPACITY).0,
@@ -53,6 +55,7 @@ impl Shared {
             shutting_down: watch::Sender::new(false),
             committed_seq: watch::Sender::new(0),
             sync: RwLock::new(SyncStatus::default()),
+            pii: RwLock::new(std::sync::Arc::new(pii)),
         }
     }
 

@@ -375,7 +375,7 @@ impl Sim {
                 chunk
                     .iter()
                     .cloned()
-                    .map(|r| self.edge.register_recipient(r)),
+                    .map(|r| self.edge.register_recipient(r, None)),
             )
             .await;
             for r in done {
@@ -397,7 +397,7 @@ impl Sim {
                 chunk
                     .iter()
                     .cloned()
-                    .map(|p| self.edge.register_provider(p)),
+                    .map(|p| self.edge.register_provider(p, None)),
             )
             .await;
             for p in done {
@@ -450,7 +450,7 @@ impl Sim {
                 let edge = &self.edge;
                 let done = futures::future::join_all(chunk.iter().cloned().map(|p| async move {
                     let sent = Instant::now();
-                    let r = edge.post_surplus(p, None, None).await;
+                    let r = edge.post_surplus(p, None, None, None).await;
                     (r, sent.elapsed())
                 }))
                 .await;
@@ -531,9 +531,12 @@ impl Sim {
         for chunk in due.chunks(MAX_IN_FLIGHT) {
             let actions = self.resolve(chunk).await?;
             let edge = &self.edge;
-            let done =
-                futures::future::join_all(actions.into_iter().map(|(id, a)| edge.act(id, a, None)))
-                    .await;
+            let done = futures::future::join_all(
+                actions
+                    .into_iter()
+                    .map(|(id, a)| edge.act(id, a, None, None)),
+            )
+            .await;
             for r in done {
                 if let Err(rej) = r? {
                     use crate::commands::Rejected;
@@ -722,7 +725,10 @@ impl Sim {
             }
             Event::DeadLettered { .. }
             | Event::ProviderRegistered(_)
-            | Event::RecipientRegistered(_) => {}
+            | Event::RecipientRegistered(_)
+            | Event::ContactResealed { .. }
+            | Event::SubjectErased { .. }
+            | Event::Audited(_) => {}
         }
     }
 }

@@ -11,6 +11,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     pub commands: AtomicU64,
     pub events: AtomicU64,
+    /// Audit records written.
+    pub audit_records: AtomicU64,
     pub commit_failures: AtomicU64,
     pub alerts_fallback_offered: AtomicU64,
     pub alerts_no_fallback: AtomicU64,
@@ -42,6 +44,7 @@ impl Default for Stats {
             batches: AtomicU64::new(0),
             commands: AtomicU64::new(0),
             events: AtomicU64::new(0),
+            audit_records: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             alerts_fallback_offered: AtomicU64::new(0),
             alerts_no_fallback: AtomicU64::new(0),

@@ -96,8 +96,31 @@ async fn the_whole_lifecycle_over_http() {
         })
         .unwrap();
     assert_eq!(n, max);
-    // provider + 2 recipients + posted + offer + declined + offer + claimed + picked up + delivered
-    assert_eq!(n, 10);
+    // provider + 2 recipients + posted + offer + declined + offer + claimed
+    // + picked up + delivered, and an audit record for each of the 8 calls.
+    assert_eq!(n, 10 + 8);
+    let actions: Vec<(String, i64)> = conn
+        .prepare("SELECT action, status FROM audit_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected = [
+        ("provider.register", 201),
+        ("recipient.register", 201),
+        ("recipient.register", 201),
+        ("surplus.post", 201),
+        ("offer.decline", 200),
+        ("offer.accept", 200),
+        ("surplus.pickup", 200),
+        ("surplus.deliver", 200),
+    ];
+    assert_eq!(
+        actions,
+        expected.map(|(a, s)| (a.to_string(), s)).to_vec(),
+        "one audit record per mutating call, in order"
+    );
 }
 
 #[tokio::test]
@@ -478,6 +501,22 @@ async fn bad_inputs_get_a_clear_error_and_change_nothing() {
             "POST",
             "/surplus",
             with(&sb, json!({"description": "x".repeat(2_001)})),
+            422,
+            "invalid_description",
+        ),
+        bad(
+            "NUL in the description (PostgreSQL text cannot hold it)",
+            "POST",
+            "/surplus",
+            with(&sb, json!({"description": "nasi\u{0}goreng"})),
+            422,
+            "invalid_description",
+        ),
+        bad(
+            "escape sequence in the description",
+            "POST",
+            "/surplus",
+            with(&sb, json!({"description": "\u{1b}[31mred"})),
             422,
             "invalid_description",
         ),

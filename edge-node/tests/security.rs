@@ -87,6 +87,10 @@ fn operations(w: &World) -> Vec<(Method, String, Value)> {
             Value::Null,
         ),
         (Method::GET, "/sync".into(), Value::Null),
+        (Method::GET, format!("/subjects/{p1}/export"), Value::Null),
+        (Method::GET, format!("/subjects/{r1}/export"), Value::Null),
+        (Method::POST, format!("/subjects/{p1}/erase"), Value::Null),
+        (Method::POST, format!("/subjects/{r1}/erase"), Value::Null),
     ]
 }
 

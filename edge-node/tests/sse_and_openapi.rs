@@ -142,6 +142,8 @@ async fn openapi_describes_every_route_and_every_answer_is_documented() {
         ("get", "/api/v1/healthz"),
         ("get", "/api/v1/readyz"),
         ("get", "/api/v1/sync"),
+        ("get", "/api/v1/subjects/{id}/export"),
+        ("post", "/api/v1/subjects/{id}/erase"),
     ];
     let mut documented = Vec::new();
     for (path, item) in paths {

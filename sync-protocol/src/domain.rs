@@ -2,6 +2,7 @@
 //! the surplus status, providers and recipients, and the limits on each.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use core::str::FromStr;
 
@@ -287,13 +288,60 @@ impl fmt::Debug for Contact {
     }
 }
 
+/// Contact data as an edge sealed it: AES-256-GCM under a key id, bound to
+/// the subject's id. Opaque to anyone without the edge's PII keys (the hub
+/// stores it as is); empty once the subject is erased, or for a neighbour's
+/// recipient, whose contact this edge never holds.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedContact(pub Vec<u8>);
+
+impl SealedContact {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SealedContact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedContact({} bytes)", self.0.len())
+    }
+}
+
+/// Whose personal data: a provider or a recipient (GDPR's data subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Subject {
+    Provider(ProviderId),
+    Recipient(RecipientId),
+}
+
+impl Subject {
+    /// The subject's id (sealed contacts are bound to it).
+    pub fn id_bytes(&self) -> &[u8; 16] {
+        match self {
+            Subject::Provider(p) => p.as_bytes(),
+            Subject::Recipient(r) => r.as_bytes(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Provider(_) => "provider",
+            Subject::Recipient(_) => "recipient",
+        }
+    }
+}
+
 /// A restaurant, hotel or grocery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {
     pub id: ProviderId,
     pub name: String,
     pub location: GeoPoint,
-    pub contact: Contact,
+    pub contact: SealedContact,
 }
 
 /// An NGO, food bank or shelter.
@@ -307,7 +355,7 @@ pub struct Recipient {
     /// The cell's general food bank: the last resort after the dead-letter
     /// queue gives up.
     pub is_fallback: bool,
-    pub contact: Contact,
+    pub contact: SealedContact,
 }
 
 /// A pending offer of a surplus to a recipient.

@@ -9,7 +9,7 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{FoodType, Mass, Provider, Recipient};
+use crate::domain::{FoodType, Mass, Provider, Recipient, SealedContact, Subject};
 use crate::geo::GeoPoint;
 use crate::ids::{EdgeId, ProviderId, RecipientId, SurplusId};
 use crate::time::Timestamp;
@@ -107,13 +107,49 @@ pub enum Event {
         retry_at: Option<Timestamp>,
         version: u64,
     },
+    /// The subject's contact re-sealed under the active PII key
+    /// (`pahlawan keys rotate`).
+    ContactResealed {
+        subject: Subject,
+        contact: SealedContact,
+    },
+    /// GDPR erasure: the subject's name and contact are gone everywhere; its
+    /// surplus, offers and delivered kilograms stay (impact totals hold).
+    SubjectErased {
+        subject: Subject,
+    },
+    /// Who did what to which resource, from where (the audit log). `at` is
+    /// the envelope's.
+    Audited(AuditRecord),
+}
+
+/// One audit-log entry: every mutating call, every refusal of one, and every
+/// read of personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The token's `sub` (empty when the caller was not authenticated).
+    pub actor: String,
+    /// `provider`, `ngo`, `admin` (or empty).
+    pub role: String,
+    /// What was attempted, e.g. `surplus.post`, `recipient.read_contact`.
+    pub action: String,
+    /// The resource, e.g. `surplus/0190…`.
+    pub resource: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl Event {
     /// The surplus this event is about, if any.
     pub fn surplus_id(&self) -> Option<SurplusId> {
         match self {
-            Event::ProviderRegistered(_) | Event::RecipientRegistered(_) => None,
+            Event::ProviderRegistered(_)
+            | Event::RecipientRegistered(_)
+            | Event::ContactResealed { .. }
+            | Event::SubjectErased { .. }
+            | Event::Audited(_) => None,
             Event::SurplusPosted(s) => Some(s.id),
             Event::OfferMade { surplus_id, .. }
             | Event::OfferDeclined { surplus_id, .. }
@@ -123,6 +159,18 @@ impl Event {
             | Event::Delivered { surplus_id, .. }
             | Event::Expired { surplus_id, .. }
             | Event::DeadLettered { surplus_id, .. } => Some(*surplus_id),
+        }
+    }
+
+    /// The data subject whose personal data this event carries, if any.
+    pub fn subject(&self) -> Option<Subject> {
+        match self {
+            Event::ProviderRegistered(p) => Some(Subject::Provider(p.id)),
+            Event::RecipientRegistered(r) => Some(Subject::Recipient(r.id)),
+            Event::ContactResealed { subject, .. } | Event::SubjectErased { subject } => {
+                Some(*subject)
+            }
+            _ => None,
         }
     }
 
@@ -140,6 +188,9 @@ impl Event {
             Event::Delivered { .. } => "delivered",
             Event::Expired { .. } => "expired",
             Event::DeadLettered { .. } => "dead_lettered",
+            Event::ContactResealed { .. } => "contact_resealed",
+            Event::SubjectErased { .. } => "subject_erased",
+            Event::Audited(_) => "audited",
         }
     }
 }

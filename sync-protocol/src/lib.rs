@@ -16,10 +16,10 @@ pub mod trace;
 pub mod wire;
 
 pub use domain::{
-    Contact, FoodType, FoodTypeSet, Mass, Offer, Provider, Recipient, Surplus, SurplusStatus,
-    Validation,
+    Contact, FoodType, FoodTypeSet, Mass, Offer, Provider, Recipient, SealedContact, Subject,
+    Surplus, SurplusStatus, Validation,
 };
-pub use event::{ClaimVia, DeadLetterReason, Envelope, Event, SurplusPosted};
+pub use event::{AuditRecord, ClaimVia, DeadLetterReason, Envelope, Event, SurplusPosted};
 pub use geo::{GeoError, GeoPoint};
 pub use ids::{EdgeId, EdgeIdError, ProviderId, RecipientId, SurplusId};
 pub use time::{Duration, Timestamp};

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::Envelope;
 
 /// The current wire version. Bump it when a change is not append-only.
-pub const WIRE_VERSION: u8 = 1;
+/// Version 2: contacts travel sealed (`SealedContact`), not in the clear.
+pub const WIRE_VERSION: u8 = 2;
 
 /// No single frame (an envelope, a kiosk message) may exceed this.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;

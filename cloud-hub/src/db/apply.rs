@@ -3,13 +3,21 @@
 //! views, and the edge's new high-water mark commit together (the dedupe
 //! state lives with the output). Rows are written with multi-row `UNNEST`
 //! statements, a handful per batch, not one per event.
+//!
+//! Personal data: contacts arrive sealed by the edge and are stored as the
+//! bytes it sent (the hub has no key). A reseal replaces them; an erasure
+//! anonymises the subject's row and redacts the hub's stored copies of the
+//! subject's events in the edge's log, leaving surplus, offers and delivered
+//! kilograms as they are. Audit records go to the append-only `audit_log`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use sync_protocol::lease::{Lease, is_fenced};
 use sync_protocol::session::hub::Apply;
 use sync_protocol::{
-    ClaimVia, EdgeId, Envelope, Event, RecipientId, SurplusId, SurplusStatus, Timestamp,
+    AuditRecord, ClaimVia, EdgeId, Envelope, Event, RecipientId, SealedContact, Subject, SurplusId,
+    SurplusStatus, Timestamp,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Client;
@@ -49,6 +57,25 @@ struct LogRows {
     trace: Vec<Option<Vec<u8>>>,
     fenced: Vec<bool>,
     envelope: Vec<Vec<u8>>,
+    /// The data subject whose personal data the event carries.
+    subject: Vec<Option<Uuid>>,
+}
+
+/// What an erased subject's name becomes, in its row and in the hub's
+/// stored copies of its events.
+pub const ERASED_NAME: &str = "[erased]";
+
+/// A change to a subject's personal data, applied in event order after the
+/// batch's registrations (rare: written row by row).
+enum SubjectOp {
+    Reseal {
+        subject: Subject,
+        contact: SealedContact,
+    },
+    Erase {
+        subject: Subject,
+        at: Timestamp,
+    },
 }
 
 struct NewSurplus {
@@ -94,6 +121,9 @@ struct Fold {
     /// "Close whatever offer is pending" for offers made in earlier batches.
     close_pending: Vec<(i64, SurplusId, &'static str, Timestamp)>,
     pending_in_batch: HashMap<SurplusId, RecipientId>,
+    subject_ops: Vec<SubjectOp>,
+    /// (seq, at, record)
+    audits: Vec<(i64, Timestamp, AuditRecord)>,
 }
 
 impl Fold {
@@ -161,10 +191,11 @@ impl Fold {
         }
     }
 
-    fn project(&mut self, cell: u64, at: Timestamp, event: &Event) {
+    fn project(&mut self, cell: u64, env: &Envelope) {
         use SurplusStatus as S;
         let region = region_of(cell);
-        match event {
+        let at = env.at;
+        match &env.event {
             Event::ProviderRegistered(p) => self.providers.push((cell as i64, p.clone(), at)),
             Event::RecipientRegistered(r) => self.recipients.push((cell as i64, r.clone(), at)),
             Event::SurplusPosted(p) => {
@@ -275,6 +306,19 @@ impl Fold {
             } => {
                 self.status(*surplus_id, region, at, S::DeadLettered, *version);
             }
+            Event::ContactResealed { subject, contact } => {
+                self.subject_ops.push(SubjectOp::Reseal {
+                    subject: *subject,
+                    contact: contact.clone(),
+                });
+            }
+            Event::SubjectErased { subject } => {
+                self.subject_ops.push(SubjectOp::Erase {
+                    subject: *subject,
+                    at,
+                });
+            }
+            Event::Audited(record) => self.audits.push((env.seq as i64, at, record.clone())),
         }
     }
 }
@@ -289,6 +333,12 @@ fn log_row(log: &mut LogRows, cell: u64, env: &Envelope, fenced: bool) {
         .push(env.trace_context.map(|t| t.trace_id.to_vec()));
     log.fenced.push(fenced);
     log.envelope.push(sync_protocol::wire::encode_envelope(env));
+    log.subject
+        .push(env.event.subject().map(|s| subject_uuid(&s)));
+}
+
+fn subject_uuid(s: &Subject) -> Uuid {
+    Uuid::from_bytes(*s.id_bytes())
 }
 
 /// Where the hub places an event, from the event itself where it can: the
@@ -418,7 +468,7 @@ pub async fn apply_batch(
             out.fenced += 1;
             continue;
         }
-        fold.project(cell, env.at, &env.event);
+        fold.project(cell, env);
     }
     write(&tx, edge, home_region, &fold).await?;
     let newest = out.newest.map(odt);
@@ -494,13 +544,26 @@ async fn write(
     let e = edge.as_str();
     let l = &f.log;
     tx.execute(
-        "INSERT INTO event_log (geo_region_id, edge_id, seq, cell, kind, at, lease_epoch, trace_id, fenced, envelope)
+        "INSERT INTO event_log (geo_region_id, edge_id, seq, cell, kind, at, lease_epoch, trace_id, fenced,
+                                envelope, subject_id)
          SELECT $1, $2, * FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
-                                      $7::bigint[], $8::bytea[], $9::bool[], $10::bytea[])",
-        &[&home_region, &e, &l.seq, &l.cell, &l.kind, &l.at, &l.epoch, &l.trace, &l.fenced, &l.envelope],
+                                      $7::bigint[], $8::bytea[], $9::bool[], $10::bytea[], $11::uuid[])",
+        &[&home_region, &e, &l.seq, &l.cell, &l.kind, &l.at, &l.epoch, &l.trace, &l.fenced, &l.envelope, &l.subject],
     )
     .await?;
     write_registry(tx, e, f).await?;
+    // After the registrations (a subject registered and resealed or erased
+    // in one batch) and after the log rows (an erasure redacts this batch's
+    // copies too).
+    for op in &f.subject_ops {
+        match op {
+            SubjectOp::Reseal { subject, contact } => {
+                reseal(tx, e, home_region, subject, contact).await?
+            }
+            SubjectOp::Erase { subject, at } => erase(tx, e, home_region, subject, *at).await?,
+        }
+    }
+    write_audits(tx, e, home_region, f).await?;
     let mut regions: Vec<i64> = f
         .new_surplus
         .values()
@@ -547,24 +610,20 @@ async fn write_registry(
             .map(|(_, p, _)| p.location.lon())
             .collect();
         let cell: Vec<i64> = f.providers.iter().map(|(c, _, _)| *c).collect();
-        let phone: Vec<&str> = f
+        // Sealed by the edge; stored byte for byte.
+        let sealed: Vec<&[u8]> = f
             .providers
             .iter()
-            .map(|(_, p, _)| p.contact.phone.as_str())
-            .collect();
-        let email: Vec<&str> = f
-            .providers
-            .iter()
-            .map(|(_, p, _)| p.contact.email.as_str())
+            .map(|(_, p, _)| p.contact.as_bytes())
             .collect();
         let at: Vec<OffsetDateTime> = f.providers.iter().map(|(_, _, t)| odt(*t)).collect();
         tx.execute(
-            "INSERT INTO providers (id, edge_id, name, lat, lon, cell, contact_phone, contact_email, created_at)
-             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.phone, u.email, u.at
-             FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::text[], $8::text[], $9::timestamptz[])
-                  AS u(id, name, lat, lon, cell, phone, email, at)
+            "INSERT INTO providers (id, edge_id, name, lat, lon, cell, contact_sealed, created_at)
+             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.sealed, u.at
+             FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bytea[], $8::timestamptz[])
+                  AS u(id, name, lat, lon, cell, sealed, at)
              ON CONFLICT (id) DO NOTHING",
-            &[&e, &ids, &names, &lat, &lon, &cell, &phone, &email, &at],
+            &[&e, &ids, &names, &lat, &lon, &cell, &sealed, &at],
         )
         .await?;
     }
@@ -585,24 +644,209 @@ async fn write_registry(
             .map(|(_, x, _)| i16::from(x.accepted_food_types.bits()))
             .collect();
         let fallback: Vec<bool> = r.iter().map(|(_, x, _)| x.is_fallback).collect();
-        let phone: Vec<&str> = r.iter().map(|(_, x, _)| x.contact.phone.as_str()).collect();
-        let email: Vec<&str> = r.iter().map(|(_, x, _)| x.contact.email.as_str()).collect();
+        let sealed: Vec<&[u8]> = r.iter().map(|(_, x, _)| x.contact.as_bytes()).collect();
         let at: Vec<OffsetDateTime> = r.iter().map(|(_, _, t)| odt(*t)).collect();
         // The leaf cell places the recipient for neighbours at any S2 level.
         let leaf: Vec<i64> = r.iter().map(|(_, x, _)| leaf_cell(&x.location)).collect();
         tx.execute(
             "INSERT INTO recipients (id, edge_id, name, lat, lon, cell, leaf_cell, capacity_g_per_day, food_types,
-                                     is_fallback, contact_phone, contact_email, created_at, received_at)
-             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.leaf, u.cap, u.types, u.fallback, u.phone, u.email,
+                                     is_fallback, contact_sealed, created_at, received_at)
+             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.leaf, u.cap, u.types, u.fallback, u.sealed,
                     u.at, clock_timestamp()
              FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bigint[],
-                         $8::int2[], $9::bool[], $10::text[], $11::text[], $12::timestamptz[], $13::bigint[])
-                  AS u(id, name, lat, lon, cell, cap, types, fallback, phone, email, at, leaf)
+                         $8::int2[], $9::bool[], $10::bytea[], $11::timestamptz[], $12::bigint[])
+                  AS u(id, name, lat, lon, cell, cap, types, fallback, sealed, at, leaf)
              ON CONFLICT (id) DO NOTHING",
-            &[&e, &ids, &names, &lat, &lon, &cell, &cap, &types, &fallback, &phone, &email, &at, &leaf],
+            &[&e, &ids, &names, &lat, &lon, &cell, &cap, &types, &fallback, &sealed, &at, &leaf],
         )
         .await?;
     }
+    Ok(())
+}
+
+/// A new sealed contact for one of this edge's subjects; an erased subject
+/// stays erased, and the log's copy of a reseal arriving after its erasure
+/// is redacted at once.
+async fn reseal(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    home_region: i64,
+    subject: &Subject,
+    contact: &SealedContact,
+) -> Result<(), DbError> {
+    let sql = match subject {
+        Subject::Provider(_) => {
+            "UPDATE providers SET contact_sealed = $3 WHERE id = $1 AND edge_id = $2 AND erased_at IS NULL"
+        }
+        Subject::Recipient(_) => {
+            "UPDATE recipients SET contact_sealed = $3 WHERE id = $1 AND edge_id = $2 AND erased_at IS NULL"
+        }
+    };
+    let id = subject_uuid(subject);
+    if tx.execute(sql, &[&id, &e, &contact.as_bytes()]).await? > 0 {
+        return Ok(());
+    }
+    let erased = match subject {
+        Subject::Provider(_) => {
+            "SELECT 1 FROM providers WHERE id = $1 AND edge_id = $2 AND erased_at IS NOT NULL"
+        }
+        Subject::Recipient(_) => {
+            "SELECT 1 FROM recipients WHERE id = $1 AND edge_id = $2 AND erased_at IS NOT NULL"
+        }
+    };
+    if tx.query_opt(erased, &[&id, &e]).await?.is_some() {
+        redact_log(tx, e, home_region, subject).await?;
+    }
+    Ok(())
+}
+
+/// Erases one of this edge's subjects: its row keeps its id, place and
+/// capacity (surplus, offers and delivered kilograms refer to them) but
+/// loses its name and contact; every stored copy of its events in this
+/// edge's log loses them too. Idempotent: erasing again changes nothing.
+async fn erase(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    home_region: i64,
+    subject: &Subject,
+    at: Timestamp,
+) -> Result<(), DbError> {
+    let id = subject_uuid(subject);
+    let sql = match subject {
+        Subject::Provider(_) => {
+            "UPDATE providers SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4)
+             WHERE id = $1 AND edge_id = $2"
+        }
+        Subject::Recipient(_) => {
+            "UPDATE recipients SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4)
+             WHERE id = $1 AND edge_id = $2"
+        }
+    };
+    tx.execute(sql, &[&id, &e, &ERASED_NAME, &odt(at)]).await?;
+    redact_log(tx, e, home_region, subject).await
+}
+
+/// Redacts the name and contact of `subject` in every stored copy of its
+/// events in this edge's log.
+async fn redact_log(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    home_region: i64,
+    subject: &Subject,
+) -> Result<(), DbError> {
+    let id = subject_uuid(subject);
+    let rows = tx
+        .query(
+            "SELECT seq, envelope FROM event_log
+             WHERE geo_region_id = $1 AND edge_id = $2 AND subject_id = $3",
+            &[&home_region, &e, &id],
+        )
+        .await?;
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut envelopes: Vec<Vec<u8>> = Vec::new();
+    for row in rows {
+        let seq: i64 = row.get(0);
+        let stored: &[u8] = row.get(1);
+        let redacted = match sync_protocol::wire::decode_envelope(stored) {
+            Ok(mut env) => {
+                if !redact(&mut env.event, subject) {
+                    continue;
+                }
+                sync_protocol::wire::encode_envelope(&env)
+            }
+            // The hub wrote it, so it decodes unless the wire version moved
+            // on since: what cannot be redacted is not kept.
+            Err(err) => {
+                tracing::warn!(edge = e, seq, error = %err, "erasure: a stored envelope of the subject does not decode; emptied");
+                Vec::new()
+            }
+        };
+        if redacted != stored {
+            seqs.push(seq);
+            envelopes.push(redacted);
+        }
+    }
+    if !seqs.is_empty() {
+        tx.execute(
+            "UPDATE event_log l SET envelope = u.envelope
+             FROM UNNEST($3::bigint[], $4::bytea[]) AS u(seq, envelope)
+             WHERE l.geo_region_id = $1 AND l.edge_id = $2 AND l.seq = u.seq",
+            &[&home_region, &e, &seqs, &envelopes],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Removes `subject`'s name and contact from `event`; false if the event
+/// does not carry that subject's personal data.
+fn redact(event: &mut Event, subject: &Subject) -> bool {
+    match event {
+        Event::ProviderRegistered(p) if Subject::Provider(p.id) == *subject => {
+            p.name = ERASED_NAME.into();
+            p.contact = SealedContact::default();
+            true
+        }
+        Event::RecipientRegistered(r) if Subject::Recipient(r.id) == *subject => {
+            r.name = ERASED_NAME.into();
+            r.contact = SealedContact::default();
+            true
+        }
+        Event::ContactResealed {
+            subject: s,
+            contact,
+        } if s == subject => {
+            *contact = SealedContact::default();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL `text` cannot hold NUL: one in an audit field would fail the
+/// batch forever, so it is replaced.
+fn pg_text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+async fn write_audits(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    home_region: i64,
+    f: &Fold,
+) -> Result<(), DbError> {
+    let a = &f.audits;
+    if a.is_empty() {
+        return Ok(());
+    }
+    let seq: Vec<i64> = a.iter().map(|(s, _, _)| *s).collect();
+    let at: Vec<OffsetDateTime> = a.iter().map(|(_, t, _)| odt(*t)).collect();
+    let actor: Vec<Cow<'_, str>> = a.iter().map(|(_, _, r)| pg_text(&r.actor)).collect();
+    let role: Vec<Cow<'_, str>> = a.iter().map(|(_, _, r)| pg_text(&r.role)).collect();
+    let action: Vec<Cow<'_, str>> = a.iter().map(|(_, _, r)| pg_text(&r.action)).collect();
+    let resource: Vec<Cow<'_, str>> = a.iter().map(|(_, _, r)| pg_text(&r.resource)).collect();
+    let status: Vec<i32> = a.iter().map(|(_, _, r)| i32::from(r.status)).collect();
+    let ip: Vec<Option<Cow<'_, str>>> = a
+        .iter()
+        .map(|(_, _, r)| r.ip.as_deref().map(pg_text))
+        .collect();
+    let agent: Vec<Option<Cow<'_, str>>> = a
+        .iter()
+        .map(|(_, _, r)| r.user_agent.as_deref().map(pg_text))
+        .collect();
+    // The log's key: a batch applied again adds nothing.
+    tx.execute(
+        "INSERT INTO audit_log (geo_region_id, edge_id, seq, at, actor, role, action, resource, status, ip, user_agent)
+         SELECT $1, $2, * FROM UNNEST($3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+                                      $8::text[], $9::int4[], $10::text[], $11::text[])
+         ON CONFLICT (geo_region_id, edge_id, seq) DO NOTHING",
+        &[&home_region, &e, &seq, &at, &actor, &role, &action, &resource, &status, &ip, &agent],
+    )
+    .await?;
     Ok(())
 }
 

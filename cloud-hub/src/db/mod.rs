@@ -80,7 +80,10 @@ pub async fn migrate(client: &mut Client) -> Result<bool, DbError> {
 /// The Citus DDL, as (table, statement): the large tables distributed by
 /// `geo_region_id` and colocated, the registries as reference tables. Every
 /// primary key of a distributed table contains its distribution column.
-pub const CITUS_DDL: [(&str, &str); 8] = [
+/// `audit_log` carries its append-only triggers (V3); Citus distributes a
+/// table with triggers only under `citus.enable_unsafe_triggers`, which
+/// [`migrate`] turns on for the session while distributing.
+pub const CITUS_DDL: [(&str, &str); 9] = [
     (
         "surplus",
         "SELECT create_distributed_table('surplus', 'geo_region_id')",
@@ -96,6 +99,10 @@ pub const CITUS_DDL: [(&str, &str); 8] = [
     (
         "edge_progress",
         "SELECT create_distributed_table('edge_progress', 'geo_region_id', colocate_with => 'surplus')",
+    ),
+    (
+        "audit_log",
+        "SELECT create_distributed_table('audit_log', 'geo_region_id', colocate_with => 'surplus')",
     ),
     ("edges", "SELECT create_reference_table('edges')"),
     ("providers", "SELECT create_reference_table('providers')"),
@@ -117,6 +124,21 @@ async fn distribute_if_citus(client: &Client) -> Result<bool, DbError> {
     if citus == 0 {
         return Ok(false);
     }
+    // `audit_log` has triggers that refuse UPDATE, DELETE and TRUNCATE
+    // (local to each row: they query nothing): Citus distributes a table
+    // with triggers, and propagates them to its shards, only when this is
+    // on. For this session while distributing.
+    client
+        .batch_execute("SET citus.enable_unsafe_triggers TO on")
+        .await?;
+    let result = distribute_tables(client).await;
+    client
+        .batch_execute("RESET citus.enable_unsafe_triggers")
+        .await?;
+    result.map(|()| true)
+}
+
+async fn distribute_tables(client: &Client) -> Result<(), DbError> {
     // Table by table, so a start that failed halfway finishes the rest.
     for (table, ddl) in CITUS_DDL {
         let done: i64 = client
@@ -131,5 +153,5 @@ async fn distribute_if_citus(client: &Client) -> Result<bool, DbError> {
             tracing::info!(table, "Citus: table distributed");
         }
     }
-    Ok(true)
+    Ok(())
 }

@@ -81,6 +81,7 @@ pub async fn register(client: &Client, edge: &EdgeId, cells: &[u64]) -> Result<P
 /// Recipients of other edges whose leaf cell lies in one of `cells` (at any
 /// S2 level), in the order the hub received them (`received_at`, the hub's
 /// clock, then id) after `after`, at most `limit`, each with its key.
+/// Erased recipients are never sent.
 pub async fn registry(
     client: &Client,
     edge: &EdgeId,
@@ -99,7 +100,7 @@ pub async fn registry(
             "SELECT r.id, r.edge_id, r.cell, r.name, r.lat, r.lon, r.capacity_g_per_day, r.food_types,
                     r.is_fallback, r.received_at
              FROM recipients r
-             WHERE r.edge_id <> $3 AND (r.received_at, r.id) > ($4, $5)
+             WHERE r.edge_id <> $3 AND r.erased_at IS NULL AND (r.received_at, r.id) > ($4, $5)
                AND EXISTS (SELECT 1 FROM UNNEST($1::bigint[], $2::bigint[]) AS n(lo, hi)
                            WHERE r.leaf_cell BETWEEN n.lo AND n.hi)
              ORDER BY r.received_at, r.id LIMIT $6",

@@ -3,7 +3,8 @@
 //! in that cluster. Without it, this process starts its own throwaway
 //! cluster from Debian's PostgreSQL binaries (as the `postgres` user when run
 //! as root, since `initdb` refuses root) and removes it when the last
-//! database handle is dropped.
+//! database handle is dropped. [`pg_dump`] dumps a test database, for tests
+//! that look for what must not be stored.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -55,14 +56,82 @@ const PREFERRED_VERSION: &str = "15";
 /// The server binaries: PostgreSQL 15 when installed, otherwise the highest
 /// installed version (`/usr/lib/postgresql/<version>/bin` with an `initdb`).
 fn find_bin() -> Option<PathBuf> {
+    find_bin_with("initdb")
+}
+
+/// The `/usr/lib/postgresql/<version>/bin` holding `program`: version 15
+/// when it has one, otherwise the highest version that does.
+fn find_bin_with(program: &str) -> Option<PathBuf> {
     let root = std::path::Path::new("/usr/lib/postgresql");
     let installed: Vec<String> = std::fs::read_dir(root)
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|v| root.join(v).join("bin").join("initdb").exists())
+        .filter(|v| root.join(v).join("bin").join(program).exists())
         .collect();
     let version = choose_version(&installed)?;
     Some(root.join(version).join("bin"))
+}
+
+/// `pg_dump`: from the PostgreSQL binaries as [`find_bin`] chooses them
+/// (15 preferred; Debian's `/usr/lib/postgresql/15/bin`), else the first on
+/// `PATH`.
+fn find_pg_dump() -> Option<PathBuf> {
+    if let Some(bin) = find_bin_with("pg_dump") {
+        return Some(bin.join("pg_dump"));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("pg_dump"))
+        .find(|p| p.is_file())
+}
+
+/// Why [`pg_dump`] produced no dump.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(
+        "pg_dump not found (looked in /usr/lib/postgresql/*/bin, 15 preferred, and on PATH): install postgresql-client-15"
+    )]
+    NotFound,
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: PathBuf,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// A plain-SQL dump (schema and data) of `db`, as bytes: everything the
+/// database stores, for tests asserting what it must not contain.
+///
+/// `bytea` values are dumped in PostgreSQL's `escape` format, not `hex`:
+/// printable ASCII inside binary columns (a plaintext phone number in an
+/// envelope, say) appears as itself, so a plain byte search finds it.
+pub async fn pg_dump(db: &TestDb) -> Result<Vec<u8>, DumpError> {
+    let program = find_pg_dump().ok_or(DumpError::NotFound)?;
+    let out = tokio::process::Command::new(&program)
+        .arg("--dbname")
+        .arg(&db.url)
+        .args(["--no-owner", "--no-privileges", "--no-password"])
+        .env("PGOPTIONS", "-c bytea_output=escape")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| DumpError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(DumpError::Failed {
+            program,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(out.stdout)
 }
 
 /// Which of the installed version directories to use: [`PREFERRED_VERSION`]

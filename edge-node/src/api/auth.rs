@@ -15,6 +15,7 @@ use sync_protocol::{ProviderId, RecipientId};
 
 use super::error::ApiError;
 use crate::auth::{AuthError, Principal, Role};
+use crate::commands::Actor;
 use crate::ratelimit::Decision;
 use crate::service::EdgeHandle;
 
@@ -105,8 +106,22 @@ pub async fn authenticate(
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(MAX_USER_AGENT).collect()),
     };
-    req.extensions_mut().insert(Caller { principal, meta });
+    let caller = Caller { principal, meta };
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
+    let what = format!("{} {path}", req.method());
+    req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::FORBIDDEN {
+        // Every refusal of an authenticated caller is audited (its rate is
+        // bounded by the caller's bucket above).
+        let record = caller.actor().record("forbidden", what, 403);
+        if let Err(e) = edge.audit(record).await {
+            tracing::warn!(error = %e, "could not write the audit record of a refusal");
+        }
+    }
     for (name, value) in rate_headers(&decision) {
         resp.headers_mut().insert(name, value);
     }
@@ -127,6 +142,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 impl Caller {
+    /// The caller as the audit log names it.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            sub: self.principal.sub.clone(),
+            role: self.principal.role.as_str().to_string(),
+            ip: self.meta.ip.clone(),
+            user_agent: self.meta.user_agent.clone(),
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.principal.is_admin()
     }

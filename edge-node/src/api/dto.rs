@@ -132,14 +132,15 @@ pub struct ProviderJson {
 }
 
 impl ProviderJson {
-    pub fn new(p: &Provider, with_contact: bool) -> ProviderJson {
+    /// `contact`: opened for an admin; `None` hides it.
+    pub fn new(p: &Provider, contact: Option<&Contact>) -> ProviderJson {
         ProviderJson {
             id: *p.id.as_uuid(),
             name: p.name.clone(),
             lat: p.location.lat(),
             lon: p.location.lon(),
-            contact_phone: with_contact.then(|| p.contact.phone.clone()),
-            contact_email: with_contact.then(|| p.contact.email.clone()),
+            contact_phone: contact.map(|c| c.phone.clone()),
+            contact_email: contact.map(|c| c.email.clone()),
         }
     }
 }
@@ -208,7 +209,8 @@ pub struct RecipientJson {
 }
 
 impl RecipientJson {
-    pub fn new(r: &Recipient, cell: u64, with_contact: bool) -> RecipientJson {
+    /// `contact`: opened for an admin; `None` hides it.
+    pub fn new(r: &Recipient, cell: u64, contact: Option<&Contact>) -> RecipientJson {
         RecipientJson {
             id: *r.id.as_uuid(),
             name: r.name.clone(),
@@ -222,8 +224,8 @@ impl RecipientJson {
                 .map(|t| t.as_str().to_string())
                 .collect(),
             is_fallback: r.is_fallback,
-            contact_phone: with_contact.then(|| r.contact.phone.clone()),
-            contact_email: with_contact.then(|| r.contact.email.clone()),
+            contact_phone: contact.map(|c| c.phone.clone()),
+            contact_email: contact.map(|c| c.email.clone()),
         }
     }
 }
@@ -270,11 +272,15 @@ impl NewSurplusRequest {
             ));
         }
         let description = self.description.unwrap_or_default();
-        if description.chars().count() > Validation::MAX_DESCRIPTION_CHARS {
+        if description.chars().count() > Validation::MAX_DESCRIPTION_CHARS
+            || description
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             return Err(ApiError::invalid(
                 "invalid_description",
                 format!(
-                    "description must be at most {} characters",
+                    "description must be at most {} characters, without control characters",
                     Validation::MAX_DESCRIPTION_CHARS
                 ),
             ));

@@ -153,72 +153,54 @@ impl From<EdgeError> for ApiError {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> ApiError {
         use StatusCode as S;
-        let (status, code, message) = match r.reason {
-            Rejected::NotFound => (S::NOT_FOUND, "not_found", "no such surplus"),
+        let status = StatusCode::from_u16(r.reason.status()).unwrap_or(S::CONFLICT);
+        let (code, message) = match r.reason {
+            Rejected::NotFound => ("not_found", "no such surplus"),
             Rejected::UnknownProvider => (
-                S::UNPROCESSABLE_ENTITY,
                 "unknown_provider",
                 "provider_id names no registered provider",
             ),
             Rejected::UnknownRecipient => (
-                S::UNPROCESSABLE_ENTITY,
                 "unknown_recipient",
                 "recipient_id names no registered recipient",
             ),
             Rejected::Saturated => (
-                S::SERVICE_UNAVAILABLE,
                 "saturated",
                 "too many unfinished surplus on this edge; retry later",
             ),
             Rejected::IdempotencyKeyReused => (
-                S::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request",
             ),
-            Rejected::RegistryFull => (
-                S::SERVICE_UNAVAILABLE,
-                "registry_full",
-                "this edge's registry is full",
-            ),
-            Rejected::ExpiryInPast => (
-                S::UNPROCESSABLE_ENTITY,
-                "expiry_in_past",
-                "expires_at must be in the future",
-            ),
+            Rejected::RegistryFull => ("registry_full", "this edge's registry is full"),
+            Rejected::ExpiryInPast => ("expiry_in_past", "expires_at must be in the future"),
             Rejected::TooManyOpenClaims => (
-                S::TOO_MANY_REQUESTS,
                 "too_many_open_claims",
                 "this recipient already holds the most uncollected claims allowed; pick some up first",
             ),
             Rejected::Lifecycle(l) => match l {
-                Refusal::Expired => (S::GONE, "expired", "the surplus has expired"),
+                Refusal::Expired => ("expired", "the surplus has expired"),
                 Refusal::StaleVersion => (
-                    S::CONFLICT,
                     "stale_version",
                     "the surplus changed since that version was read",
                 ),
                 Refusal::AlreadyClaimed => (
-                    S::CONFLICT,
                     "already_claimed",
                     "another recipient claimed the surplus first",
                 ),
                 Refusal::NoPendingOffer => (
-                    S::CONFLICT,
                     "no_pending_offer",
                     "there is no pending offer of this surplus to this recipient",
                 ),
                 Refusal::NotClaimant => (
-                    S::CONFLICT,
                     "not_claimant",
                     "only the recipient that claimed the surplus can do that",
                 ),
                 Refusal::InvalidTransition => (
-                    S::CONFLICT,
                     "invalid_transition",
                     "the surplus is not in a state that allows this",
                 ),
                 Refusal::DeliveredExceedsQuantity => (
-                    S::UNPROCESSABLE_ENTITY,
                     "delivered_exceeds_quantity",
                     "delivered_kg exceeds the quantity posted",
                 ),

@@ -10,6 +10,7 @@ pub mod extract;
 mod health;
 mod offers;
 mod registry;
+mod subjects;
 mod surplus;
 
 use std::net::SocketAddr;
@@ -75,6 +76,8 @@ fn protected() -> OpenApiRouter<EdgeHandle> {
         .routes(routes!(offers::pending))
         .routes(routes!(offers::stream_offers))
         .routes(routes!(health::sync_status))
+        .routes(routes!(subjects::export))
+        .routes(routes!(subjects::erase))
 }
 
 fn public() -> OpenApiRouter<EdgeHandle> {

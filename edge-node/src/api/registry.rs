@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use sync_protocol::{ProviderId, RecipientId};
+use sync_protocol::{Contact, ProviderId, RecipientId, SealedContact, Subject};
 
 use super::auth::Caller;
 use super::dto::{NewProviderRequest, NewRecipientRequest, ProviderJson, RecipientJson};
@@ -28,10 +28,12 @@ pub async fn post_provider(
     ApiJson(req): ApiJson<NewProviderRequest>,
 ) -> Result<(StatusCode, Json<ProviderJson>), ApiError> {
     caller.require_admin()?;
-    let provider = edge.register_provider(req.validate()?).await??;
+    let new = req.validate()?;
+    let contact = new.contact.clone();
+    let provider = edge.register_provider(new, Some(caller.actor())).await??;
     Ok((
         StatusCode::CREATED,
-        Json(ProviderJson::new(&provider, true)),
+        Json(ProviderJson::new(&provider, Some(&contact))),
     ))
 }
 
@@ -53,7 +55,9 @@ pub async fn get_provider(
         .provider(id)
         .await?
         .ok_or_else(|| ApiError::not_found("provider"))?;
-    Ok(Json(ProviderJson::new(&provider, caller.is_admin())))
+    let subject = Subject::Provider(id);
+    let contact = read_contact(&edge, &caller, &provider.contact, &subject).await?;
+    Ok(Json(ProviderJson::new(&provider, contact.as_ref())))
 }
 
 /// Register a recipient (NGO, food bank, shelter). Admins only.
@@ -74,10 +78,11 @@ pub async fn post_recipient(
     caller.require_admin()?;
     let new = req.validate()?;
     let cell = edge.owned_cell(&new.location)?;
-    let recipient = edge.register_recipient(new).await??;
+    let contact = new.contact.clone();
+    let recipient = edge.register_recipient(new, Some(caller.actor())).await??;
     Ok((
         StatusCode::CREATED,
-        Json(RecipientJson::new(&recipient, cell, true)),
+        Json(RecipientJson::new(&recipient, cell, Some(&contact))),
     ))
 }
 
@@ -99,5 +104,36 @@ pub async fn get_recipient(
         .recipient(id)
         .await?
         .ok_or_else(|| ApiError::not_found("recipient"))?;
-    Ok(Json(RecipientJson::new(&r, cell, caller.is_admin())))
+    let subject = Subject::Recipient(id);
+    let contact = read_contact(&edge, &caller, &r.contact, &subject).await?;
+    Ok(Json(RecipientJson::new(&r, cell, contact.as_ref())))
+}
+
+/// An admin's read of a subject's contact: opened, and audited before it is
+/// shown. Others see none.
+pub(super) async fn read_contact(
+    edge: &EdgeHandle,
+    caller: &Caller,
+    sealed: &SealedContact,
+    subject: &Subject,
+) -> Result<Option<Contact>, ApiError> {
+    if !caller.is_admin() || sealed.is_empty() {
+        return Ok(None);
+    }
+    let contact = edge.open_contact(sealed, subject).map_err(|e| {
+        tracing::error!(error = %e, "a sealed contact cannot be opened");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pii_unavailable",
+            "the contact data cannot be opened with the configured keys",
+        )
+    })?;
+    let resource = format!(
+        "{}/{}",
+        subject.kind(),
+        uuid::Uuid::from_bytes(*subject.id_bytes())
+    );
+    edge.audit(caller.actor().record("contact.read", resource, 200))
+        .await?;
+    Ok(contact)
 }

@@ -37,7 +37,9 @@ pub async fn post_surplus(
 ) -> Result<Response, ApiError> {
     let new = req.validate(edge.now())?;
     caller.require_provider(new.provider_id)?;
-    let posted = edge.post_surplus(new, key, trace).await??;
+    let posted = edge
+        .post_surplus(new, key, trace, Some(caller.actor()))
+        .await??;
     let mut resp = (
         StatusCode::CREATED,
         Json(SurplusJson::from(&posted.surplus)),
@@ -133,7 +135,9 @@ pub(super) async fn act(
     trace: Traceparent,
 ) -> Result<Json<SurplusJson>, ApiError> {
     caller.require_recipient(action.recipient_id())?;
-    let v = edge.act(id, action, trace.0).await??;
+    let v = edge
+        .act(id, action, trace.0, Some(caller.actor()))
+        .await??;
     Ok(Json(SurplusJson::from(&v)))
 }
 

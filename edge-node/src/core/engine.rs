@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sync_protocol::{
-    DeadLetterReason, Duration, Event, Mass, Provider, ProviderId, Recipient, RecipientId,
+    DeadLetterReason, Duration, Event, Mass, Provider, ProviderId, Recipient, RecipientId, Subject,
     SurplusId, SurplusPosted, SurplusStatus, Timestamp,
 };
 
@@ -286,6 +286,43 @@ impl Engine {
         self.recipients.upsert(recipient.clone(), cell);
         self.events.push(Event::RecipientRegistered(recipient));
         Ok(())
+    }
+
+    /// GDPR erasure of a provider: it posts no more; its surplus stay and
+    /// run their course (the food still exists). False if unknown.
+    pub fn erase_provider(&mut self, id: &ProviderId) -> bool {
+        if !self.providers.remove(id) {
+            return false;
+        }
+        self.events.push(Event::SubjectErased {
+            subject: Subject::Provider(*id),
+        });
+        true
+    }
+
+    /// GDPR erasure of a recipient: never matched, offered or a fallback
+    /// again; offers pending with it are declined so the food is rematched
+    /// at once; claims it holds stay its to pick up and deliver. False if
+    /// unknown.
+    pub fn erase_recipient(&mut self, now: Timestamp, id: &RecipientId) -> bool {
+        if !self.recipients.retire(id) {
+            return false;
+        }
+        self.events.push(Event::SubjectErased {
+            subject: Subject::Recipient(*id),
+        });
+        let offered: Vec<SurplusId> = self
+            .live
+            .values()
+            .filter(|s| s.offer.as_ref().is_some_and(|o| o.recipient_id == *id))
+            .map(|s| s.posted.id)
+            .collect();
+        for s in offered {
+            // Cannot fail for a pending offer to `id` at `now` other than by
+            // expiry, which the next tick handles.
+            let _ = self.decline(now, s, *id);
+        }
+        true
     }
 
     /// A recipient another edge owns (a neighbouring cell's, from the hub):

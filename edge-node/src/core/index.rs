@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use sync_protocol::geo::{chord_squared_for_km, km_from_chord_squared};
-use sync_protocol::{FoodType, GeoPoint, Mass, Recipient, RecipientId};
+use sync_protocol::{FoodType, FoodTypeSet, GeoPoint, Mass, Recipient, RecipientId};
 
 type Node = GeomWithData<[f64; 3], u32>;
 
@@ -176,8 +176,28 @@ impl RecipientIndex {
         self.entries.is_empty()
     }
 
+    /// Every matchable recipient (retired ones are skipped).
     pub fn iter(&self) -> impl Iterator<Item = &RecipientEntry> {
-        self.entries.iter()
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| self.by_id.get(&e.recipient.id) == Some(&slot(*i)))
+            .map(|(_, e)| e)
+    }
+
+    /// Takes a recipient out of matching for good (GDPR erasure): it is no
+    /// longer found, offered, or a fallback. Its slot stays (slots are never
+    /// reused), so the registry cap still counts it until restart.
+    pub fn retire(&mut self, id: &RecipientId) -> bool {
+        let Some(i) = self.by_id.get(id).copied() else {
+            return false;
+        };
+        self.unindex(i);
+        self.by_id.remove(id);
+        let e = &mut self.entries[i as usize];
+        e.recipient.accepted_food_types = FoodTypeSet::default();
+        e.recipient.is_fallback = false;
+        true
     }
 
     /// Recipients that accept `food` within `radius_km` of `point`, nearest
@@ -197,8 +217,7 @@ impl RecipientIndex {
 
     /// The cell's fallback recipient (lowest id if several claim the role).
     pub fn fallback_for_cell(&self, cell: u64) -> Option<&RecipientEntry> {
-        self.entries
-            .iter()
+        self.iter()
             .filter(|e| e.recipient.is_fallback && e.cell == cell)
             .min_by_key(|e| e.recipient.id)
     }
@@ -211,7 +230,7 @@ fn slot(i: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_protocol::{Contact, FoodTypeSet};
+    use sync_protocol::{FoodTypeSet, SealedContact};
 
     pub(crate) fn recipient(n: u8, lat: f64, lon: f64) -> Recipient {
         Recipient {
@@ -221,10 +240,7 @@ mod tests {
             capacity_per_day: Mass::from_grams(100_000),
             accepted_food_types: FoodTypeSet::all(),
             is_fallback: false,
-            contact: Contact {
-                phone: String::new(),
-                email: String::new(),
-            },
+            contact: SealedContact::default(),
         }
     }
 

@@ -216,7 +216,7 @@ fn feasible(
 mod tests {
     use super::*;
     use crate::core::index::{AcceptanceStats, RecipientIndex};
-    use sync_protocol::{Contact, FoodTypeSet, Recipient};
+    use sync_protocol::{FoodTypeSet, Recipient, SealedContact};
 
     const NOW: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
 
@@ -228,10 +228,7 @@ mod tests {
             capacity_per_day: Mass::from_grams(capacity_kg * 1_000),
             accepted_food_types: types.iter().copied().collect::<FoodTypeSet>(),
             is_fallback: false,
-            contact: Contact {
-                phone: String::new(),
-                email: String::new(),
-            },
+            contact: SealedContact::default(),
         }
     }
 

@@ -28,7 +28,7 @@ pub fn load(conn: &Connection, cfg: EngineConfig, now: Timestamp) -> Result<Load
     attach_offers(conn, &mut live)?;
     let recipients = load_recipients(conn, today, &live)?;
     let providers = conn
-        .prepare("SELECT id FROM providers")?
+        .prepare("SELECT id FROM providers WHERE erased_at IS NULL")?
         .query_map([], |r| r.get::<_, Vec<u8>>(0))?
         .map(|b| {
             let b = b?;
@@ -197,7 +197,9 @@ fn load_recipients(
         let e = reserved.entry(id).or_default();
         *e = e.saturating_add(Mass::from_grams(u64_from_sql(grams)));
     }
-    let mut stmt = conn.prepare(&format!("SELECT {RECIPIENT_COLUMNS} FROM recipients"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE erased_at IS NULL"
+    ))?;
     let rows = stmt.query_map([], recipient_from_row)?;
     let mut out = Vec::new();
     for r in rows {

@@ -6,8 +6,10 @@
 //! can write, and every state change commits its rows and its outbox events
 //! in one transaction.
 
+pub mod export;
 pub mod load;
 pub mod reader;
+pub mod retention;
 pub mod rows;
 pub mod writer;
 
@@ -27,6 +29,12 @@ pub enum StoreError {
     Migration(#[from] refinery::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "this data directory was written by a development build (schema {0}) that kept contact data in the clear; start from an empty data directory"
+    )]
+    Legacy(i64),
+    #[error("PII keys: {0}")]
+    Pii(#[from] crate::pii::PiiError),
 }
 
 /// The database file inside a data directory.
@@ -47,11 +55,39 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -65536;",
+         PRAGMA cache_size = -65536;
+         PRAGMA secure_delete = ON;",
     )?;
+    refuse_legacy(&conn)?;
     embedded::migrations::runner().run(&mut conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Schema 4 sealed contact data and changed the wire format; a database
+/// from before it that holds events cannot be carried over.
+fn refuse_legacy(conn: &Connection) -> Result<(), StoreError> {
+    let migrated: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'refinery_schema_history'",
+        [],
+        |r| r.get(0),
+    )?;
+    if migrated == 0 {
+        return Ok(());
+    }
+    let version: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == 0 || version >= 4 {
+        return Ok(());
+    }
+    let events: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+    if events > 0 {
+        return Err(StoreError::Legacy(version));
+    }
+    Ok(())
 }
 
 /// Opens a read-only connection to an existing database.
@@ -80,6 +116,46 @@ pub(crate) fn u64_from_sql(v: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_3_database_with_events_is_refused_an_empty_one_migrates() {
+        for (events, refused) in [(0, false), (1, true)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join(DB_FILE);
+            {
+                let mut conn = Connection::open(&path).expect("open");
+                embedded::migrations::runner()
+                    .set_target(refinery::Target::Version(3))
+                    .run(&mut conn)
+                    .expect("migrate to 3");
+                for seq in 1..=events {
+                    conn.execute(
+                        "INSERT INTO outbox (seq, envelope) VALUES (?1, x'01')",
+                        [seq],
+                    )
+                    .expect("insert");
+                }
+            }
+            let result = open_writer(&path);
+            assert_eq!(
+                matches!(result, Err(StoreError::Legacy(3))),
+                refused,
+                "{events} events"
+            );
+            if !refused {
+                let conn = result.expect("migrated");
+                let cols: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM pragma_table_info('providers')
+                         WHERE name LIKE 'contact_%' AND name <> 'contact_sealed'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .expect("columns");
+                assert_eq!(cols, 0, "no plaintext contact column remains");
+            }
+        }
+    }
 
     #[test]
     fn a_new_database_is_wal_full_and_migrated() {

@@ -78,7 +78,7 @@ impl ReadPool {
     ) -> Result<Option<Provider>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = ?1"
+                "SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = ?1 AND erased_at IS NULL"
             ))?;
             let mut rows = stmt.query([id.as_bytes()])?;
             Ok(match rows.next()? {
@@ -95,7 +95,7 @@ impl ReadPool {
     ) -> Result<Option<(Recipient, u64)>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE id = ?1"
+                "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE id = ?1 AND erased_at IS NULL"
             ))?;
             let mut rows = stmt.query([id.as_bytes()])?;
             Ok(match rows.next()? {
@@ -104,6 +104,15 @@ impl ReadPool {
             })
         })
         .await
+    }
+
+    /// Everything held on a subject besides its own row (GDPR export).
+    pub async fn subject_rows(
+        self: &std::sync::Arc<Self>,
+        subject: sync_protocol::Subject,
+    ) -> Result<super::export::SubjectRows, StoreError> {
+        self.with(move |c| super::export::subject_rows(c, &subject))
+            .await
     }
 
     /// Outbox events with `seq > after`, in order, at most `limit`.

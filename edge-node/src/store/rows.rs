@@ -3,8 +3,8 @@
 
 use rusqlite::{Row, params};
 use sync_protocol::{
-    Contact, FoodType, FoodTypeSet, GeoPoint, Mass, Provider, ProviderId, Recipient, RecipientId,
-    SurplusId, SurplusPosted, SurplusStatus, Timestamp,
+    FoodType, FoodTypeSet, GeoPoint, Mass, Provider, ProviderId, Recipient, RecipientId,
+    SealedContact, SurplusId, SurplusPosted, SurplusStatus, Timestamp,
 };
 
 use super::{StoreError, u64_from_sql, u64_to_sql};
@@ -16,9 +16,12 @@ pub const SURPLUS_COLUMNS: &str = "id, provider_id, lat, lon, cell, quantity_g, 
     dlq_retry_at, fallback_tried, claimed_by, claimed_at, claimed_day, delivered_g, updated_at";
 
 pub const RECIPIENT_COLUMNS: &str = "id, name, lat, lon, cell, capacity_g_per_day, food_types, \
-    is_fallback, contact_phone, contact_email";
+    is_fallback, contact_sealed";
 
-pub const PROVIDER_COLUMNS: &str = "id, name, lat, lon, contact_phone, contact_email";
+pub const PROVIDER_COLUMNS: &str = "id, name, lat, lon, contact_sealed";
+
+/// What an erased subject's name becomes.
+pub const ERASED_NAME: &str = "[erased]";
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -136,10 +139,7 @@ pub fn recipient_from_row(row: &Row<'_>) -> rusqlite::Result<(Recipient, u64)> {
         capacity_per_day: mass(row.get(5)?)?,
         accepted_food_types: FoodTypeSet::from_bits_truncate(u8::try_from(bits).unwrap_or(0)),
         is_fallback: row.get(7)?,
-        contact: Contact {
-            phone: row.get(8)?,
-            email: row.get(9)?,
-        },
+        contact: SealedContact(row.get(8)?),
     };
     Ok((recipient, u64_from_sql(row.get(4)?)))
 }
@@ -152,8 +152,8 @@ pub fn insert_recipient(
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO recipients (id, name, lat, lon, cell, capacity_g_per_day, food_types,
-            is_fallback, contact_phone, contact_email, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            is_fallback, contact_sealed, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     stmt.execute(params![
         r.id.as_bytes(),
@@ -164,8 +164,7 @@ pub fn insert_recipient(
         u64_to_sql(r.capacity_per_day.grams()),
         r.accepted_food_types.bits(),
         r.is_fallback,
-        r.contact.phone,
-        r.contact.email,
+        r.contact.as_bytes(),
         now.unix_ms(),
     ])?;
     Ok(())
@@ -181,8 +180,8 @@ pub fn upsert_foreign_recipient(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO recipients (id, name, lat, lon, cell, capacity_g_per_day, food_types,
-            is_fallback, contact_phone, contact_email, created_at, owner_edge)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', '', ?9, ?10)
+            is_fallback, created_at, owner_edge)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (id) DO UPDATE SET name = ?2, lat = ?3, lon = ?4, cell = ?5,
             capacity_g_per_day = ?6, food_types = ?7, is_fallback = ?8, owner_edge = ?10
          WHERE owner_edge IS NOT NULL",
@@ -207,10 +206,7 @@ pub fn provider_from_row(row: &Row<'_>) -> rusqlite::Result<Provider> {
         id: ProviderId::from_bytes(id16(row, 0)?),
         name: row.get(1)?,
         location: point(row, 2, 3)?,
-        contact: Contact {
-            phone: row.get(4)?,
-            email: row.get(5)?,
-        },
+        contact: SealedContact(row.get(4)?),
     })
 }
 
@@ -220,16 +216,15 @@ pub fn insert_provider(
     now: Timestamp,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO providers (id, name, lat, lon, contact_phone, contact_email, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO providers (id, name, lat, lon, contact_sealed, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     stmt.execute(params![
         p.id.as_bytes(),
         p.name,
         p.location.lat(),
         p.location.lon(),
-        p.contact.phone,
-        p.contact.email,
+        p.contact.as_bytes(),
         now.unix_ms(),
     ])?;
     Ok(())

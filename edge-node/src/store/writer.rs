@@ -13,8 +13,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::{Connection, params};
 use sync_protocol::wire::encode_envelope;
 use sync_protocol::{
-    ClaimVia, EdgeId, Envelope, Event, Provider, ProviderId, Recipient, RecipientId, SurplusId,
-    SurplusPosted, SurplusStatus, Timestamp, TraceContext,
+    AuditRecord, ClaimVia, EdgeId, Envelope, Event, Provider, ProviderId, Recipient, RecipientId,
+    SealedContact, Subject, SurplusId, SurplusPosted, SurplusStatus, Timestamp, TraceContext,
 };
 use tokio::sync::oneshot;
 
@@ -23,7 +23,7 @@ use super::load::load;
 use super::rows::{insert_provider, insert_recipient, read_surplus_view, upsert_surplus};
 use crate::clock::Clock;
 use crate::commands::{
-    IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejected, Rejection,
+    Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejected, Rejection,
     SurplusAction,
 };
 use crate::core::engine::{Alert, CommandRefusal, Engine, EngineConfig};
@@ -51,6 +51,13 @@ impl Drop for AliveGuard {
     }
 }
 
+fn subject_table(s: &Subject) -> &'static str {
+    match s {
+        Subject::Provider(_) => "providers",
+        Subject::Recipient(_) => "recipients",
+    }
+}
+
 /// A refusal with no surplus to show.
 fn refused(r: CommandRefusal) -> Rejection {
     Rejection {
@@ -67,11 +74,13 @@ pub type Reply<T> = oneshot::Sender<Result<T, Unavailable>>;
 pub enum Command {
     RegisterProvider {
         new: NewProvider,
+        actor: Option<Box<Actor>>,
         reply: Reply<Result<Provider, Rejection>>,
     },
     RegisterRecipient {
         new: NewRecipient,
         cell: u64,
+        actor: Option<Box<Actor>>,
         reply: Reply<Result<Recipient, Rejection>>,
     },
     Post {
@@ -79,13 +88,38 @@ pub enum Command {
         cell: u64,
         idempotency: Option<IdempotencyKey>,
         trace: Option<TraceContext>,
+        actor: Option<Box<Actor>>,
         reply: Reply<Result<Posted, Rejection>>,
     },
     Act {
         surplus_id: SurplusId,
         action: SurplusAction,
         trace: Option<TraceContext>,
+        actor: Option<Box<Actor>>,
         reply: Reply<Result<Surplus, Rejection>>,
+    },
+    /// GDPR erasure of one of this edge's subjects (false: not ours or
+    /// unknown).
+    Erase {
+        subject: Subject,
+        actor: Option<Box<Actor>>,
+        reply: Reply<bool>,
+    },
+    /// Re-seals up to `limit` contacts sealed under an older key; answers
+    /// how many (0: none left).
+    Reseal { limit: usize, reply: Reply<usize> },
+    /// An audit record with no write of its own (a refusal, a read of
+    /// personal data).
+    Audit {
+        record: AuditRecord,
+        reply: Reply<()>,
+    },
+    /// Deletes up to `limit` rows of operational data last touched before
+    /// `cutoff`; answers how many (0: done).
+    Retain {
+        cutoff: Timestamp,
+        limit: usize,
+        reply: Reply<usize>,
     },
     /// Fire due timers now (the manual clock's way of moving time).
     Tick { reply: Reply<usize> },
@@ -119,6 +153,7 @@ enum Pending {
         Result<Surplus, Rejection>,
     ),
     Tick(Reply<usize>, usize),
+    Erased(Reply<bool>, bool),
     Done(Reply<()>),
 }
 
@@ -139,6 +174,7 @@ impl Pending {
             Pending::Post(r, v) => answer!(r, v),
             Pending::Act(r, v) => answer!(r, v),
             Pending::Tick(r, v) => answer!(r, v),
+            Pending::Erased(r, v) => answer!(r, v),
             Pending::Done(r) => answer!(r, ()),
         }
     }
@@ -167,6 +203,8 @@ pub struct Writer {
     offers_made: Vec<(RecipientId, SurplusId)>,
     /// The epoch stamped on new events (granted by the hub; 0 before).
     lease_epoch: u64,
+    /// The group erased a subject: scrub the WAL after its commit.
+    scrub_wal: bool,
 }
 
 enum Wake {
@@ -204,6 +242,7 @@ impl Writer {
             shared,
             views: Vec::new(),
             offers_made: Vec::new(),
+            scrub_wal: false,
         })
     }
 
@@ -368,6 +407,19 @@ impl Writer {
         }
         let t = Instant::now();
         self.conn.execute_batch("COMMIT")?;
+        if std::mem::take(&mut self.scrub_wal) {
+            // An erasure: the WAL still holds the old page images (names,
+            // sealed contacts). Checkpoint them over and truncate it; with
+            // `secure_delete` the freed space is zeroed. Readers holding an
+            // old snapshot can make this partial: it is retried at the next
+            // erasure, and the next checkpoint overwrites the frames anyway.
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "checkpoint after an erasure failed");
+            }
+        }
         self.shared
             .stats
             .writer_healthy
@@ -377,12 +429,13 @@ impl Writer {
 
     fn apply(&mut self, now: Timestamp, cmd: Command) -> Result<Pending, StoreError> {
         Ok(match cmd {
-            Command::RegisterProvider { new, reply } => {
+            Command::RegisterProvider { new, actor, reply } => {
+                let id = ProviderId::from_uuid(self.ids.next(now));
                 let p = Provider {
-                    id: ProviderId::from_uuid(self.ids.next(now)),
+                    id,
                     name: new.name,
                     location: new.location,
-                    contact: new.contact,
+                    contact: self.seal(&new.contact, &Subject::Provider(id)),
                 };
                 let result = self
                     .engine
@@ -390,17 +443,26 @@ impl Writer {
                     .map(|()| p)
                     .map_err(refused);
                 self.write_output(now, None)?;
+                self.audit_outcome(now, actor.map(|a| *a), "provider.register", &result, |p| {
+                    (format!("provider/{}", p.id), 201)
+                })?;
                 Pending::Provider(reply, result)
             }
-            Command::RegisterRecipient { new, cell, reply } => {
+            Command::RegisterRecipient {
+                new,
+                cell,
+                actor,
+                reply,
+            } => {
+                let id = RecipientId::from_uuid(self.ids.next(now));
                 let r = Recipient {
-                    id: RecipientId::from_uuid(self.ids.next(now)),
+                    id,
                     name: new.name,
                     location: new.location,
                     capacity_per_day: new.capacity_per_day,
                     accepted_food_types: new.accepted_food_types,
                     is_fallback: new.is_fallback,
-                    contact: new.contact,
+                    contact: self.seal(&new.contact, &Subject::Recipient(id)),
                 };
                 let result = self
                     .engine
@@ -408,6 +470,9 @@ impl Writer {
                     .map(|()| r)
                     .map_err(refused);
                 self.write_output(now, None)?;
+                self.audit_outcome(now, actor.map(|a| *a), "recipient.register", &result, |r| {
+                    (format!("recipient/{}", r.id), 201)
+                })?;
                 Pending::Recipient(reply, result)
             }
             Command::Post {
@@ -415,19 +480,68 @@ impl Writer {
                 cell,
                 idempotency,
                 trace,
+                actor,
                 reply,
             } => {
                 let outcome = self.post(now, new, cell, idempotency, trace)?;
+                self.audit_outcome(now, actor.map(|a| *a), "surplus.post", &outcome, |p| {
+                    (format!("surplus/{}", p.surplus.id), 201)
+                })?;
                 Pending::Post(reply, outcome)
             }
             Command::Act {
                 surplus_id,
                 action,
                 trace,
+                actor,
                 reply,
             } => {
                 let outcome = self.act(now, surplus_id, action, trace)?;
+                let resource = format!("surplus/{surplus_id}");
+                if let Some(actor) = actor {
+                    let status = outcome.as_ref().map_or_else(|r| r.reason.status(), |_| 200);
+                    self.audit(now, actor.record(action.name(), resource, status))?;
+                }
                 Pending::Act(reply, outcome)
+            }
+            Command::Erase {
+                subject,
+                actor,
+                reply,
+            } => {
+                let erased = self.erase(now, subject)?;
+                if let Some(actor) = actor {
+                    let resource = format!(
+                        "{}/{}",
+                        subject.kind(),
+                        uuid::Uuid::from_bytes(*subject.id_bytes())
+                    );
+                    let record =
+                        actor.record("subject.erase", resource, if erased { 200 } else { 404 });
+                    self.audit(now, record)?;
+                }
+                Pending::Erased(reply, erased)
+            }
+            Command::Reseal { limit, reply } => {
+                let n = self.reseal(now, limit)?;
+                Pending::Tick(reply, n)
+            }
+            Command::Audit { record, reply } => {
+                self.audit(now, record)?;
+                Pending::Done(reply)
+            }
+            Command::Retain {
+                cutoff,
+                limit,
+                reply,
+            } => {
+                let n = super::retention::retain(
+                    &self.conn,
+                    cutoff,
+                    limit,
+                    self.cfg.engine.utc_offset_minutes,
+                )?;
+                Pending::Tick(reply, n)
             }
             Command::Tick { reply } => {
                 let fired = self.engine.tick(now);
@@ -666,20 +780,7 @@ impl Writer {
             .collect();
         for event in out.events {
             let cell = self.cell_of(&event, &cells);
-            let env = Envelope {
-                edge_id: self.cfg.edge_id.clone(),
-                seq: self.next_seq,
-                lease_epoch: self.lease_epoch,
-                at: now,
-                trace_context: trace,
-                event,
-            };
-            self.conn
-                .prepare_cached("INSERT INTO outbox (seq, cell, envelope) VALUES (?1, ?2, ?3)")?
-                .execute(params![env.seq as i64, cell as i64, encode_envelope(&env)])?;
-            self.project(now, &env.event)?;
-            self.next_seq += 1;
-            Stats::add(&self.shared.stats.events, 1);
+            self.append(now, trace, cell, event)?;
         }
         for s in &out.surplus {
             upsert_surplus(&self.conn, s)?;
@@ -693,6 +794,161 @@ impl Writer {
             u64::from(out.scan_limit_hits),
         );
         Ok(())
+    }
+
+    /// Appends one event to the outbox (next `seq`) and projects it.
+    fn append(
+        &mut self,
+        now: Timestamp,
+        trace: Option<TraceContext>,
+        cell: u64,
+        event: Event,
+    ) -> Result<(), StoreError> {
+        let env = Envelope {
+            edge_id: self.cfg.edge_id.clone(),
+            seq: self.next_seq,
+            lease_epoch: self.lease_epoch,
+            at: now,
+            trace_context: trace,
+            event,
+        };
+        let subject = env.event.subject();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO outbox (seq, cell, envelope, subject, committed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                env.seq as i64,
+                cell as i64,
+                encode_envelope(&env),
+                subject.as_ref().map(|s| s.id_bytes().as_slice()),
+                now.unix_ms()
+            ])?;
+        self.project(now, &env.event)?;
+        self.next_seq += 1;
+        Stats::add(&self.shared.stats.events, 1);
+        Ok(())
+    }
+
+    /// Seals a contact under the active key, bound to its subject.
+    fn seal(&self, contact: &sync_protocol::Contact, subject: &Subject) -> SealedContact {
+        SealedContact(self.shared.pii.read().seal(contact, subject.id_bytes()))
+    }
+
+    /// One audit row and its event, in the current transaction.
+    fn audit(&mut self, now: Timestamp, record: AuditRecord) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_log (at, actor, role, action, resource, status, ip, user_agent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                now.unix_ms(),
+                record.actor,
+                record.role,
+                record.action,
+                record.resource,
+                record.status,
+                record.ip,
+                record.user_agent
+            ])?;
+        Stats::add(&self.shared.stats.audit_records, 1);
+        self.append(now, None, 0, Event::Audited(record))
+    }
+
+    /// Audits a command's outcome: `ok` names the resource and status of a
+    /// success; a refusal is recorded with its status.
+    fn audit_outcome<T>(
+        &mut self,
+        now: Timestamp,
+        actor: Option<Actor>,
+        action: &str,
+        outcome: &Result<T, Rejection>,
+        ok: impl FnOnce(&T) -> (String, u16),
+    ) -> Result<(), StoreError> {
+        let Some(actor) = actor else {
+            return Ok(());
+        };
+        let (resource, status) = match outcome {
+            Ok(v) => ok(v),
+            Err(r) => (
+                action.split('.').next().unwrap_or(action).to_string(),
+                r.reason.status(),
+            ),
+        };
+        self.audit(now, actor.record(action, resource, status))
+    }
+
+    /// GDPR erasure: the engine forgets the subject, its rows lose name and
+    /// contact, and the outbox envelopes that carried them are redacted.
+    fn erase(&mut self, now: Timestamp, subject: Subject) -> Result<bool, StoreError> {
+        let table = match subject {
+            Subject::Provider(_) => "providers",
+            Subject::Recipient(_) => "recipients",
+        };
+        let ours: bool = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM {table} WHERE id = ?1 AND erased_at IS NULL
+                    AND {}",
+                if table == "recipients" {
+                    "owner_edge IS NULL"
+                } else {
+                    "1"
+                }
+            ))?
+            .query_row([subject.id_bytes()], |r| r.get::<_, i64>(0))?
+            > 0;
+        if !ours {
+            return Ok(false);
+        }
+        let known = match subject {
+            Subject::Provider(p) => self.engine.erase_provider(&p),
+            Subject::Recipient(r) => self.engine.erase_recipient(now, &r),
+        };
+        if !known {
+            return Ok(false);
+        }
+        // The rows and envelopes are redacted by `project` (SubjectErased).
+        self.write_output(now, None)?;
+        self.scrub_wal = true;
+        Ok(true)
+    }
+
+    /// Re-seals contacts sealed under a key other than the active one.
+    fn reseal(&mut self, now: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        let keys = self.shared.pii.read().clone();
+        let active = keys.active_id().to_be_bytes();
+        let mut todo: Vec<(Subject, Vec<u8>)> = Vec::new();
+        for table in ["providers", "recipients"] {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT id, contact_sealed FROM {table}
+                 WHERE length(contact_sealed) > 0 AND substr(contact_sealed, 2, 4) <> ?1
+                 LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(params![active.as_slice(), limit as i64])?;
+            while let Some(row) = rows.next()? {
+                let id: Vec<u8> = row.get(0)?;
+                let id: [u8; 16] = id
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("id is not 16 bytes".into()))?;
+                let subject = if table == "providers" {
+                    Subject::Provider(ProviderId::from_bytes(id))
+                } else {
+                    Subject::Recipient(RecipientId::from_bytes(id))
+                };
+                todo.push((subject, row.get(1)?));
+            }
+        }
+        todo.truncate(limit);
+        let n = todo.len();
+        for (subject, sealed) in todo {
+            let contact = keys.open(&sealed, subject.id_bytes())?;
+            let contact = SealedContact(keys.seal(&contact, subject.id_bytes()));
+            self.append(now, None, 0, Event::ContactResealed { subject, contact })?;
+        }
+        Ok(n)
     }
 
     /// The S2 cell an event concerns, shipped with it to the hub.
@@ -736,10 +992,7 @@ impl Writer {
                 capacity_per_day: e.capacity_per_day,
                 accepted_food_types: e.accepted_food_types,
                 is_fallback: e.is_fallback,
-                contact: sync_protocol::Contact {
-                    phone: String::new(),
-                    email: String::new(),
-                },
+                contact: SealedContact::default(),
             };
             let known = self
                 .engine
@@ -851,10 +1104,37 @@ impl Writer {
             Event::Expired { surplus_id, .. } => {
                 close_pending(&self.conn, surplus_id, "expired")?;
             }
+            Event::ContactResealed { subject, contact } => {
+                let table = subject_table(subject);
+                self.conn
+                    .prepare_cached(&format!(
+                        "UPDATE {table} SET contact_sealed = ?2 WHERE id = ?1 AND erased_at IS NULL"
+                    ))?
+                    .execute(params![subject.id_bytes(), contact.as_bytes()])?;
+            }
+            Event::SubjectErased { subject } => {
+                let table = subject_table(subject);
+                let extra = match subject {
+                    Subject::Provider(_) => "",
+                    Subject::Recipient(_) => ", food_types = 0, is_fallback = 0",
+                };
+                self.conn
+                    .prepare_cached(&format!(
+                        "UPDATE {table} SET name = ?2, contact_sealed = x'', erased_at = ?3{extra}
+                         WHERE id = ?1"
+                    ))?
+                    .execute(params![
+                        subject.id_bytes(),
+                        super::rows::ERASED_NAME,
+                        now.unix_ms()
+                    ])?;
+                super::retention::redact_outbox(&self.conn, subject)?;
+            }
             Event::SurplusPosted(_)
             | Event::PickedUp { .. }
             | Event::Delivered { .. }
-            | Event::DeadLettered { .. } => {}
+            | Event::DeadLettered { .. }
+            | Event::Audited(_) => {}
         }
         Ok(())
     }

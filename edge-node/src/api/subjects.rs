@@ -1,0 +1,211 @@
+//! GDPR: a data subject's export (admins, or the subject itself) and its
+//! erasure (admins). Both work for providers and recipients alike: the id
+//! says which.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use sync_protocol::{ProviderId, RecipientId, Subject, Timestamp};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::dto::{ProviderJson, RecipientJson, SurplusJson, rfc3339};
+use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::extract::IdPath;
+use super::registry::read_contact;
+use crate::service::EdgeHandle;
+
+/// An offer made to the recipient.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedOffer {
+    pub surplus_id: Uuid,
+    pub made_at: String,
+    /// pending | accepted | declined | timed_out | superseded | expired
+    pub outcome: String,
+    pub fallback: bool,
+}
+
+/// An audit record of something the subject did, or that was done to its data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportedAudit {
+    pub at: String,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub resource: String,
+    pub status: u16,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Everything this edge holds on one provider or recipient.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectExport {
+    /// `provider` or `recipient`.
+    pub kind: String,
+    pub id: Uuid,
+    pub exported_at: String,
+    /// The profile, contact data included.
+    pub provider: Option<ProviderJson>,
+    pub recipient: Option<RecipientJson>,
+    /// Surplus the provider posted, or the recipient claimed.
+    pub surplus: Vec<SurplusJson>,
+    /// Offers made to the recipient.
+    pub offers: Vec<ExportedOffer>,
+    pub audit: Vec<ExportedAudit>,
+}
+
+/// The outcome of an erasure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Erased {
+    pub kind: String,
+    pub id: Uuid,
+    pub erased: bool,
+}
+
+/// Which subject an id names here, if any (erased subjects are gone).
+async fn find(edge: &EdgeHandle, id: Uuid) -> Result<Option<Subject>, ApiError> {
+    let p = ProviderId::from_uuid(id);
+    if edge.provider(p).await?.is_some() {
+        return Ok(Some(Subject::Provider(p)));
+    }
+    let r = RecipientId::from_uuid(id);
+    if edge.recipient(r).await?.is_some() {
+        return Ok(Some(Subject::Recipient(r)));
+    }
+    Ok(None)
+}
+
+/// May this caller see this subject's data: an admin, or the subject itself.
+fn require_self_or_admin(caller: &Caller, subject: &Subject) -> Result<(), ApiError> {
+    match subject {
+        Subject::Provider(p) => caller.require_provider(*p),
+        Subject::Recipient(r) => caller.require_recipient(*r),
+    }
+}
+
+/// Export everything held on a provider or recipient (GDPR access):
+/// admins, or the subject itself. Reading it is audited.
+#[utoipa::path(get, path = "/subjects/{id}/export", tag = "privacy", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Provider or recipient id")),
+    responses(
+        (status = 200, body = SubjectExport),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        AuthErrors,
+    ))]
+pub async fn export(
+    State(edge): State<EdgeHandle>,
+    caller: Caller,
+    IdPath(id): IdPath<Uuid>,
+) -> Result<Json<SubjectExport>, ApiError> {
+    // Refuse before looking: whether an id exists is not for strangers.
+    if !caller.is_admin() && caller.principal.subject != Some(id) {
+        return Err(ApiError::forbidden(
+            "wrong_subject",
+            "only the subject itself (or an admin) may export its data",
+        ));
+    }
+    let Some(subject) = find(&edge, id).await? else {
+        return Err(ApiError::not_found("subject"));
+    };
+    require_self_or_admin(&caller, &subject)?;
+    let (mut provider, mut recipient) = (None, None);
+    let sealed = match subject {
+        Subject::Provider(p) => {
+            let row = edge
+                .provider(p)
+                .await?
+                .ok_or_else(|| ApiError::not_found("subject"))?;
+            let sealed = row.contact.clone();
+            provider = Some(row);
+            sealed
+        }
+        Subject::Recipient(r) => {
+            let (row, cell) = edge
+                .recipient(r)
+                .await?
+                .ok_or_else(|| ApiError::not_found("subject"))?;
+            let sealed = row.contact.clone();
+            recipient = Some((row, cell));
+            sealed
+        }
+    };
+    // The subject sees its own contact; an admin's read of it is audited by
+    // `read_contact`; the export itself is audited below either way.
+    let contact = if caller.is_admin() {
+        read_contact(&edge, &caller, &sealed, &subject).await?
+    } else {
+        edge.open_contact(&sealed, &subject).ok().flatten()
+    };
+    let rows = edge.subject_rows(subject).await?;
+    let resource = format!("{}/{id}", subject.kind());
+    edge.audit(caller.actor().record("subject.export", resource, 200))
+        .await?;
+    Ok(Json(SubjectExport {
+        kind: subject.kind().to_string(),
+        id,
+        exported_at: rfc3339(edge.now()),
+        provider: provider.map(|p| ProviderJson::new(&p, contact.as_ref())),
+        recipient: recipient.map(|(r, cell)| RecipientJson::new(&r, cell, contact.as_ref())),
+        surplus: rows.surplus.iter().map(SurplusJson::from).collect(),
+        offers: rows
+            .offers
+            .into_iter()
+            .map(|o| ExportedOffer {
+                surplus_id: *o.surplus_id.as_uuid(),
+                made_at: rfc3339(Timestamp::from_unix_ms(o.made_at_ms)),
+                outcome: o.outcome,
+                fallback: o.fallback,
+            })
+            .collect(),
+        audit: rows
+            .audit
+            .into_iter()
+            .map(|a| ExportedAudit {
+                at: rfc3339(Timestamp::from_unix_ms(a.at_ms)),
+                actor: a.actor,
+                role: a.role,
+                action: a.action,
+                resource: a.resource,
+                status: a.status,
+                ip: a.ip,
+                user_agent: a.user_agent,
+            })
+            .collect(),
+    }))
+}
+
+/// Erase a provider or recipient (GDPR): name and contact are removed here,
+/// from the outbox and at the hub; its surplus, offers and delivered
+/// kilograms stay, so impact totals hold. Admins only.
+#[utoipa::path(post, path = "/subjects/{id}/erase", tag = "privacy", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Provider or recipient id")),
+    responses(
+        (status = 200, body = Erased),
+        (status = 404, description = "Unknown here, already erased, or a neighbour's", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+        AuthErrors,
+    ))]
+pub async fn erase(
+    State(edge): State<EdgeHandle>,
+    caller: Caller,
+    IdPath(id): IdPath<Uuid>,
+) -> Result<(StatusCode, Json<Erased>), ApiError> {
+    caller.require_admin()?;
+    let Some(subject) = find(&edge, id).await? else {
+        return Err(ApiError::not_found("subject"));
+    };
+    if !edge.erase(subject, Some(caller.actor())).await? {
+        return Err(ApiError::not_found("subject"));
+    }
+    Ok((
+        StatusCode::OK,
+        Json(Erased {
+            kind: subject.kind().to_string(),
+            id,
+            erased: true,
+        }),
+    ))
+}
