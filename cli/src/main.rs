@@ -251,7 +251,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Simulate(_) | Command::Bench(_) | Command::BenchSync(_)
     );
-    init_logging(cli.log_format, if quiet { "error" } else { "info" });
+    let tracer = init_logging(cli.log_format, if quiet { "error" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -259,7 +259,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let outcome = runtime.block_on(dispatch(cli.command));
+    if let Some(provider) = tracer {
+        // Whatever is batched goes out before the process ends.
+        let _ = provider.shutdown();
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -282,16 +287,66 @@ fn one_line(e: &anyhow::Error) -> String {
     out.replace('\n', " ")
 }
 
-fn init_logging(format: LogFormat, default_filter: &str) {
+/// Logs on stderr (text or JSON) and, when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set, spans exported over OTLP/HTTP (protobuf) in batches. The
+/// provider is returned so `main` can flush it before exiting.
+fn init_logging(
+    format: LogFormat,
+    default_filter: &str,
+) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let text = matches!(format, LogFormat::Text)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = matches!(format, LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let provider = otlp_provider();
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("pahlawan")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(otel)
+        .init();
+    provider
+}
+
+/// An OTLP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the exporter
+/// reads it and the other standard `OTEL_*` variables itself).
+fn otlp_provider() -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
+    if endpoint.trim().is_empty() {
+        return None;
     }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("warning: OTLP export disabled: {e}");
+            return None;
+        }
+    };
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "pahlawan".into());
+    Some(
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(service)
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {

@@ -20,6 +20,8 @@ use crate::stats::HubStats;
 pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct HttpState {
+    /// Session slots, for the saturation gauge.
+    pub max_sessions: usize,
     pub database_url: String,
     pub client: Mutex<Option<tokio_postgres::Client>>,
     pub stats: Arc<HubStats>,
@@ -114,12 +116,53 @@ async fn impact(State(s): State<Arc<HttpState>>) -> Response {
     }
 }
 
+async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
+    let open = HubStats::get(&s.stats.sessions_open);
+    let m = &s.stats.metrics;
+    m.sessions_open.set(i64::try_from(open).unwrap_or(i64::MAX));
+    m.saturation.set(open as f64 / s.max_sessions.max(1) as f64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
+}
+
+async fn track(
+    State(s): State<Arc<HttpState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    s.stats
+        .metrics
+        .http
+        .get_or_create(&crate::metrics::HttpLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/edges", get(edges))
         .route("/api/v1/impact", get(impact))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }

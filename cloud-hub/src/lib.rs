@@ -9,6 +9,7 @@ pub mod certs;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod metrics;
 pub mod quic;
 pub mod region;
 pub mod stats;
@@ -85,6 +86,7 @@ impl Hub {
             source,
         })?;
         let state = Arc::new(http::HttpState {
+            max_sessions: cfg.max_sessions,
             database_url: cfg.database_url.clone(),
             client: tokio::sync::Mutex::new(Some(client)),
             stats: stats.clone(),

@@ -15,6 +15,7 @@ use sync_protocol::session::{EdgeMsg, HubMsg, RefusalReason};
 use sync_protocol::{Duration, EdgeId, RecipientId, Timestamp};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::db::{self, DbError, apply, leases, queries};
 use crate::stats::HubStats;
@@ -205,7 +206,15 @@ async fn run(
                     Ok(Action::Apply(batch)) => {
                         let started = std::time::Instant::now();
                         let home = home_region.ok_or_else(|| DbError::Integrity("a batch before Hello".into()))?;
-                        let applied = apply::apply_batch(&mut db, &edge, home, &batch).await?;
+                        let span = tracing::info_span!(
+                            "hub.apply",
+                            edge.id = %edge,
+                            first_seq = batch.first_seq,
+                            last_seq = batch.last_seq
+                        );
+                        let applied = apply::apply_batch(&mut db, &edge, home, &batch)
+                            .instrument(span)
+                            .await?;
                         let t = now();
                         record(ctx, &applied, started, t);
                         session.applied(t, batch.last_seq);
@@ -248,10 +257,15 @@ fn record(ctx: &Ctx, applied: &apply::Applied, started: std::time::Instant, t: T
     HubStats::add(&s.batches, 1);
     HubStats::add(&s.events, applied.events as u64);
     HubStats::add(&s.fenced, applied.fenced as u64);
-    let _ = s
-        .apply_ns
-        .lock()
-        .record((started.elapsed().as_nanos() as u64).max(1));
+    let took = started.elapsed();
+    let _ = s.apply_ns.lock().record((took.as_nanos() as u64).max(1));
+    s.metrics.events_applied.inc_by(applied.events as u64);
+    s.metrics.apply_duration.observe(took.as_secs_f64());
+    if applied.delivered_g > 0 {
+        s.metrics
+            .tons_prevented
+            .inc_by(applied.delivered_g as f64 / 1_000_000.0);
+    }
     let mut lag = s.lag_ms.lock();
     for at in &applied.ats {
         let _ = lag.record((t - *at).as_ms().max(1) as u64);

@@ -16,6 +16,7 @@ pub struct HubStats {
     pub apply_ns: Mutex<Histogram<u64>>,
     /// Milliseconds from each event's commit on the edge to its apply here.
     pub lag_ms: Mutex<Histogram<u64>>,
+    pub metrics: crate::metrics::HubMetrics,
 }
 
 impl Default for HubStats {
@@ -31,6 +32,7 @@ impl Default for HubStats {
             fenced: AtomicU64::new(0),
             apply_ns: Mutex::new(h()),
             lag_ms: Mutex::new(h()),
+            metrics: crate::metrics::HubMetrics::default(),
         }
     }
 }

@@ -240,6 +240,7 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
         }
     });
     let state = Arc::new(cloud_hub::http::HttpState {
+        max_sessions: 1_000,
         database_url: format!("host=127.0.0.1 port={port} user=hub dbname=hub"),
         client: tokio::sync::Mutex::new(None),
         stats: Arc::new(cloud_hub::stats::HubStats::default()),

@@ -40,6 +40,10 @@ pub struct EdgeConfig {
     pub lifecycle: LifecycleConfig,
     pub store: StoreConfig,
     pub http: HttpConfig,
+    pub matching_pool: MatchPoolConfig,
+    /// Travel times from an OSRM-compatible service (`[routing]`); none by
+    /// default (great-circle distance at `matching.speed_kmh`).
+    pub routing: crate::routing::RoutingConfig,
     /// The cloud hub to sync with; none by default (the edge runs alone).
     pub hub: Option<HubLinkConfig>,
     pub auth: AuthConfig,
@@ -184,6 +188,26 @@ pub struct StoreConfig {
     pub max_recent_finished: usize,
 }
 
+/// The matching worker pool (`[matching_pool]`): requests that match (posts,
+/// declines) hold a slot while they do; beyond `workers` busy and `queue`
+/// waiting, they get 503 + Retry-After. Busy / workers is
+/// `matching_engine_saturation_ratio`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchPoolConfig {
+    pub workers: usize,
+    pub queue: usize,
+}
+
+impl Default for MatchPoolConfig {
+    fn default() -> MatchPoolConfig {
+        MatchPoolConfig {
+            workers: 128,
+            queue: 1_024,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -212,6 +236,8 @@ impl Default for EdgeConfig {
             lifecycle: LifecycleConfig::default(),
             store: StoreConfig::default(),
             http: HttpConfig::default(),
+            matching_pool: MatchPoolConfig::default(),
+            routing: crate::routing::RoutingConfig::default(),
             hub: None,
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
@@ -380,10 +406,18 @@ impl EdgeConfig {
                 (1..=36_500).contains(&self.retention_days),
                 "retention_days must be 1 to 36500",
             ),
+            (
+                (1..=65_536).contains(&self.matching_pool.workers)
+                    && self.matching_pool.queue <= 1_000_000,
+                "matching_pool: workers 1 to 65536, queue at most 1000000",
+            ),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(ConfigError::Invalid((*msg).to_string()));
         }
+        self.routing
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("routing: {e}")))?;
         let engine = EngineConfig {
             matching: self.matching,
             lifecycle: self.lifecycle,

@@ -107,6 +107,8 @@ pub struct EdgeHandle {
     config: Arc<EdgeConfig>,
     clock: Arc<dyn Clock>,
     security: Arc<Security>,
+    matching: Arc<crate::pool::MatchPool>,
+    travel: Arc<crate::routing::TravelTimes>,
 }
 
 /// Who may call, and how often.
@@ -261,6 +263,7 @@ impl Edge {
             edge_id: v.edge_id.clone(),
             max_batch: v.raw.store.max_batch,
             cell_level: v.cells.level(),
+            directory: v.raw.routing.osrm_url.is_some(),
             engine: v.engine,
         };
         let writer = Writer::new(conn, writer_cfg, opts.clock.clone(), ids, shared.clone())?;
@@ -282,6 +285,19 @@ impl Edge {
             shared,
             readers: Arc::new(ReadPool::new(&db, v.raw.store.read_connections)),
             cells: Arc::new(v.cells),
+            travel: Arc::new(
+                crate::routing::TravelTimes::new(&v.raw.routing, opts.clock.clone()).map_err(
+                    |e| {
+                        StartError::Config(crate::config::ConfigError::Invalid(format!(
+                            "routing: {e}"
+                        )))
+                    },
+                )?,
+            ),
+            matching: Arc::new(crate::pool::MatchPool::new(
+                v.raw.matching_pool.workers,
+                v.raw.matching_pool.queue,
+            )),
             config: Arc::new(v.raw),
             clock: opts.clock,
             security,
@@ -477,6 +493,54 @@ impl EdgeHandle {
         trace: Option<TraceContext>,
         actor: Option<Actor>,
     ) -> Result<Result<Posted, Rejection>, EdgeError> {
+        self.post_surplus_with(new, idempotency_key, trace, actor, None)
+            .await
+    }
+
+    /// Routed travel times from a surplus to the recipients its match will
+    /// consider, when a routing service is configured (`None` otherwise, or
+    /// when it cannot answer: matching then estimates from the distance).
+    /// Waits at most the routing deadline; never fails.
+    pub async fn travel_hints(
+        &self,
+        new: &NewSurplus,
+    ) -> Option<crate::core::matching::TravelHints> {
+        self.travel.osrm()?;
+        let params = &self.config.matching;
+        let directory = self.shared.directory.read().clone();
+        let near = directory.nearest(
+            &new.location,
+            params.radius_km,
+            new.food_type,
+            params.max_feasible.max(1) * 2,
+        );
+        if near.is_empty() {
+            return None;
+        }
+        let points: Vec<GeoPoint> = near.iter().map(|(_, p)| *p).collect();
+        let estimate = self
+            .travel
+            .travel_times(new.location, &points, params.speed_kmh)
+            .await;
+        (estimate.source == crate::routing::Source::Osrm).then(|| {
+            crate::core::matching::TravelHints::new(
+                near.iter()
+                    .map(|(id, _)| *id)
+                    .zip(estimate.durations)
+                    .collect(),
+            )
+        })
+    }
+
+    /// `post_surplus` with routed travel times for its first match.
+    pub async fn post_surplus_with(
+        &self,
+        new: NewSurplus,
+        idempotency_key: Option<String>,
+        trace: Option<TraceContext>,
+        actor: Option<Actor>,
+        hints: Option<crate::core::matching::TravelHints>,
+    ) -> Result<Result<Posted, Rejection>, EdgeError> {
         let cell = self.owned_cell(&new.location)?;
         let idempotency = idempotency_key.map(|key| IdempotencyKey {
             key,
@@ -488,6 +552,7 @@ impl EdgeHandle {
             idempotency,
             trace,
             actor: actor.map(Box::new),
+            hints: hints.map(Box::new),
             reply,
         })
         .await
@@ -722,6 +787,44 @@ impl EdgeHandle {
                 .await?;
         }
         Ok(imported)
+    }
+
+    /// A slot in the matching pool (HTTP requests that match take one), or
+    /// `Busy` when the pool and its queue are full.
+    pub async fn matching_slot(&self) -> Result<crate::pool::Slot, EdgeError> {
+        let slot = self.matching.enter().await.map_err(|_| EdgeError::Busy);
+        self.shared
+            .metrics
+            .saturation
+            .set(self.matching.saturation());
+        slot
+    }
+
+    /// Sets the gauges that mirror state, for a scrape.
+    pub fn refresh_gauges(&self) {
+        let m = &self.shared.metrics;
+        let committed = self.committed_seq();
+        let (acked, lag) = {
+            let s = self.shared.sync.read();
+            (s.acked_seq, s.lag_seconds)
+        };
+        let backlog = if self.config.hub.is_some() {
+            committed.saturating_sub(acked)
+        } else {
+            0
+        };
+        m.outbox_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        m.sync_lag.set(lag);
+        let dlq = self
+            .shared
+            .read_model
+            .read()
+            .count_status(SurplusStatus::DeadLettered);
+        m.dlq_size.set(i64::try_from(dlq).unwrap_or(i64::MAX));
+        m.saturation.set(self.matching.saturation());
+        m.breaker_state
+            .set(self.travel.snapshot().breaker_state as i64);
     }
 
     /// Ready when the writer is running and can commit.

@@ -23,6 +23,11 @@ pub struct Shared {
     pub committed_seq: watch::Sender<u64>,
     /// What the sync task reports about the link to the hub.
     pub sync: RwLock<SyncStatus>,
+    /// Recipients' positions, for routed travel times (empty unless a
+    /// routing service is configured).
+    pub directory: RwLock<std::sync::Arc<crate::read_model::RecipientDirectory>>,
+    /// Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// The keys contact data is sealed with (replaced on rotation).
     pub pii: RwLock<std::sync::Arc<crate::pii::PiiKeys>>,
 }
@@ -56,6 +61,8 @@ impl Shared {
             committed_seq: watch::Sender::new(0),
             sync: RwLock::new(SyncStatus::default()),
             pii: RwLock::new(std::sync::Arc::new(pii)),
+            metrics: crate::metrics::Metrics::new(),
+            directory: RwLock::new(std::sync::Arc::default()),
         }
     }
 

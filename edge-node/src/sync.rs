@@ -269,6 +269,12 @@ async fn session(
                 break;
             }
             // Rows read are committed, even if committed after we last looked.
+            let _publish = tracing::info_span!(
+                "outbox.publish",
+                first_seq = want.after + 1,
+                events = events.len()
+            )
+            .entered();
             core.set_committed(want.after + events.len() as u64);
             core.send_events(now(), want.after + 1, events);
         }

@@ -117,3 +117,45 @@ mod tests {
         }
     }
 }
+
+/// The bridge to OpenTelemetry: a stored trace context becomes the remote
+/// parent of a `tracing` span, and the current span's context becomes the
+/// trace context an event carries.
+#[cfg(feature = "otel")]
+pub mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::TraceContext;
+
+    /// The OpenTelemetry context whose remote parent is `tc`.
+    pub fn context(tc: &TraceContext) -> opentelemetry::Context {
+        let sc = SpanContext::new(
+            TraceId::from_bytes(tc.trace_id),
+            SpanId::from_bytes(tc.span_id),
+            TraceFlags::new(tc.flags),
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(sc)
+    }
+
+    /// Makes `tc` the parent of `span` (no-op without an OpenTelemetry layer).
+    pub fn set_parent(span: &tracing::Span, tc: &TraceContext) {
+        let _ = span.set_parent(context(tc));
+    }
+
+    /// The trace context of `span` as OpenTelemetry sees it, if it has one.
+    pub fn of(span: &tracing::Span) -> Option<TraceContext> {
+        let ctx = span.context();
+        let otel = ctx.span();
+        let sc = otel.span_context();
+        sc.is_valid().then(|| TraceContext {
+            trace_id: sc.trace_id().to_bytes(),
+            span_id: sc.span_id().to_bytes(),
+            flags: sc.trace_flags().to_u8(),
+        })
+    }
+}

@@ -45,6 +45,8 @@ pub struct Applied {
     pub newest: Option<Timestamp>,
     /// Every event's `at`, for per-event replication lag.
     pub ats: Vec<Timestamp>,
+    /// Grams delivered in the events projected.
+    pub delivered_g: u64,
 }
 
 #[derive(Default)]
@@ -460,6 +462,17 @@ pub async fn apply_batch(
                 c != 0 && is_fenced(leases.get(&c), edge, env.lease_epoch),
             ),
         };
+        // The event's trace continues here: kiosk → edge → hub.
+        let span = env.trace_context.map(|tc| {
+            let span = tracing::info_span!(
+                "hub.apply_event",
+                edge.id = %edge,
+                seq = env.seq,
+                kind = env.event.kind()
+            );
+            sync_protocol::trace::otel::set_parent(&span, &tc);
+            span
+        });
         log_row(&mut fold.log, cell, env, fenced);
         out.events += 1;
         out.ats.push(env.at);
@@ -468,7 +481,13 @@ pub async fn apply_batch(
             out.fenced += 1;
             continue;
         }
-        fold.project(cell, env);
+        if let Event::Delivered { delivered, .. } = &env.event {
+            out.delivered_g += delivered.grams();
+        }
+        match &span {
+            Some(span) => span.in_scope(|| fold.project(cell, env)),
+            None => fold.project(cell, env),
+        }
     }
     write(&tx, edge, home_region, &fold).await?;
     let newest = out.newest.map(odt);

@@ -143,13 +143,18 @@ pub struct Traceparent(pub Option<TraceContext>);
 impl<S: Send + Sync> FromRequestParts<S> for Traceparent {
     type Rejection = std::convert::Infallible;
 
+    /// The request span's context when OpenTelemetry records spans (so what
+    /// the request causes is its child, on the edge and at the hub), else
+    /// the caller's `traceparent` as sent.
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Traceparent(
-            parts
-                .headers
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(TraceContext::from_traceparent),
+            sync_protocol::trace::otel::of(&tracing::Span::current()).or_else(|| {
+                parts
+                    .headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(TraceContext::from_traceparent)
+            }),
         ))
     }
 }

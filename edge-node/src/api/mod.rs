@@ -8,6 +8,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 mod health;
+mod metrics;
 mod offers;
 mod registry;
 mod subjects;
@@ -131,6 +132,11 @@ pub fn app(edge: EdgeHandle) -> Router {
             )
             .into_response()
         })
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            edge.clone(),
+            metrics::track,
+        ))
         .layer(axum::Extension(Arc::new(offers::StreamSlots::default())))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(edge)

@@ -72,6 +72,8 @@ pub async fn decline(
     let action = SurplusAction::Decline {
         recipient_id: recipient_id(req.recipient_id),
     };
+    // A decline rematches: it takes a matching slot like a post.
+    let _slot = edge.matching_slot().await?;
     act(&edge, &caller, id, action, trace).await
 }
 

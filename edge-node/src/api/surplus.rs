@@ -37,8 +37,10 @@ pub async fn post_surplus(
 ) -> Result<Response, ApiError> {
     let new = req.validate(edge.now())?;
     caller.require_provider(new.provider_id)?;
+    let _slot = edge.matching_slot().await?;
+    let hints = edge.travel_hints(&new).await;
     let posted = edge
-        .post_surplus(new, key, trace, Some(caller.actor()))
+        .post_surplus_with(new, key, trace, Some(caller.actor()), hints)
         .await??;
     let mut resp = (
         StatusCode::CREATED,
@@ -135,9 +137,18 @@ pub(super) async fn act(
     trace: Traceparent,
 ) -> Result<Json<SurplusJson>, ApiError> {
     caller.require_recipient(action.recipient_id())?;
-    let v = edge
-        .act(id, action, trace.0, Some(caller.actor()))
-        .await??;
+    let started = std::time::Instant::now();
+    let answered = edge.act(id, action, trace.0, Some(caller.actor())).await;
+    if matches!(
+        action,
+        SurplusAction::Claim { .. } | SurplusAction::Accept { .. }
+    ) {
+        edge.shared()
+            .metrics
+            .claim_latency
+            .observe(started.elapsed().as_secs_f64());
+    }
+    let v = answered??;
     Ok(Json(SurplusJson::from(&v)))
 }
 

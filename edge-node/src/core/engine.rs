@@ -141,6 +141,8 @@ pub struct Engine {
     events: Vec<Event>,
     alerts: Vec<Alert>,
     scan_limit_hits: u32,
+    /// Routed travel times for the match in progress (a post's first).
+    hints: matching::TravelHints,
 }
 
 /// Surplus in these states stay in memory: time or a recipient may still
@@ -186,6 +188,7 @@ impl Engine {
             events: Vec::new(),
             alerts: Vec::new(),
             scan_limit_hits: 0,
+            hints: matching::TravelHints::default(),
         }
     }
 
@@ -343,10 +346,13 @@ impl Engine {
 
     /// A new surplus: stored, then offered to the best candidate at once (or
     /// sent to the dead-letter queue if there is none).
-    pub fn post(
+    /// `post` with routed travel times for some recipients (for this first
+    /// match only; rematches estimate from the distance).
+    pub fn post_with(
         &mut self,
         now: Timestamp,
         posted: SurplusPosted,
+        hints: matching::TravelHints,
     ) -> Result<&LiveSurplus, CommandRefusal> {
         if !self.providers.contains(&posted.provider_id) {
             return Err(CommandRefusal::UnknownProvider);
@@ -362,9 +368,19 @@ impl Engine {
         debug_assert!(!self.live.contains_key(&id), "surplus ids are fresh");
         self.events.push(Event::SurplusPosted(posted.clone()));
         let mut s = LiveSurplus::new(posted, now);
+        self.hints = hints;
         self.match_or_dead_letter(now, &mut s);
+        self.hints = matching::TravelHints::default();
         self.put(s);
         Ok(&self.live[&id])
+    }
+
+    pub fn post(
+        &mut self,
+        now: Timestamp,
+        posted: SurplusPosted,
+    ) -> Result<&LiveSurplus, CommandRefusal> {
+        self.post_with(now, posted, matching::TravelHints::default())
     }
 
     pub fn claim(
@@ -558,13 +574,14 @@ impl Engine {
             expires_at: s.posted.expires_at,
         };
         let day = self.day(now);
-        let search = matching::best(
+        let search = matching::best_with(
             &self.recipients,
             &facts,
             now,
             day,
             &s.offered_to,
             &self.cfg.matching,
+            &self.hints,
         );
         self.scan_limit_hits += u32::from(search.scan_limit_hit);
         match search.best {

@@ -87,6 +87,39 @@ pub fn travel_time(distance_km: f64, speed_kmh: f64) -> Duration {
     Duration::from_ms(ms as i64)
 }
 
+/// Travel times a routing service gave for some recipients (by road, from
+/// the surplus); others are estimated from the great-circle distance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TravelHints(Vec<(RecipientId, Duration)>);
+
+impl TravelHints {
+    pub fn new(mut hints: Vec<(RecipientId, Duration)>) -> TravelHints {
+        hints.sort_by_key(|(id, _)| *id);
+        hints.dedup_by_key(|(id, _)| *id);
+        TravelHints(hints)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn contains(&self, id: &RecipientId) -> bool {
+        self.0.binary_search_by_key(id, |(r, _)| *r).is_ok()
+    }
+
+    /// The routed time to `id`, else `distance_km` at `speed_kmh`.
+    pub fn travel(&self, id: &RecipientId, distance_km: f64, speed_kmh: f64) -> Duration {
+        match self.0.binary_search_by_key(id, |(r, _)| *r) {
+            Ok(i) => self.0[i].1,
+            Err(_) => travel_time(distance_km, speed_kmh),
+        }
+    }
+}
+
 /// The outcome of a search, with what it cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Search {
@@ -102,6 +135,7 @@ pub struct Search {
 /// type never appear (each food type has its own tree); the scan stops at
 /// the first recipient who cannot arrive before expiry (all farther ones
 /// cannot either) or after `max_scanned` recipients.
+#[allow(clippy::too_many_arguments)] // the match's inputs, passed through
 fn candidates<'a>(
     index: &'a RecipientIndex,
     facts: &'a SurplusFacts,
@@ -109,17 +143,22 @@ fn candidates<'a>(
     day: i64,
     excluded: &'a [RecipientId],
     params: &'a MatchParams,
+    hints: &'a TravelHints,
     scanned: &'a mut usize,
 ) -> impl Iterator<Item = Candidate> + 'a {
     index
         .nearest_within(&facts.location, params.radius_km, facts.food_type)
-        .take_while(move |(_, distance_km)| {
-            now + travel_time(*distance_km, params.speed_kmh) < facts.expires_at
+        .take_while(move |(entry, distance_km)| {
+            // Routed recipients are judged by their routed time (a road can
+            // beat the configured speed); the rest stop the scan where the
+            // distance says nobody farther arrives in time.
+            hints.contains(&entry.recipient.id)
+                || now + travel_time(*distance_km, params.speed_kmh) < facts.expires_at
         })
         .take(params.max_scanned)
         .inspect(move |_| *scanned += 1)
         .filter_map(move |(entry, distance_km)| {
-            feasible(entry, distance_km, facts, now, day, excluded, params)
+            feasible(entry, distance_km, facts, now, day, excluded, params, hints)
         })
         .take(params.max_feasible)
 }
@@ -134,13 +173,23 @@ pub fn rank(
     params: &MatchParams,
 ) -> Vec<Candidate> {
     let mut scanned = 0;
-    let mut out: Vec<Candidate> =
-        candidates(index, facts, now, day, excluded, params, &mut scanned).collect();
+    let none = TravelHints::default();
+    let mut out: Vec<Candidate> = candidates(
+        index,
+        facts,
+        now,
+        day,
+        excluded,
+        params,
+        &none,
+        &mut scanned,
+    )
+    .collect();
     out.sort_by(compare);
     out
 }
 
-/// The best feasible candidate, if any.
+/// The best feasible candidate, if any (travel times from the distance).
 pub fn best(
     index: &RecipientIndex,
     facts: &SurplusFacts,
@@ -149,11 +198,43 @@ pub fn best(
     excluded: &[RecipientId],
     params: &MatchParams,
 ) -> Search {
+    best_with(
+        index,
+        facts,
+        now,
+        day,
+        excluded,
+        params,
+        &TravelHints::default(),
+    )
+}
+
+/// The best feasible candidate, with routed travel times where known. The
+/// scan still stops where the great-circle estimate says nobody farther can
+/// arrive in time.
+pub fn best_with(
+    index: &RecipientIndex,
+    facts: &SurplusFacts,
+    now: Timestamp,
+    day: i64,
+    excluded: &[RecipientId],
+    params: &MatchParams,
+    hints: &TravelHints,
+) -> Search {
     let mut scanned = 0;
     let mut found = 0;
-    let best = candidates(index, facts, now, day, excluded, params, &mut scanned)
-        .inspect(|_| found += 1)
-        .min_by(compare);
+    let best = candidates(
+        index,
+        facts,
+        now,
+        day,
+        excluded,
+        params,
+        hints,
+        &mut scanned,
+    )
+    .inspect(|_| found += 1)
+    .min_by(compare);
     Search {
         best,
         scanned,
@@ -169,6 +250,7 @@ fn compare(a: &Candidate, b: &Candidate) -> Ordering {
         .then(a.recipient_id.cmp(&b.recipient_id))
 }
 
+#[allow(clippy::too_many_arguments)] // the match's inputs, passed through
 fn feasible(
     entry: &RecipientEntry,
     distance_km: f64,
@@ -177,6 +259,7 @@ fn feasible(
     day: i64,
     excluded: &[RecipientId],
     params: &MatchParams,
+    hints: &TravelHints,
 ) -> Option<Candidate> {
     let r = &entry.recipient;
     if !r.accepted_food_types.contains(facts.food_type) || excluded.contains(&r.id) {
@@ -186,7 +269,7 @@ fn feasible(
     if remaining < facts.quantity || r.capacity_per_day == Mass::ZERO {
         return None;
     }
-    let travel = travel_time(distance_km, params.speed_kmh);
+    let travel = hints.travel(&r.id, distance_km, params.speed_kmh);
     let arrival = now + travel;
     if arrival >= facts.expires_at {
         return None;

@@ -89,6 +89,8 @@ pub enum Command {
         idempotency: Option<IdempotencyKey>,
         trace: Option<TraceContext>,
         actor: Option<Box<Actor>>,
+        /// Routed travel times for some recipients (none: from distance).
+        hints: Option<Box<crate::core::matching::TravelHints>>,
         reply: Reply<Result<Posted, Rejection>>,
     },
     Act {
@@ -186,6 +188,8 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// The S2 level of owned cells (to place providers' events).
     pub cell_level: u8,
+    /// Keep the recipient directory (a routing service is configured).
+    pub directory: bool,
     pub engine: EngineConfig,
 }
 
@@ -205,6 +209,11 @@ pub struct Writer {
     lease_epoch: u64,
     /// The group erased a subject: scrub the WAL after its commit.
     scrub_wal: bool,
+    /// What the group's events add to the counters, applied after commit.
+    counts: crate::metrics::GroupCounts,
+    /// Recipients changed: rebuild the directory after the commit (when
+    /// `cfg.directory` is on).
+    directory_dirty: bool,
 }
 
 enum Wake {
@@ -243,6 +252,8 @@ impl Writer {
             views: Vec::new(),
             offers_made: Vec::new(),
             scrub_wal: false,
+            counts: crate::metrics::GroupCounts::default(),
+            directory_dirty: true,
         })
     }
 
@@ -375,6 +386,8 @@ impl Writer {
 
     /// Reloads the engine from what SQLite holds (the last committed state).
     fn recover(&mut self) {
+        self.counts = crate::metrics::GroupCounts::default();
+        self.directory_dirty = true;
         let healthy = match load(&self.conn, self.cfg.engine, self.clock.now()) {
             Ok(loaded) => {
                 self.engine = loaded.engine;
@@ -399,6 +412,7 @@ impl Writer {
         batch: &mut Vec<Command>,
         pending: &mut Vec<Pending>,
     ) -> Result<u64, StoreError> {
+        let _commit = tracing::info_span!("store.commit", commands = batch.len()).entered();
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.engine.tick(now);
         self.write_output(now, None)?;
@@ -470,6 +484,7 @@ impl Writer {
                     .map(|()| r)
                     .map_err(refused);
                 self.write_output(now, None)?;
+                self.directory_dirty = true;
                 self.audit_outcome(now, actor.map(|a| *a), "recipient.register", &result, |r| {
                     (format!("recipient/{}", r.id), 201)
                 })?;
@@ -481,9 +496,11 @@ impl Writer {
                 idempotency,
                 trace,
                 actor,
+                hints,
                 reply,
             } => {
-                let outcome = self.post(now, new, cell, idempotency, trace)?;
+                let hints = hints.map(|h| *h).unwrap_or_default();
+                let outcome = self.post(now, new, cell, idempotency, trace, hints)?;
                 self.audit_outcome(now, actor.map(|a| *a), "surplus.post", &outcome, |p| {
                     (format!("surplus/{}", p.surplus.id), 201)
                 })?;
@@ -510,6 +527,7 @@ impl Writer {
                 reply,
             } => {
                 let erased = self.erase(now, subject)?;
+                self.directory_dirty |= erased;
                 if let Some(actor) = actor {
                     let resource = format!(
                         "{}/{}",
@@ -565,6 +583,7 @@ impl Writer {
                 Pending::Done(reply)
             }
             Command::ImportRecipients { entries, reply } => {
+                self.directory_dirty = true;
                 let n = self.import(now, entries)?;
                 Pending::Tick(reply, n)
             }
@@ -579,6 +598,7 @@ impl Writer {
         cell: u64,
         idempotency: Option<IdempotencyKey>,
         trace: Option<TraceContext>,
+        hints: crate::core::matching::TravelHints,
     ) -> Result<Result<Posted, Rejection>, StoreError> {
         if let Some(key) = &idempotency
             && let Some(earlier) = self.replay(&new.provider_id, key)?
@@ -596,7 +616,15 @@ impl Writer {
             description: new.description,
         };
         let started = Instant::now();
-        let result = self.engine.post(now, posted).map(LiveSurplus::snapshot);
+        let span = tracing::info_span!("matching", surplus.id = %posted.id);
+        if let Some(tc) = &trace {
+            sync_protocol::trace::otel::set_parent(&span, tc);
+        }
+        let result = span.in_scope(|| {
+            self.engine
+                .post_with(now, posted, hints)
+                .map(LiveSurplus::snapshot)
+        });
         let _ = self
             .shared
             .stats
@@ -813,6 +841,7 @@ impl Writer {
             event,
         };
         let subject = env.event.subject();
+        self.counts.observe(&env.event);
         self.conn
             .prepare_cached(
                 "INSERT INTO outbox (seq, cell, envelope, subject, committed_at)
@@ -1142,6 +1171,21 @@ impl Writer {
     /// After a commit: the read model learns the group's changes, and each
     /// offer still standing is announced to its recipient.
     fn publish(&mut self, now: Timestamp) {
+        if self.cfg.directory && std::mem::take(&mut self.directory_dirty) {
+            let directory = crate::read_model::RecipientDirectory::new(
+                self.engine.recipients().iter().map(|e| {
+                    (
+                        e.recipient.id,
+                        e.recipient.location,
+                        e.recipient.accepted_food_types,
+                    )
+                }),
+            );
+            *self.shared.directory.write() = Arc::new(directory);
+        }
+        self.shared
+            .metrics
+            .committed(&std::mem::take(&mut self.counts));
         self.shared.committed_seq.send_if_modified(|seq| {
             let changed = *seq != self.next_seq - 1;
             *seq = self.next_seq - 1;

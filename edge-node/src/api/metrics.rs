@@ -1,0 +1,62 @@
+//! `GET /metrics` (public, like the probes: no personal data in it) and the
+//! middleware that times every request by route template and status.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::metrics::HttpLabels;
+use crate::service::EdgeHandle;
+
+pub async fn metrics(State(edge): State<EdgeHandle>) -> Response {
+    edge.refresh_gauges();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        edge.shared().metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Times a request from arrival to its response head, inside an
+/// `http.request` span continuing the caller's `traceparent`.
+pub async fn track(State(edge): State<EdgeHandle>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().as_str().to_string();
+    let span = tracing::info_span!(
+        "http.request",
+        http.method = %method,
+        http.route = %route,
+        http.status = tracing::field::Empty
+    );
+    if let Some(tc) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(sync_protocol::TraceContext::from_traceparent)
+    {
+        sync_protocol::trace::otel::set_parent(&span, &tc);
+    }
+    let started = Instant::now();
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.status", resp.status().as_u16());
+    edge.shared()
+        .metrics
+        .http
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
