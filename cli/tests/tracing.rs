@@ -151,6 +151,24 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
         !other.is_empty(),
         "the post without a traceparent got an edge-started trace that reaches the hub"
     );
+    // The metrics agree with what happened: the hub applied every event the
+    // edge committed, one edge is connected, and nothing waits on the edge.
+    let scrape =
+        |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .parse()
+            .unwrap()
+    };
+    let hub_text = scrape(format!("http://{}/metrics", hub.http_addr())).await;
+    let edge_text = scrape(format!("{base}/metrics")).await;
+    let committed = edge.handle().committed_seq() as f64;
+    assert_eq!(value(&hub_text, "hub_events_applied_total"), committed);
+    assert_eq!(value(&hub_text, "hub_sessions_open"), 1.0);
+    assert!(value(&hub_text, "matching_engine_saturation_ratio") > 0.0);
+    assert_eq!(value(&edge_text, "outbox_backlog_events"), 0.0);
     edge.shutdown().await;
     hub.shutdown().await;
 }

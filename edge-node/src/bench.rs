@@ -115,7 +115,7 @@ impl BenchReport {
              |---|---|---|---|---|---|---|\n{}\n{}\n\n\
              Edge / empty handler throughput: **{:.2}**.\n\n\
              Raw SQLite baseline (same run): {:.0} rows/s inserting batches of {} rows, one \
-             `synchronous=FULL` commit per batch. A post writes 4 rows (surplus, offer, two outbox events).\n\n\
+             `synchronous=FULL` commit per batch. A post writes 6 rows (surplus, offer, audit record, three outbox events).\n\n\
              Edge writer: mean group commit {:.0} commands; commit (fsync) p50 {:.2} ms, p99 {:.2} ms; \
              whole group (apply, commit, publish, reply) p99 {:.2} ms, max {:.2} ms.\n\n\
              Offer stream (SSE) during the load: post sent → offer event received by the \
