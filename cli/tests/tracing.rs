@@ -84,6 +84,10 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
     cfg.rate_limits.admin_per_minute = 1_000_000;
     let edge = Edge::start(cfg, StartOptions::default()).await.unwrap();
     let base = format!("http://{}", edge.local_addr().unwrap());
+    // A first scrape of the hub: its saturation is measured between scrapes.
+    reqwest::get(format!("http://{}/metrics", hub.http_addr()))
+        .await
+        .unwrap();
     let c = common::admin_client(data.path());
     let provider_id = common::seed(&c, &base, 1).await;
 
@@ -118,7 +122,12 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
         .filter(|s| format!("{:032x}", s.span_context.trace_id()) == TRACE_ID)
         .collect();
     let names: Vec<&str> = in_trace.iter().map(|s| s.name.as_ref()).collect();
-    for want in ["http.request", "matching", "hub.apply_event"] {
+    for want in [
+        "http.request",
+        "matching",
+        "store.commit",
+        "hub.apply_event",
+    ] {
         assert!(
             names.contains(&want),
             "{want} missing from the trace: {names:?}"
@@ -138,6 +147,15 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
         assert!(
             edge_span_ids.contains(&format!("{:016x}", hub_span.parent_span_id)),
             "a hub span's parent is an edge span"
+        );
+    }
+    // The batch-level spans exist too, each a root of its own.
+    for root in ["outbox.publish", "hub.apply"] {
+        assert!(
+            spans.iter().any(
+                |s| s.name == root && s.parent_span_id == opentelemetry::trace::SpanId::INVALID
+            ),
+            "{root} recorded as a root span"
         );
     }
     // Posts without a traceparent still get a trace of their own that
@@ -167,7 +185,11 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
     let committed = edge.handle().committed_seq() as f64;
     assert_eq!(value(&hub_text, "hub_events_applied_total"), committed);
     assert_eq!(value(&hub_text, "hub_sessions_open"), 1.0);
-    assert!(value(&hub_text, "matching_engine_saturation_ratio") > 0.0);
+    let saturation = value(&hub_text, "matching_engine_saturation_ratio");
+    assert!(
+        saturation > 0.0 && saturation <= 1.0,
+        "batches were applied since the first scrape: {saturation}"
+    );
     assert_eq!(value(&edge_text, "outbox_backlog_events"), 0.0);
     edge.shutdown().await;
     hub.shutdown().await;

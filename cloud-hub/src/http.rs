@@ -22,6 +22,8 @@ pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HttpState {
     /// Session slots, for the saturation gauge.
     pub max_sessions: usize,
+    /// (when, apply busy ns) at the previous scrape.
+    pub last_scrape: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
     pub database_url: String,
     pub client: Mutex<Option<tokio_postgres::Client>>,
     pub stats: Arc<HubStats>,
@@ -120,7 +122,29 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
     let open = HubStats::get(&s.stats.sessions_open);
     let m = &s.stats.metrics;
     m.sessions_open.set(i64::try_from(open).unwrap_or(i64::MAX));
-    m.saturation.set(open as f64 / s.max_sessions.max(1) as f64);
+    // Saturation: the share of the open sessions' time spent applying
+    // batches since the last scrape (each session is a worker with its own
+    // PostgreSQL connection) — it rises with the load, not with the number
+    // of edges connected.
+    let busy = HubStats::get(&s.stats.apply_busy_ns);
+    let now = std::time::Instant::now();
+    let ratio = {
+        let mut last = s.last_scrape.lock();
+        let ratio = match *last {
+            Some((then, was)) if open > 0 => {
+                let window = now.duration_since(then).as_nanos() as f64 * open as f64;
+                if window > 0.0 {
+                    (busy.saturating_sub(was) as f64 / window).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        };
+        *last = Some((now, busy));
+        ratio
+    };
+    m.saturation.set(ratio);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -87,6 +87,7 @@ impl Hub {
         })?;
         let state = Arc::new(http::HttpState {
             max_sessions: cfg.max_sessions,
+            last_scrape: parking_lot::Mutex::new(None),
             database_url: cfg.database_url.clone(),
             client: tokio::sync::Mutex::new(Some(client)),
             stats: stats.clone(),

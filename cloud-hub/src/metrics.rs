@@ -1,8 +1,8 @@
 //! Prometheus metrics of the hub, served at `GET /metrics` (OpenMetrics
 //! text): events applied, apply duration, open sessions, delivered tonnes
 //! from every edge, request duration, and `matching_engine_saturation_ratio`
-//! — here the share of the hub's session slots in use (each session holds a
-//! PostgreSQL connection and applies its edge's batches), the signal the
+//! — here the share of the open sessions' time spent applying batches (each
+//! session is a worker holding a PostgreSQL connection), the signal the
 //! Kubernetes HPA in `deploy/` scales hub pods on.
 
 use std::sync::atomic::AtomicU64;
@@ -56,7 +56,7 @@ impl Default for HubMetrics {
         let saturation = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "matching_engine_saturation_ratio",
-            "Session slots in use / max_sessions (each slot applies one edge's batches)",
+            "Share of the open sessions' time spent applying batches since the last scrape",
             saturation.clone(),
         );
         let tons_prevented = Counter::<f64, AtomicU64>::default();

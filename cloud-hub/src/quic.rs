@@ -206,7 +206,10 @@ async fn run(
                     Ok(Action::Apply(batch)) => {
                         let started = std::time::Instant::now();
                         let home = home_region.ok_or_else(|| DbError::Integrity("a batch before Hello".into()))?;
-                        let span = tracing::info_span!(
+                        // Its own root: a session lasts hours, a batch
+                            // milliseconds.
+                            let span = tracing::info_span!(
+                            parent: None,
                             "hub.apply",
                             edge.id = %edge,
                             first_seq = batch.first_seq,
@@ -258,6 +261,7 @@ fn record(ctx: &Ctx, applied: &apply::Applied, started: std::time::Instant, t: T
     HubStats::add(&s.events, applied.events as u64);
     HubStats::add(&s.fenced, applied.fenced as u64);
     let took = started.elapsed();
+    HubStats::add(&s.apply_busy_ns, took.as_nanos() as u64);
     let _ = s.apply_ns.lock().record((took.as_nanos() as u64).max(1));
     s.metrics.events_applied.inc_by(applied.events as u64);
     s.metrics.apply_duration.observe(took.as_secs_f64());

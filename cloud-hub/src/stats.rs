@@ -17,6 +17,8 @@ pub struct HubStats {
     /// Milliseconds from each event's commit on the edge to its apply here.
     pub lag_ms: Mutex<Histogram<u64>>,
     pub metrics: crate::metrics::HubMetrics,
+    /// Nanoseconds sessions have spent applying batches, summed.
+    pub apply_busy_ns: AtomicU64,
 }
 
 impl Default for HubStats {
@@ -33,6 +35,7 @@ impl Default for HubStats {
             apply_ns: Mutex::new(h()),
             lag_ms: Mutex::new(h()),
             metrics: crate::metrics::HubMetrics::default(),
+            apply_busy_ns: AtomicU64::new(0),
         }
     }
 }

@@ -614,8 +614,12 @@ async fn envelopes(
 
 /// The rows erasure must leave alone, as text.
 async fn impact_rows(c: &tokio_postgres::Client) -> (Vec<String>, Vec<String>) {
+    // Descriptions are the provider's free text: erasure blanks them.
     let surplus = c
-        .query("SELECT s::text FROM surplus s ORDER BY id", &[])
+        .query(
+            "SELECT (to_jsonb(s) - 'description')::text FROM surplus s ORDER BY id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -680,7 +684,8 @@ async fn sealed_contacts_are_stored_as_sent_and_no_plaintext_column_remains() {
         "plaintext contact columns: {plaintext:?}"
     );
 
-    // The log names the subject of each registration, and only of those.
+    // The log names the subject of each registration, and the provider of a
+    // posting (its description is the provider's free text).
     let subjects: Vec<Option<uuid::Uuid>> = envelopes(&c, "jkt-1")
         .await
         .into_iter()
@@ -688,7 +693,11 @@ async fn sealed_contacts_are_stored_as_sent_and_no_plaintext_column_remains() {
         .collect();
     assert_eq!(
         subjects,
-        vec![Some(*pid(1).as_uuid()), Some(*rid(2).as_uuid()), None]
+        vec![
+            Some(*pid(1).as_uuid()),
+            Some(*rid(2).as_uuid()),
+            Some(*ProviderId::from_bytes([9; 16]).as_uuid())
+        ]
     );
 }
 
@@ -871,10 +880,18 @@ async fn erasure_anonymises_the_subject_and_its_stored_events_and_keeps_the_impa
         &sealed(1).0,
         &sealed(21).0,
         b"Panti Kasih",
+        b"roti",
     ] {
         assert_eq!(envelopes_containing(&c, needle).await, 0, "{needle:?}");
     }
     assert!(envelopes_containing(&c, b"Dapur Umum").await > 0);
+    // The provider's free text in its surplus is gone too.
+    let described: i64 = c
+        .query_one("SELECT count(*) FROM surplus WHERE description <> ''", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(described, 0);
 
     // Surplus, offers, delivered kilograms and the totals are untouched.
     assert_eq!(impact_rows(&c).await, before);

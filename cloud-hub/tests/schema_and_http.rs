@@ -241,6 +241,7 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
     });
     let state = Arc::new(cloud_hub::http::HttpState {
         max_sessions: 1_000,
+        last_scrape: parking_lot::Mutex::new(None),
         database_url: format!("host=127.0.0.1 port={port} user=hub dbname=hub"),
         client: tokio::sync::Mutex::new(None),
         stats: Arc::new(cloud_hub::stats::HubStats::default()),

@@ -94,7 +94,7 @@ impl Default for AuthConfig {
             audience: "pahlawan-edge".into(),
             jwks_file: None,
             leeway_secs: 30,
-            max_token_lifetime_secs: 3_600,
+            max_token_lifetime_secs: 900,
             token_cache_entries: 65_536,
             create_keys: true,
         }

@@ -55,6 +55,15 @@ impl ReadModel {
         self.evict(now);
     }
 
+    /// A provider was erased: its surplus keep no description.
+    pub fn redact_provider(&mut self, provider: &sync_protocol::ProviderId) {
+        for v in self.views.values_mut() {
+            if v.provider_id == *provider {
+                v.description.clear();
+            }
+        }
+    }
+
     /// How many surplus are in `status` now (a scan: for scrapes, not hot paths).
     pub fn count_status(&self, status: SurplusStatus) -> usize {
         self.views.values().filter(|v| v.status == status).count()

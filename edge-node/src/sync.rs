@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
+use tracing::Instrument;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -264,17 +265,25 @@ async fn session(
     loop {
         core.set_committed(*committed.borrow_and_update());
         while let Some(want) = core.wants() {
-            let events = edge.outbox_batch(want.after, want.max_events).await?;
+            // A batch carries events of many traces: its span is a root of
+            // its own (each event's trace continues at the hub from the
+            // context in its envelope).
+            let publish = tracing::info_span!(
+                parent: None,
+                "outbox.publish",
+                first_seq = want.after + 1,
+                events = tracing::field::Empty
+            );
+            let events = edge
+                .outbox_batch(want.after, want.max_events)
+                .instrument(publish.clone())
+                .await?;
             if events.is_empty() {
                 break;
             }
+            publish.record("events", events.len());
+            let _publish = publish.entered();
             // Rows read are committed, even if committed after we last looked.
-            let _publish = tracing::info_span!(
-                "outbox.publish",
-                first_seq = want.after + 1,
-                events = events.len()
-            )
-            .entered();
             core.set_committed(want.after + events.len() as u64);
             core.send_events(now(), want.after + 1, events);
         }

@@ -361,8 +361,10 @@ async fn export_holds_everything_on_the_subject_and_only_for_it() {
             .unwrap()
             .iter()
             .any(|a| a["action"] == "provider.register"
-                && a["resource"] == format!("provider/{p}")),
-        "what was done to its data: {export}"
+                && a["resource"] == format!("provider/{p}")
+                && a["actor"] == ""
+                && a["ip"].is_null()),
+        "what was done to its data, without who (the admin) and from where: {export}"
     );
 
     // The recipient's export, by an admin: its offer and its claim.
@@ -424,8 +426,14 @@ async fn erasure_removes_name_and_contact_everywhere_and_keeps_the_impact() {
         let (st, b) = t.post(&path, body).await;
         assert_eq!(st, StatusCode::OK, "{b}");
     }
-    // A second surplus, offered to the other recipient when `to` is erased.
-    let pending = t.surplus(&p, json!({})).await;
+    // A second surplus, offered to the other recipient when `to` is erased;
+    // its description is the provider's free text with a phone number in it.
+    let pending = t
+        .surplus(
+            &p,
+            json!({"description": "call Ibu Sari +62 812 7777 0000"}),
+        )
+        .await;
     let pending_id = pending["id"].as_str().unwrap().to_string();
     let delivered_before: i64 = rusqlite::Connection::open(t.db_path())
         .unwrap()
@@ -497,8 +505,13 @@ async fn erasure_removes_name_and_contact_everywhere_and_keeps_the_impact() {
         })
         .collect();
     assert_eq!(erased.len(), 3, "one event per erasure, for the hub");
+    let (_, v) = t.get(&format!("/surplus/{pending_id}")).await;
+    assert_eq!(
+        v["description"], "",
+        "the description went with its provider"
+    );
     let raw = raw_database(&t);
-    for name in ["Warung Sari", "Panti 1", "Panti 2"] {
+    for name in ["Warung Sari", "Panti 1", "Panti 2", "7777 0000"] {
         assert!(!contains(&raw, name), "{name} still in the database files");
     }
     // The erased provider posts no more; the erased recipients get no offers.
@@ -657,7 +670,27 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
         1,
         "registries kept"
     );
-    // New events still number on from where they were.
+    // New events still number on from where they were — also after a
+    // restart with an empty outbox (the hub would refuse a restarted seq).
+    edge.shutdown().await;
+    let mut cfg = config(dir.path());
+    cfg.retention_days = 90;
+    let edge = Edge::start(
+        cfg,
+        StartOptions {
+            clock: clock.clone(),
+            serve_http: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let h = edge.handle().clone();
+    assert_eq!(
+        h.committed_seq(),
+        acked,
+        "numbering survives the empty outbox"
+    );
     h.post_surplus(post(1), None, None, None)
         .await
         .unwrap()

@@ -295,7 +295,14 @@ async fn every_kind_of_bad_answer_is_a_typed_failure() {
         let e = s.estimate(&destinations(2)).await;
         assert_eq!(e.source, Source::Haversine, "{mode:?}");
         let snap = s.tt.snapshot();
-        assert_eq!((snap.calls_ok, snap.calls_failed), (0, 2), "{mode:?}");
+        // A coherent refusal (NoRoute) is the service working: the breaker
+        // counts it as a success.
+        let want = if mode == Mode::NoRoute {
+            (2, 0)
+        } else {
+            (0, 2)
+        };
+        assert_eq!((snap.calls_ok, snap.calls_failed), want, "{mode:?}");
         assert_eq!(s.osrm().breaker_state(), BreakerState::Closed);
         s.server.wait_no_open_connections().await;
     }
@@ -561,4 +568,29 @@ proptest! {
         let _ = decode_table(&body, n);
         let _ = decode_route(&body);
     }
+}
+
+#[tokio::test]
+async fn a_point_outside_the_map_never_opens_the_breaker() {
+    let s = setup(Mode::NoSegment, |c| c.failure_threshold = 3);
+    for _ in 0..5 {
+        let err = s
+            .osrm()
+            .table(from(), &destinations(2))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, RoutingError::Refused { status: 400, code } if code == "NoSegment"),
+            "{err:?}"
+        );
+        let e = s.estimate(&destinations(2)).await;
+        assert_eq!(e.source, Source::Haversine, "that query falls back");
+    }
+    assert_eq!(
+        s.osrm().breaker_state(),
+        BreakerState::Closed,
+        "ten refusals in a row: the service is up, routing stays on"
+    );
+    assert_eq!(s.tt.snapshot().calls_failed, 0);
+    s.server.wait_no_open_connections().await;
 }

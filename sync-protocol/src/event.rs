@@ -166,6 +166,8 @@ impl Event {
     pub fn subject(&self) -> Option<Subject> {
         match self {
             Event::ProviderRegistered(p) => Some(Subject::Provider(p.id)),
+            // Its description is the provider's free text: erased with it.
+            Event::SurplusPosted(s) => Some(Subject::Provider(s.provider_id)),
             Event::RecipientRegistered(r) => Some(Subject::Recipient(r.id)),
             Event::ContactResealed { subject, .. } | Event::SubjectErased { subject } => {
                 Some(*subject)

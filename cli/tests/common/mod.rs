@@ -30,7 +30,7 @@ pub fn token(data_dir: &Path, role: Role, sub: &str) -> String {
         "pahlawan-edge",
         role,
         sub,
-        3_600,
+        900,
         sync_protocol::Timestamp::from_unix_ms(now),
     )
     .expect("a token")

@@ -451,6 +451,9 @@ pub async fn apply_batch(
     let leases = load_leases(&tx, &places).await?;
     let mut fold = Fold::default();
     let mut out = Applied::default();
+    // Each traced event's span stays open until the batch is committed, so
+    // the edge's trace shows when its event became durable at the hub.
+    let mut event_spans: Vec<tracing::Span> = Vec::new();
     for ((hint, env), place) in batch.events.iter().zip(places) {
         let (cell, fenced) = match place {
             Place::Misplaced => {
@@ -484,8 +487,11 @@ pub async fn apply_batch(
         if let Event::Delivered { delivered, .. } = &env.event {
             out.delivered_g += delivered.grams();
         }
-        match &span {
-            Some(span) => span.in_scope(|| fold.project(cell, env)),
+        match span {
+            Some(span) => {
+                span.in_scope(|| fold.project(cell, env));
+                event_spans.push(span);
+            }
             None => fold.project(cell, env),
         }
     }
@@ -504,6 +510,7 @@ pub async fn apply_batch(
     )
     .await?;
     tx.commit().await?;
+    drop(event_spans);
     Ok(out)
 }
 
@@ -742,6 +749,14 @@ async fn erase(
         }
     };
     tx.execute(sql, &[&id, &e, &ERASED_NAME, &odt(at)]).await?;
+    if let Subject::Provider(_) = subject {
+        // Descriptions are the provider's free text (a name, a phone number).
+        tx.execute(
+            "UPDATE surplus SET description = '' WHERE provider_id = $1 AND edge_id = $2",
+            &[&id, &e],
+        )
+        .await?;
+    }
     redact_log(tx, e, home_region, subject).await
 }
 
@@ -816,6 +831,12 @@ fn redact(event: &mut Event, subject: &Subject) -> bool {
             contact,
         } if s == subject => {
             *contact = SealedContact::default();
+            true
+        }
+        Event::SurplusPosted(s)
+            if Subject::Provider(s.provider_id) == *subject && !s.description.is_empty() =>
+        {
+            s.description.clear();
             true
         }
         _ => false,

@@ -60,20 +60,23 @@ fn data_error_message(body: &str) -> String {
     let msg = body
         .strip_prefix("Failed to deserialize the JSON body into the target type: ")
         .unwrap_or(body);
+    // serde quotes strings with `"` and numbers, booleans and the like
+    // with backticks: both are dropped.
     let mut out = String::with_capacity(msg.len());
-    let mut in_quotes = false;
+    let mut open: Option<char> = None;
     for c in msg.chars() {
-        match c {
-            '"' if !in_quotes => {
-                in_quotes = true;
-                out.push_str("\"…");
+        match (open, c) {
+            (None, '"' | '`') => {
+                open = Some(c);
+                out.push(c);
+                out.push('…');
             }
-            '"' => {
-                in_quotes = false;
-                out.push('"');
+            (Some(q), _) if c == q => {
+                open = None;
+                out.push(c);
             }
-            _ if in_quotes => {}
-            _ => out.push(c),
+            (Some(_), _) => {}
+            (None, _) => out.push(c),
         }
     }
     out
@@ -170,5 +173,13 @@ mod tests {
         );
         assert!(!m.contains("812"), "{m}");
         assert!(m.starts_with("contact_phone: invalid type"), "{m}");
+        let n = data_error_message(
+            "Failed to deserialize the JSON body into the target type: contact_phone: invalid type: integer `6281234567890`, expected a string at line 1 column 30",
+        );
+        assert!(!n.contains("628123"), "numbers are not echoed either: {n}");
+        assert!(
+            n.starts_with("contact_phone: invalid type: integer `…`"),
+            "{n}"
+        );
     }
 }

@@ -72,7 +72,9 @@ pub async fn decline(
     let action = SurplusAction::Decline {
         recipient_id: recipient_id(req.recipient_id),
     };
-    // A decline rematches: it takes a matching slot like a post.
+    // A decline rematches: it takes a matching slot like a post (after the
+    // caller is known to act for that recipient).
+    caller.require_recipient(action.recipient_id())?;
     let _slot = edge.matching_slot().await?;
     act(&edge, &caller, id, action, trace).await
 }

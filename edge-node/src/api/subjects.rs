@@ -160,20 +160,28 @@ pub async fn export(
                 fallback: o.fallback,
             })
             .collect(),
-        audit: rows
-            .audit
-            .into_iter()
-            .map(|a| ExportedAudit {
-                at: rfc3339(Timestamp::from_unix_ms(a.at_ms)),
-                actor: a.actor,
-                role: a.role,
-                action: a.action,
-                resource: a.resource,
-                status: a.status,
-                ip: a.ip,
-                user_agent: a.user_agent,
-            })
-            .collect(),
+        audit: {
+            // The subject sees what others did to its data, not who they are
+            // or where they were (their personal data); admins see all.
+            let own = id.hyphenated().to_string();
+            let full = caller.is_admin();
+            rows.audit
+                .into_iter()
+                .map(|a| {
+                    let shown = full || a.actor == own;
+                    ExportedAudit {
+                        at: rfc3339(Timestamp::from_unix_ms(a.at_ms)),
+                        actor: if shown { a.actor } else { String::new() },
+                        role: a.role,
+                        action: a.action,
+                        resource: a.resource,
+                        status: a.status,
+                        ip: if shown { a.ip } else { None },
+                        user_agent: if shown { a.user_agent } else { None },
+                    }
+                })
+                .collect()
+        },
     }))
 }
 

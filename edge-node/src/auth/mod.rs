@@ -355,7 +355,16 @@ impl Verifier {
         if c.nbf.is_some_and(|nbf| now_s.saturating_add(leeway) < nbf) {
             return Err(AuthError::NotYetValid);
         }
-        let issued = c.iat.or(c.nbf).unwrap_or(now_s);
+        // A token "issued" in the future would stretch its lifetime: the
+        // lifetime counts from the earliest of iat, nbf and now.
+        if c.iat.is_some_and(|iat| iat > now_s.saturating_add(leeway)) {
+            return Err(AuthError::NotYetValid);
+        }
+        let issued = [c.iat, c.nbf, Some(now_s)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now_s);
         if c.exp.saturating_sub(issued) > self.cfg.max_lifetime_secs {
             return Err(AuthError::InvalidClaims);
         }
@@ -370,7 +379,9 @@ impl Verifier {
             return Err(AuthError::InvalidClaims);
         }
         Ok(Principal {
-            sub: c.sub,
+            // One spelling per subject (rate-limit buckets and audit rows are
+            // keyed by it): a provider's or recipient's id, hyphenated.
+            sub: subject.map_or(c.sub, |u| u.hyphenated().to_string()),
             role,
             subject,
             expires_at: Timestamp::from_unix_ms(c.exp.saturating_mul(1_000)),

@@ -158,6 +158,20 @@ fn the_bad_token_table() {
             AuthError::NotYetValid,
         ),
         (
+            "issued in the future to stretch its lifetime (iat = now + 30 days)",
+            Some(bearer(&{
+                let now = NOW.unix_ms() / 1_000;
+                let later = now + 30 * 86_400;
+                crafted(
+                    &f.pem,
+                    rs256(&k),
+                    serde_json::json!({"iss": ISS, "aud": AUD, "sub": PROVIDER, "role": "provider",
+                        "iat": later, "exp": later + 900}),
+                )
+            })),
+            AuthError::NotYetValid,
+        ),
+        (
             "wrong issuer",
             Some(bearer(&crafted(
                 &f.pem,
@@ -329,4 +343,24 @@ fn hostile_jwks_entries_are_skipped() {
     let ring = Keyring::from_jwks(&format!(r#"{{"keys":[{jwk}]}}"#)).expect("parses");
     assert!(ring.is_empty());
     assert!(Keyring::from_jwks("not json").is_err());
+}
+
+#[test]
+fn a_subject_has_one_spelling_whatever_the_token_says() {
+    let f = fixture();
+    let v = &f.verifier;
+    let canonical = PROVIDER.to_lowercase();
+    let spellings = [
+        PROVIDER.to_uppercase(),
+        PROVIDER.replace('-', ""),
+        format!("{{{PROVIDER}}}"),
+        format!("urn:uuid:{PROVIDER}"),
+    ];
+    for s in spellings {
+        let t = token(&f.pem, Role::Provider, &s, 900, NOW);
+        let p = v
+            .verify(Some(&format!("Bearer {t}")), NOW)
+            .expect("a valid token");
+        assert_eq!(p.sub, canonical, "{s}: rate-limit and audit keys agree");
+    }
 }

@@ -297,6 +297,12 @@ impl Engine {
         if !self.providers.remove(id) {
             return false;
         }
+        // Its surplus run on, without the provider's free text.
+        for s in self.live.values_mut() {
+            if s.posted.provider_id == *id && !s.posted.description.is_empty() {
+                s.posted.description.clear();
+            }
+        }
         self.events.push(Event::SubjectErased {
             subject: Subject::Provider(*id),
         });

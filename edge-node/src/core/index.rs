@@ -197,6 +197,9 @@ impl RecipientIndex {
         let e = &mut self.entries[i as usize];
         e.recipient.accepted_food_types = FoodTypeSet::default();
         e.recipient.is_fallback = false;
+        // Nothing personal stays in memory either.
+        e.recipient.name = String::new();
+        e.recipient.contact = sync_protocol::SealedContact::default();
         true
     }
 

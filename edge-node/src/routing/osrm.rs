@@ -53,10 +53,28 @@ pub enum RoutingError {
     Closed,
     #[error("the routing service answered HTTP {0}")]
     Status(u16),
+    /// The service is up and refused this query (HTTP 4xx with an OSRM
+    /// `code`, e.g. `NoSegment` for a point outside its map).
+    #[error("the routing service refused the query: HTTP {status}, code {code:?}")]
+    Refused { status: u16, code: String },
     #[error("the routing service's answer is over {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("the routing service's answer is unusable: {0}")]
     Decode(#[from] DecodeError),
+}
+
+impl RoutingError {
+    /// The service answered coherently, only not with a route (no segment
+    /// near a point, no route between them): the call failed, the service
+    /// did not — the breaker counts it as a success, so one recipient
+    /// outside the map does not turn routing off for the whole edge.
+    pub fn is_service_answer(&self) -> bool {
+        matches!(
+            self,
+            RoutingError::Refused { .. }
+                | RoutingError::Decode(DecodeError::NotOk { .. } | DecodeError::NoRoute)
+        )
+    }
 }
 
 /// Why a response body could not be used. Decoding is total: any bytes give
@@ -302,7 +320,11 @@ impl OsrmClient {
             Ok(Err(e)) => Err(e),
             Ok(Ok(body)) => decode(&body).map_err(RoutingError::from),
         };
-        in_flight.finish(outcome.is_ok());
+        in_flight.finish(
+            outcome
+                .as_ref()
+                .map_or_else(RoutingError::is_service_answer, |_| true),
+        );
         outcome
     }
 
@@ -343,11 +365,38 @@ impl OsrmClient {
     }
 }
 
+/// A refusal's body is read up to this many bytes.
+const MAX_CODE_BODY_BYTES: usize = 4_096;
+
 /// A 2xx body of at most [`MAX_BODY_BYTES`].
 async fn read_body(
     response: hyper::Response<hyper::body::Incoming>,
 ) -> Result<Bytes, RoutingError> {
     let status = response.status();
+    if status.is_client_error() {
+        // OSRM explains a refused query in a small JSON body.
+        let body = Limited::new(response.into_body(), MAX_CODE_BODY_BYTES)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        #[derive(Deserialize)]
+        struct Refusal {
+            code: Option<String>,
+        }
+        return Err(
+            match serde_json::from_slice::<Refusal>(&body)
+                .ok()
+                .and_then(|r| r.code)
+            {
+                Some(code) if code != "Ok" => RoutingError::Refused {
+                    status: status.as_u16(),
+                    code: code.chars().take(MAX_CODE_CHARS).collect(),
+                },
+                _ => RoutingError::Status(status.as_u16()),
+            },
+        );
+    }
     if !status.is_success() {
         return Err(RoutingError::Status(status.as_u16()));
     }

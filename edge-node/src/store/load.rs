@@ -38,8 +38,14 @@ pub fn load(conn: &Connection, cfg: EngineConfig, now: Timestamp) -> Result<Load
             Ok(ProviderId::from_bytes(arr))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let max_seq: i64 =
-        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |r| r.get(0))?;
+    // Retention may have deleted every acknowledged row: the sequence goes on
+    // from the newest of what is left and what the hub acknowledged.
+    let max_seq: i64 = conn.query_row(
+        "SELECT max(COALESCE((SELECT MAX(seq) FROM outbox), 0),
+                    COALESCE((SELECT published_seq FROM sync_state WHERE id = 1), 0))",
+        [],
+        |r| r.get(0),
+    )?;
     let engine = Engine::restore(cfg, recipients, providers, live.into_values().collect());
     if let Err(e) = engine.check_invariants() {
         return Err(StoreError::Corrupt(e));

@@ -116,6 +116,10 @@ pub fn redact(event: &mut Event) -> bool {
             *contact = SealedContact::default();
             true
         }
+        Event::SurplusPosted(s) if !s.description.is_empty() => {
+            s.description.clear();
+            true
+        }
         _ => false,
     }
 }

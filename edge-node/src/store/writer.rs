@@ -211,6 +211,9 @@ pub struct Writer {
     scrub_wal: bool,
     /// What the group's events add to the counters, applied after commit.
     counts: crate::metrics::GroupCounts,
+    /// Providers erased in the group: their surplus lose their descriptions
+    /// in the read model after the commit.
+    erased_providers: Vec<ProviderId>,
     /// Recipients changed: rebuild the directory after the commit (when
     /// `cfg.directory` is on).
     directory_dirty: bool,
@@ -254,6 +257,7 @@ impl Writer {
             scrub_wal: false,
             counts: crate::metrics::GroupCounts::default(),
             directory_dirty: true,
+            erased_providers: Vec::new(),
         })
     }
 
@@ -386,6 +390,7 @@ impl Writer {
 
     /// Reloads the engine from what SQLite holds (the last committed state).
     fn recover(&mut self) {
+        self.erased_providers.clear();
         self.counts = crate::metrics::GroupCounts::default();
         self.directory_dirty = true;
         let healthy = match load(&self.conn, self.cfg.engine, self.clock.now()) {
@@ -412,7 +417,22 @@ impl Writer {
         batch: &mut Vec<Command>,
         pending: &mut Vec<Pending>,
     ) -> Result<u64, StoreError> {
-        let _commit = tracing::info_span!("store.commit", commands = batch.len()).entered();
+        let _group = tracing::info_span!("store.group", commands = batch.len()).entered();
+        // Each traced command gets a `store.commit` span in its own trace,
+        // open until the group's commit is durable: the request's trace
+        // shows what the group commit (and its fsync) cost it.
+        let commits: Vec<tracing::Span> = batch
+            .iter()
+            .filter_map(|c| match c {
+                Command::Post { trace, .. } | Command::Act { trace, .. } => trace.as_ref(),
+                _ => None,
+            })
+            .map(|tc| {
+                let span = tracing::info_span!("store.commit", commands = batch.len());
+                sync_protocol::trace::otel::set_parent(&span, tc);
+                span
+            })
+            .collect();
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.engine.tick(now);
         self.write_output(now, None)?;
@@ -421,6 +441,7 @@ impl Writer {
         }
         let t = Instant::now();
         self.conn.execute_batch("COMMIT")?;
+        drop(commits);
         if std::mem::take(&mut self.scrub_wal) {
             // An erasure: the WAL still holds the old page images (names,
             // sealed contacts). Checkpoint them over and truncate it; with
@@ -1157,6 +1178,15 @@ impl Writer {
                         super::rows::ERASED_NAME,
                         now.unix_ms()
                     ])?;
+                if let Subject::Provider(p) = subject {
+                    // Descriptions are the provider's free text.
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE surplus SET description = '' WHERE provider_id = ?1",
+                        )?
+                        .execute([p.as_bytes()])?;
+                    self.erased_providers.push(*p);
+                }
                 super::retention::redact_outbox(&self.conn, subject)?;
             }
             Event::SurplusPosted(_)
@@ -1192,10 +1222,14 @@ impl Writer {
             changed
         });
         let views = std::mem::take(&mut self.views);
+        let erased = std::mem::take(&mut self.erased_providers);
         let mut notices = Vec::with_capacity(self.offers_made.len());
         {
             let mut model = self.shared.read_model.write();
             model.apply(views, now);
+            for p in &erased {
+                model.redact_provider(p);
+            }
             for (recipient_id, surplus_id) in self.offers_made.drain(..) {
                 let standing = model.get(&surplus_id).filter(|v| {
                     v.offer

@@ -39,6 +39,8 @@ pub enum Mode {
     Garbage,
     /// 200 with `{"code": "NoRoute"}`.
     NoRoute,
+    /// 400 with `{"code": "NoSegment"}` (a point outside the map).
+    NoSegment,
     /// 200 with a 2 MiB body, length declared.
     HugeDeclared,
     /// 200 with a 2 MiB body, chunked (no length).
@@ -191,6 +193,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         Mode::NoRoute => full(
             StatusCode::OK,
             r#"{"code":"NoRoute","message":"Impossible route between points"}"#,
+        ),
+        Mode::NoSegment => full(
+            StatusCode::BAD_REQUEST,
+            r#"{"code":"NoSegment","message":"Could not find a matching segment for coordinate 1"}"#,
         ),
         Mode::HugeDeclared => full(StatusCode::OK, huge()),
         Mode::HugeChunked => {
