@@ -30,6 +30,8 @@ pub struct Decision {
 pub struct Limits<C: Clock = DefaultClock> {
     buckets: [Bucket<C>; 3],
     per_minute: [u32; 3],
+    /// Buckets kept at most (memory stays bounded whatever the subjects).
+    max_tracked: usize,
     clock: C,
 }
 
@@ -71,6 +73,7 @@ impl<C: Clock + Clone> Limits<C> {
         Limits {
             buckets,
             per_minute,
+            max_tracked: cfg.max_tracked_subjects.max(1),
             clock,
         }
     }
@@ -79,6 +82,19 @@ impl<C: Clock + Clone> Limits<C> {
     pub fn check(&self, p: &Principal) -> Decision {
         let i = slot(p.role);
         let limit = self.per_minute[i];
+        if self.tracked() >= self.max_tracked {
+            // Full: forget the subjects whose buckets are full again; if
+            // that frees nothing, refuse rather than grow.
+            self.housekeep();
+            if self.tracked() >= self.max_tracked {
+                return Decision {
+                    limit,
+                    remaining: 0,
+                    reset_secs: 60,
+                    retry_after_secs: Some(60),
+                };
+            }
+        }
         let refill = 60.0 / f64::from(limit);
         match self.buckets[i].check_key(&p.sub) {
             Ok(state) => {
@@ -152,6 +168,27 @@ mod tests {
             // Another subject of the same role has its own bucket.
             assert_eq!(l.check(&p(role, "t")).retry_after_secs, None);
         }
+    }
+
+    #[test]
+    fn many_distinct_subjects_stay_within_the_bound() {
+        let clock = FakeRelativeClock::default();
+        let cfg = RateLimitConfig {
+            max_tracked_subjects: 3,
+            ..RateLimitConfig::default()
+        };
+        let l = Limits::with_clock(&cfg, clock.clone());
+        for s in ["a", "b", "c"] {
+            assert_eq!(l.check(&p(Role::Provider, s)).retry_after_secs, None);
+        }
+        assert_eq!(l.tracked(), 3);
+        // A fourth subject while the three are busy: refused, not stored.
+        assert_eq!(l.check(&p(Role::Provider, "d")).retry_after_secs, Some(60));
+        assert_eq!(l.tracked(), 3, "memory did not grow");
+        // Once their buckets are full again, they are forgotten for it.
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(l.check(&p(Role::Provider, "d")).retry_after_secs, None);
+        assert!(l.tracked() <= 3);
     }
 
     #[test]

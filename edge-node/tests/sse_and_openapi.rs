@@ -361,3 +361,67 @@ async fn real_responses_match_the_documented_schemas() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn offer_streams_are_capped_per_subject_and_end_with_their_token() {
+    let t = TestEdge::start().await;
+    let r = t.recipient(-6.21, 106.82).await;
+    let me = t.as_role(edge_node::auth::Role::Ngo, &r);
+    let url = t.url(&format!("/recipients/{r}/offers/stream"));
+    let mut open = Vec::new();
+    for _ in 0..edge_node::api::offers::MAX_STREAMS_PER_SUBJECT {
+        let resp = me.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        open.push(resp);
+    }
+    let refused = me.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("retry-after").is_some());
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams_for_subject");
+    // An admin is another subject: not counted against the recipient.
+    assert_eq!(
+        t.client.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = me.get(&url).send().await.unwrap();
+        if resp.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed stream frees its slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A stream opened with a 2-second token ends when the token does.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1_000;
+    let short = edge_node::auth::keys::issue(
+        t.dir.path(),
+        "pahlawan",
+        "pahlawan-edge",
+        edge_node::auth::Role::Admin,
+        "short-lived",
+        2,
+        sync_protocol::Timestamp::from_unix_ms(now),
+    )
+    .unwrap();
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(short)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended with its token");
+}

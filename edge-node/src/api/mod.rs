@@ -9,7 +9,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod metrics;
-mod offers;
+pub mod offers;
 mod registry;
 mod subjects;
 mod surplus;

@@ -109,15 +109,30 @@ pub async fn pending(
     Ok(Json(OfferListJson { items }))
 }
 
-/// Counts open streams so their number stays under `http.max_streams`.
-#[derive(Debug, Default)]
-pub struct StreamSlots(AtomicUsize);
+/// Open offer streams one subject may hold at once (a kiosk or two, a
+/// phone): one subject cannot take every slot.
+pub const MAX_STREAMS_PER_SUBJECT: usize = 4;
 
-struct SlotGuard(Arc<StreamSlots>);
+/// Counts open streams so their number stays under `http.max_streams`, and
+/// each subject's under [`MAX_STREAMS_PER_SUBJECT`].
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    total: AtomicUsize,
+    per_subject: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+struct SlotGuard(Arc<StreamSlots>, String);
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+        (self.0).total.fetch_sub(1, Ordering::Relaxed);
+        let mut per = self.0.per_subject.lock();
+        if let Some(n) = per.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -149,18 +164,44 @@ pub async fn stream_offers(
     caller.require_recipient(id)?;
     known_recipient(&edge, id).await?;
     let max = edge.config().http.max_streams;
-    if slots.0.fetch_add(1, Ordering::Relaxed) >= max {
-        slots.0.fetch_sub(1, Ordering::Relaxed);
-        return Err(ApiError {
-            retry_after_secs: Some(5),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_streams",
-                "too many open offer streams",
-            )
-        });
+    let sub = caller.principal.sub.clone();
+    {
+        let mut per = slots.per_subject.lock();
+        let mine = per.entry(sub.clone()).or_default();
+        if *mine >= MAX_STREAMS_PER_SUBJECT {
+            if *mine == 0 {
+                per.remove(&sub);
+            }
+            return Err(ApiError {
+                retry_after_secs: Some(5),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_streams_for_subject",
+                    "this subject already holds the most open offer streams allowed",
+                )
+            });
+        }
+        if slots.total.fetch_add(1, Ordering::Relaxed) >= max {
+            slots.total.fetch_sub(1, Ordering::Relaxed);
+            if *mine == 0 {
+                per.remove(&sub);
+            }
+            return Err(ApiError {
+                retry_after_secs: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_streams",
+                    "too many open offer streams",
+                )
+            });
+        }
+        *mine += 1;
     }
-    let guard = SlotGuard(slots);
+    let guard = SlotGuard(slots, sub);
+    // The stream lives no longer than the token that opened it: the client
+    // reconnects with a fresh one.
+    let token_left = (caller.principal.expires_at - edge.now()).as_ms().max(0) as u64;
+    let token_expired = tokio::time::sleep(Duration::from_millis(token_left));
     // Subscribe before reading the snapshot, so no offer falls between them.
     let live = BroadcastStream::new(edge.subscribe_offers());
     let snapshot: Vec<_> = edge.pending_offers(&id).iter().map(offer_event).collect();
@@ -175,10 +216,14 @@ pub async fn stream_offers(
         };
         futures::future::ready(out)
     });
-    let events = stream::iter(snapshot)
-        .chain(live)
-        .take_until(edge.shared().shutdown_signal())
-        .map(Ok);
+    let shutdown = edge.shared().shutdown_signal();
+    let end = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = token_expired => {}
+        }
+    };
+    let events = stream::iter(snapshot).chain(live).take_until(end).map(Ok);
     let keepalive = Duration::from_secs(edge.config().http.sse_keepalive_secs.max(1));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive)))
 }
