@@ -185,6 +185,11 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
     let committed = edge.handle().committed_seq() as f64;
     assert_eq!(value(&hub_text, "hub_events_applied_total"), committed);
     assert_eq!(value(&hub_text, "hub_sessions_open"), 1.0);
+    assert_eq!(
+        value(&hub_text, "hub_replication_lag_seconds_count"),
+        committed,
+        "one lag observation per event applied"
+    );
     let saturation = value(&hub_text, "matching_engine_saturation_ratio");
     assert!(
         saturation > 0.0 && saturation <= 1.0,

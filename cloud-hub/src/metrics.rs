@@ -30,6 +30,7 @@ pub struct HubMetrics {
     pub saturation: Gauge<f64, AtomicU64>,
     pub tons_prevented: Counter<f64, AtomicU64>,
     pub http: Family<HttpLabels, Histogram>,
+    pub replication_lag: Histogram,
 }
 
 impl Default for HubMetrics {
@@ -73,7 +74,14 @@ impl Default for HubMetrics {
             "HTTP request duration by route, method and status",
             http.clone(),
         );
+        let replication_lag = Histogram::new(exponential_buckets(0.001, 2.0, 20));
+        registry.register(
+            "hub_replication_lag_seconds",
+            "Per event: from its commit on the edge to the commit of the batch that applied it here",
+            replication_lag.clone(),
+        );
         HubMetrics {
+            replication_lag,
             registry,
             events_applied,
             apply_duration,

@@ -272,7 +272,9 @@ fn record(ctx: &Ctx, applied: &apply::Applied, started: std::time::Instant, t: T
     }
     let mut lag = s.lag_ms.lock();
     for at in &applied.ats {
-        let _ = lag.record((t - *at).as_ms().max(1) as u64);
+        let ms = (t - *at).as_ms().max(1) as u64;
+        let _ = lag.record(ms);
+        s.metrics.replication_lag.observe(ms as f64 / 1_000.0);
     }
 }
 

@@ -287,6 +287,35 @@ async fn every_mutating_call_refusal_and_contact_read_is_audited() {
             ),
         ]
     );
+    // A mutating call refused before the store (bad input) is audited by the
+    // middleware; one refused by the store is audited once, not twice.
+    let resp = provider
+        .post(t.url("/surplus"))
+        .json(
+            &json!({"provider_id": p, "lat": -6.2, "lon": 106.816, "quantity_kg": -1.0,
+                      "food_type": "bakery", "expires_at": in_minutes(60)}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let after = audit_rows(&t);
+    assert_eq!(
+        after.last().unwrap(),
+        &(
+            p.clone(),
+            "provider".into(),
+            "refused".into(),
+            "POST /api/v1/surplus".into(),
+            422
+        )
+    );
+    assert_eq!(
+        after.iter().filter(|r| r.4 == 409).count(),
+        1,
+        "the store's refusal is audited once"
+    );
+    let rows = after;
     // IP and user agent are recorded.
     let conn = rusqlite::Connection::open(t.db_path()).unwrap();
     let (ip, ua): (String, String) = conn

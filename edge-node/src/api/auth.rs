@@ -111,13 +111,33 @@ pub async fn authenticate(
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
-    let what = format!("{} {path}", req.method());
+    let method = req.method().clone();
+    let what = format!("{method} {path}");
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::FORBIDDEN {
-        // Every refusal of an authenticated caller is audited (its rate is
-        // bounded by the caller's bucket above).
-        let record = caller.actor().record("forbidden", what, 403);
+    let status = resp.status();
+    let mutating = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
+    // Refusals of an authenticated caller the store did not audit itself:
+    // every 403, and a mutating call refused before it reached the store
+    // (bad input, a point outside the cells, an unknown subject). Overload
+    // refusals (503) are counted in metrics instead: auditing them would add
+    // writes exactly when the edge is saturated. Their rate is bounded by
+    // the caller's bucket above.
+    let action = if status == StatusCode::FORBIDDEN {
+        Some("forbidden")
+    } else if mutating
+        && status.is_client_error()
+        && resp
+            .extensions()
+            .get::<super::error::AuditedByStore>()
+            .is_none()
+    {
+        Some("refused")
+    } else {
+        None
+    };
+    if let Some(action) = action {
+        let record = caller.actor().record(action, what, status.as_u16());
         if let Err(e) = edge.audit(record).await {
             tracing::warn!(error = %e, "could not write the audit record of a refusal");
         }

@@ -57,7 +57,14 @@ pub struct ApiError {
     pub retry_after_secs: Option<u32>,
     /// Further response headers (`WWW-Authenticate`, `RateLimit-*`).
     pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
+    /// The store already wrote this refusal's audit record.
+    pub audited: bool,
 }
+
+/// Response marker: the refusal was audited by the store (the auth
+/// middleware audits the others).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditedByStore;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
@@ -65,6 +72,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            audited: false,
             current: None,
             cell: None,
             retry_after_secs: None,
@@ -108,6 +116,9 @@ impl IntoResponse for ApiError {
         }
         for (name, value) in self.headers {
             resp.headers_mut().insert(name, value);
+        }
+        if self.audited {
+            resp.extensions_mut().insert(AuditedByStore);
         }
         resp
     }
@@ -207,6 +218,7 @@ impl From<Rejection> for ApiError {
             },
         };
         ApiError {
+            audited: true,
             current: r.current.as_deref().map(|v| Box::new(SurplusJson::from(v))),
             retry_after_secs: match status {
                 S::SERVICE_UNAVAILABLE => Some(5),

@@ -730,6 +730,12 @@ impl Writer {
         action: SurplusAction,
         trace: Option<TraceContext>,
     ) -> Result<Result<Surplus, Rejection>, StoreError> {
+        // A decline rematches here: the action is traced like a post's match.
+        let span = tracing::info_span!("matching", surplus.id = %id, action = action.name());
+        if let Some(tc) = &trace {
+            sync_protocol::trace::otel::set_parent(&span, tc);
+        }
+        let _in = span.enter();
         let mut result = self.apply_action(now, id, action);
         if result == Err(CommandRefusal::NotLive) && self.rehydrate(id)? {
             result = self.apply_action(now, id, action);
