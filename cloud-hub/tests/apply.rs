@@ -749,6 +749,26 @@ async fn a_reseal_replaces_the_sealed_contact() {
         .unwrap();
     let p = subject_row(&c, Subject::Provider(pid(3))).await.unwrap();
     assert_eq!(p.1, sealed(13).0);
+
+    // No stored event still carries a contact sealed under the old key.
+    for old in [sealed(1).0, sealed(2).0, sealed(3).0] {
+        assert_eq!(envelopes_containing(&c, &old).await, 0, "{old:?}");
+    }
+    let registered: Vec<Vec<u8>> = envelopes(&c, "jkt-1")
+        .await
+        .into_iter()
+        .filter_map(|(_, _, bytes)| {
+            match sync_protocol::wire::decode_envelope(&bytes).unwrap().event {
+                Event::ProviderRegistered(p) if p.id == pid(1) => Some(p.contact.0),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        registered,
+        vec![sealed(11).0],
+        "re-sealed in the stored registration"
+    );
 }
 
 /// Erasure: the subject's row keeps its id but loses name and contact, every
@@ -809,14 +829,11 @@ async fn erasure_anonymises_the_subject_and_its_stored_events_and_keeps_the_impa
     let impact = queries::global_impact(&c).await.unwrap();
     assert_eq!((impact.surplus_delivered, impact.delivered_kg), (1, 9.5));
     let before = impact_rows(&c).await;
-    for needle in [
-        &b"Warung Bu Sri"[..],
-        &sealed(1).0,
-        &sealed(21).0,
-        b"Panti Kasih",
-    ] {
+    for needle in [&b"Warung Bu Sri"[..], &sealed(21).0, b"Panti Kasih"] {
         assert!(envelopes_containing(&c, needle).await > 0);
     }
+    // The reseal already replaced the first sealing in the stored registration.
+    assert_eq!(envelopes_containing(&c, &sealed(1).0).await, 0);
 
     // Both subjects erased (the provider's reseal and registration are in
     // earlier batches; an erasure in the same batch as the registration is

@@ -200,6 +200,16 @@ async fn rotation_reseals_every_contact_while_running_and_at_start() {
         .filter(|e| matches!(e, Event::ContactResealed { .. }))
         .count();
     assert_eq!(resealed, 3, "each re-seal is an event for the hub");
+    // And no stored event still needs key 1.
+    for e in outbox_events(&t) {
+        let sealed = match &e {
+            Event::ProviderRegistered(p) => &p.contact,
+            Event::RecipientRegistered(r) => &r.contact,
+            Event::ContactResealed { contact, .. } => contact,
+            _ => continue,
+        };
+        assert_eq!(PiiKeys::key_of(sealed.as_bytes()), Some(2), "{e:?}");
+    }
     // Stopped: a rotation is applied before the edge serves again.
     let dir = t.stop().await;
     assert_eq!(PiiKeys::rotate_file(dir.path()).unwrap(), 3);

@@ -710,7 +710,7 @@ async fn reseal(
     };
     let id = subject_uuid(subject);
     if tx.execute(sql, &[&id, &e, &contact.as_bytes()]).await? > 0 {
-        return Ok(());
+        return reseal_log(tx, e, home_region, subject, contact).await;
     }
     let erased = match subject {
         Subject::Provider(_) => {
@@ -768,6 +768,47 @@ async fn redact_log(
     home_region: i64,
     subject: &Subject,
 ) -> Result<(), DbError> {
+    rewrite_log(tx, e, home_region, subject, |event| redact(event, subject)).await
+}
+
+/// Key rotation reached the hub: every stored copy of `subject`'s sealed
+/// contact is replaced by the one sealed under the new key, so no stored
+/// event still needs the old key.
+async fn reseal_log(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    home_region: i64,
+    subject: &Subject,
+    contact: &SealedContact,
+) -> Result<(), DbError> {
+    rewrite_log(tx, e, home_region, subject, |event| {
+        let slot = match event {
+            Event::ProviderRegistered(p) if Subject::Provider(p.id) == *subject => &mut p.contact,
+            Event::RecipientRegistered(r) if Subject::Recipient(r.id) == *subject => &mut r.contact,
+            Event::ContactResealed {
+                subject: s,
+                contact: c,
+            } if s == subject => c,
+            _ => return false,
+        };
+        if slot.is_empty() || slot == contact {
+            return false;
+        }
+        *slot = contact.clone();
+        true
+    })
+    .await
+}
+
+/// Rewrites the stored envelopes of `subject` in this edge's log that
+/// `change` changes (one that no longer decodes is emptied).
+async fn rewrite_log(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    home_region: i64,
+    subject: &Subject,
+    change: impl Fn(&mut Event) -> bool,
+) -> Result<(), DbError> {
     let id = subject_uuid(subject);
     let rows = tx
         .query(
@@ -783,7 +824,7 @@ async fn redact_log(
         let stored: &[u8] = row.get(1);
         let redacted = match sync_protocol::wire::decode_envelope(stored) {
             Ok(mut env) => {
-                if !redact(&mut env.event, subject) {
+                if !change(&mut env.event) {
                     continue;
                 }
                 sync_protocol::wire::encode_envelope(&env)

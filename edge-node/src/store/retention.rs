@@ -76,6 +76,38 @@ pub fn retain(
 /// Rewrites every outbox envelope that carried `subject`'s personal data
 /// with the name and contact removed.
 pub fn redact_outbox(conn: &Connection, subject: &Subject) -> Result<usize, StoreError> {
+    rewrite_outbox(conn, subject, redact)
+}
+
+/// Key rotation: every outbox envelope that carries `subject`'s sealed
+/// contact gets the contact sealed under the new key, so no stored event
+/// still needs the old one.
+pub fn reseal_outbox(
+    conn: &Connection,
+    subject: &Subject,
+    contact: &SealedContact,
+) -> Result<usize, StoreError> {
+    rewrite_outbox(conn, subject, |event| {
+        let slot = match event {
+            Event::ProviderRegistered(p) => &mut p.contact,
+            Event::RecipientRegistered(r) => &mut r.contact,
+            Event::ContactResealed { contact, .. } => contact,
+            _ => return false,
+        };
+        if slot.is_empty() || slot == contact {
+            return false;
+        }
+        *slot = contact.clone();
+        true
+    })
+}
+
+/// Rewrites the outbox envelopes of `subject` that `change` changes.
+fn rewrite_outbox(
+    conn: &Connection,
+    subject: &Subject,
+    mut change: impl FnMut(&mut Event) -> bool,
+) -> Result<usize, StoreError> {
     let mut found: Vec<(i64, Vec<u8>)> = Vec::new();
     {
         let mut stmt =
@@ -89,7 +121,7 @@ pub fn redact_outbox(conn: &Connection, subject: &Subject) -> Result<usize, Stor
     for (seq, bytes) in found {
         let mut env = decode_envelope(&bytes)
             .map_err(|e| StoreError::Corrupt(format!("outbox seq {seq}: {e}")))?;
-        if !redact(&mut env.event) {
+        if !change(&mut env.event) {
             continue;
         }
         conn.prepare_cached("UPDATE outbox SET envelope = ?2 WHERE seq = ?1")?

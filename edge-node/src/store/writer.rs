@@ -1167,6 +1167,7 @@ impl Writer {
                         "UPDATE {table} SET contact_sealed = ?2 WHERE id = ?1 AND erased_at IS NULL"
                     ))?
                     .execute(params![subject.id_bytes(), contact.as_bytes()])?;
+                super::retention::reseal_outbox(&self.conn, subject, contact)?;
             }
             Event::SubjectErased { subject } => {
                 let table = subject_table(subject);
