@@ -162,6 +162,44 @@ async fn recipients_across_the_border_are_matched() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(owners, vec!["edge-b".to_string()]);
+
+    // Erased at its owner (B), the recipient is forgotten by its neighbour
+    // (A) too: gone from A's registry and never offered again.
+    let cb = common::admin_client(&data.path().join("b"));
+    let (s, v) = post(
+        &cb,
+        format!("{b_base}/api/v1/subjects/{foreign}/erase"),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200, "{v}");
+    until("edge A forgot the erased neighbour", async || {
+        c.get(format!("{a_base}/api/v1/recipients/{foreign}"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 404)
+    })
+    .await;
+    let (s, again) = post(&c, format!("{a_base}/api/v1/surplus"), json!({"provider_id": p["id"], "lat": a_spot.lat(),
+        "lon": a_spot.lon(), "quantity_kg": 4.0, "food_type": "bakery", "expires_at": in_minutes(300)})).await.unwrap();
+    assert_eq!(s, 201, "{again}");
+    assert!(
+        again["offer"].is_null(),
+        "not offered to an erased recipient: {again}"
+    );
+    let name: String = rusqlite::Connection::open(data.path().join("a").join("edge.sqlite3"))
+        .unwrap()
+        .query_row(
+            "SELECT name FROM recipients WHERE id = ?1",
+            [uuid::Uuid::parse_str(&foreign)
+                .unwrap()
+                .as_bytes()
+                .as_slice()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(name, "[erased]", "its name is gone from A's database");
     a.shutdown().await;
     b.shutdown().await;
     hub.shutdown().await;

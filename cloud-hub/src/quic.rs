@@ -313,7 +313,9 @@ impl RegistryFeed {
             let full = page.len() == MAX_REGISTRY_ENTRIES;
             for (entry, at) in page {
                 after = (at, *entry.id.as_uuid());
-                if self.sent.insert(entry.id, at).is_none() {
+                // New, or changed since it was sent (an erasure bumps
+                // `received_at`): send it; the same version again: skip.
+                if self.sent.insert(entry.id, at) != Some(at) {
                     fresh.push(entry);
                 }
                 self.newest = self.newest.max(Some(at));

@@ -914,7 +914,8 @@ async fn erasure_anonymises_the_subject_and_its_stored_events_and_keeps_the_impa
     assert_eq!(impact_rows(&c).await, before);
     assert_eq!(queries::global_impact(&c).await.unwrap(), impact);
 
-    // The erased recipient is no longer fed to neighbours; the other is.
+    // The erased recipient is fed to neighbours once more, as a tombstone
+    // without its name (so they forget it), after the other one.
     let feed = queries::registry(
         &c,
         &other,
@@ -924,8 +925,17 @@ async fn erasure_anonymises_the_subject_and_its_stored_events_and_keeps_the_impa
     )
     .await
     .unwrap();
-    let fed: Vec<RecipientId> = feed.iter().map(|(e, _)| e.id).collect();
-    assert_eq!(fed, vec![rid(3)]);
+    let fed: Vec<(RecipientId, bool, String)> = feed
+        .iter()
+        .map(|(e, _)| (e.id, e.erased, e.name.clone()))
+        .collect();
+    assert_eq!(
+        fed,
+        vec![
+            (rid(3), false, "Dapur Umum".to_string()),
+            (rid(2), true, String::new())
+        ]
+    );
 
     // Idempotent: the same batch again is refused without effect; a second
     // erasure and a later reseal change nothing.

@@ -744,7 +744,8 @@ async fn erase(
              WHERE id = $1 AND edge_id = $2"
         }
         Subject::Recipient(_) => {
-            "UPDATE recipients SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4)
+            "UPDATE recipients SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4),
+                    received_at = clock_timestamp()
              WHERE id = $1 AND edge_id = $2"
         }
     };

@@ -81,7 +81,8 @@ pub async fn register(client: &Client, edge: &EdgeId, cells: &[u64]) -> Result<P
 /// Recipients of other edges whose leaf cell lies in one of `cells` (at any
 /// S2 level), in the order the hub received them (`received_at`, the hub's
 /// clock, then id) after `after`, at most `limit`, each with its key.
-/// Erased recipients are never sent.
+/// An erased recipient is sent once more, as a tombstone (`erased`, no
+/// name), so the neighbours that imported it forget it.
 pub async fn registry(
     client: &Client,
     edge: &EdgeId,
@@ -98,9 +99,9 @@ pub async fn registry(
     let rows = client
         .query(
             "SELECT r.id, r.edge_id, r.cell, r.name, r.lat, r.lon, r.capacity_g_per_day, r.food_types,
-                    r.is_fallback, r.received_at
+                    r.is_fallback, r.received_at, r.erased_at IS NOT NULL
              FROM recipients r
-             WHERE r.edge_id <> $3 AND r.erased_at IS NULL AND (r.received_at, r.id) > ($4, $5)
+             WHERE r.edge_id <> $3 AND (r.received_at, r.id) > ($4, $5)
                AND EXISTS (SELECT 1 FROM UNNEST($1::bigint[], $2::bigint[]) AS n(lo, hi)
                            WHERE r.leaf_cell BETWEEN n.lo AND n.hi)
              ORDER BY r.received_at, r.id LIMIT $6",
@@ -115,15 +116,31 @@ pub async fn registry(
         ) else {
             continue;
         };
-        let entry = RegistryEntry {
-            id: RecipientId::from_uuid(row.get(0)),
-            owner,
-            cell: row.get::<_, i64>(2) as u64,
-            name: row.get(3),
-            location,
-            capacity_per_day: Mass::from_grams(row.get::<_, i64>(6).max(0) as u64),
-            accepted_food_types: FoodTypeSet::from_bits_truncate(row.get::<_, i16>(7) as u8),
-            is_fallback: row.get(8),
+        let erased: bool = row.get(10);
+        let entry = if erased {
+            RegistryEntry {
+                id: RecipientId::from_uuid(row.get(0)),
+                owner,
+                cell: row.get::<_, i64>(2) as u64,
+                name: String::new(),
+                location,
+                capacity_per_day: Mass::ZERO,
+                accepted_food_types: FoodTypeSet::default(),
+                is_fallback: false,
+                erased: true,
+            }
+        } else {
+            RegistryEntry {
+                id: RecipientId::from_uuid(row.get(0)),
+                owner,
+                cell: row.get::<_, i64>(2) as u64,
+                name: row.get(3),
+                location,
+                capacity_per_day: Mass::from_grams(row.get::<_, i64>(6).max(0) as u64),
+                accepted_food_types: FoodTypeSet::from_bits_truncate(row.get::<_, i16>(7) as u8),
+                is_fallback: row.get(8),
+                erased: false,
+            }
         };
         out.push((entry, row.get(9)));
     }

@@ -314,12 +314,22 @@ impl Engine {
     /// at once; claims it holds stay its to pick up and deliver. False if
     /// unknown.
     pub fn erase_recipient(&mut self, now: Timestamp, id: &RecipientId) -> bool {
-        if !self.recipients.retire(id) {
+        if !self.recipients.contains(id) {
             return false;
         }
         self.events.push(Event::SubjectErased {
             subject: Subject::Recipient(*id),
         });
+        self.forget_recipient(now, id)
+    }
+
+    /// A neighbour's recipient its owner erased: matched and offered no
+    /// more (offers pending with it are declined, so the food is rematched),
+    /// without an event of this edge's saying so. False if unknown.
+    pub fn forget_recipient(&mut self, now: Timestamp, id: &RecipientId) -> bool {
+        if !self.recipients.retire(id) {
+            return false;
+        }
         let offered: Vec<SurplusId> = self
             .live
             .values()

@@ -1037,8 +1037,28 @@ impl Writer {
         entries: Vec<sync_protocol::session::RegistryEntry>,
     ) -> Result<usize, StoreError> {
         let mut n = 0;
+        let mut forgot = false;
         for e in entries {
             if e.owner == self.cfg.edge_id {
+                continue;
+            }
+            if e.erased {
+                // Its owner erased it: forget it here too.
+                if self.engine.forget_recipient(now, &e.id) {
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE recipients SET name = ?2, contact_sealed = x'', erased_at = ?3,
+                                food_types = 0, is_fallback = 0
+                             WHERE id = ?1 AND owner_edge IS NOT NULL",
+                        )?
+                        .execute(params![
+                            e.id.as_bytes(),
+                            super::rows::ERASED_NAME,
+                            now.unix_ms()
+                        ])?;
+                    forgot = true;
+                    n += 1;
+                }
                 continue;
             }
             let r = Recipient {
@@ -1064,6 +1084,10 @@ impl Writer {
             }
             super::rows::upsert_foreign_recipient(&self.conn, &r, e.cell, e.owner.as_str(), now)?;
             n += 1;
+        }
+        if forgot {
+            // Offers declined for the forgotten: their events and rows.
+            self.write_output(now, None)?;
         }
         Ok(n)
     }

@@ -48,6 +48,9 @@ pub struct RegistryEntry {
     pub capacity_per_day: Mass,
     pub accepted_food_types: FoodTypeSet,
     pub is_fallback: bool,
+    /// The owner erased it (GDPR): forget it — never offer to it again,
+    /// and drop its name. Its other fields are empty.
+    pub erased: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -574,6 +574,7 @@ fn a_large_registry_is_split_into_frames_the_edge_accepts() {
                 capacity_per_day: Mass::from_grams(1_000),
                 accepted_food_types: FoodTypeSet::all(),
                 is_fallback: false,
+                erased: false,
             }
         })
         .collect();
