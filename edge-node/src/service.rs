@@ -266,7 +266,8 @@ impl Edge {
             directory: v.raw.routing.osrm_url.is_some(),
             engine: v.engine,
         };
-        let writer = Writer::new(conn, writer_cfg, opts.clock.clone(), ids, shared.clone())?;
+        let mut writer = Writer::new(conn, writer_cfg, opts.clock.clone(), ids, shared.clone())?;
+        writer.prepare_directory();
         let now = opts.clock.now();
         let recent =
             writer.recent_views(now, v.raw.recent_window(), v.raw.store.max_recent_finished)?;

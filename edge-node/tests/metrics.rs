@@ -176,8 +176,11 @@ async fn metrics_follow_what_happened() {
         let (st, b) = t.post(&path, body).await;
         assert_eq!(st, StatusCode::OK, "{b}");
     }
-    // A refused request is counted under its own status.
+    // A refused request is counted under its own status; a path no route
+    // matches under `unmatched`.
     let (st, _) = t.get("/surplus/not-a-uuid").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = t.get("/no/such/route").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
     let (text, after) = scrape(&t).await;
@@ -205,6 +208,10 @@ async fn metrics_follow_what_happened() {
         after["http_request_duration_seconds_count{route=\"/api/v1/surplus/{id}\",method=\"GET\",status=\"404\"}"],
         1.0
     );
+    assert_eq!(
+        after["http_request_duration_seconds_count{route=\"unmatched\",method=\"GET\",status=\"404\"}"],
+        1.0
+    );
     assert_eq!(after["dlq_size"], 0.0);
     assert_eq!(after["outbox_backlog_events"], 0.0, "no hub: nothing waits");
     assert_eq!(after["routing_breaker_state"], 0.0, "closed");
@@ -216,7 +223,7 @@ async fn metrics_follow_what_happened() {
     assert!(
         routes
             .iter()
-            .all(|r| r.starts_with("/api/v1/") || r.starts_with('/')),
+            .all(|r| r.starts_with('/') || *r == "unmatched"),
         "route templates, never raw paths with ids: {routes:?}"
     );
     assert!(!routes.iter().any(|r| r.contains(id)));

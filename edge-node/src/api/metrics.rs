@@ -24,6 +24,30 @@ pub async fn metrics(State(edge): State<EdgeHandle>) -> Response {
         .into_response()
 }
 
+/// Marks a response `track` timed under its route.
+#[derive(Debug, Clone, Copy)]
+struct Timed;
+
+/// The outer layer: times what no route matched (404/405 fallbacks) under
+/// the route `unmatched`, so probes of unknown paths show up too.
+pub async fn track_unmatched(State(edge): State<EdgeHandle>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    if resp.extensions().get::<Timed>().is_none() {
+        edge.shared()
+            .metrics
+            .http
+            .get_or_create(&HttpLabels {
+                route: "unmatched".into(),
+                method,
+                status: resp.status().as_u16(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+    resp
+}
+
 /// Times a request from arrival to its response head, inside an
 /// `http.request` span continuing the caller's `traceparent`.
 pub async fn track(State(edge): State<EdgeHandle>, req: Request, next: Next) -> Response {
@@ -47,7 +71,8 @@ pub async fn track(State(edge): State<EdgeHandle>, req: Request, next: Next) -> 
         sync_protocol::trace::otel::set_parent(&span, &tc);
     }
     let started = Instant::now();
-    let resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    resp.extensions_mut().insert(Timed);
     span.record("http.status", resp.status().as_u16());
     edge.shared()
         .metrics

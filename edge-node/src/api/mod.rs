@@ -137,6 +137,10 @@ pub fn app(edge: EdgeHandle) -> Router {
             edge.clone(),
             metrics::track,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            edge.clone(),
+            metrics::track_unmatched,
+        ))
         .layer(axum::Extension(Arc::new(offers::StreamSlots::default())))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(edge)

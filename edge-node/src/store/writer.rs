@@ -1231,18 +1231,29 @@ impl Writer {
 
     /// After a commit: the read model learns the group's changes, and each
     /// offer still standing is announced to its recipient.
+    /// Builds the recipient directory now (at start, before serving) when a
+    /// routing service is configured.
+    pub fn prepare_directory(&mut self) {
+        if self.cfg.directory && std::mem::take(&mut self.directory_dirty) {
+            self.rebuild_directory();
+        }
+    }
+
+    fn rebuild_directory(&mut self) {
+        let directory =
+            crate::read_model::RecipientDirectory::new(self.engine.recipients().iter().map(|e| {
+                (
+                    e.recipient.id,
+                    e.recipient.location,
+                    e.recipient.accepted_food_types,
+                )
+            }));
+        *self.shared.directory.write() = Arc::new(directory);
+    }
+
     fn publish(&mut self, now: Timestamp) {
         if self.cfg.directory && std::mem::take(&mut self.directory_dirty) {
-            let directory = crate::read_model::RecipientDirectory::new(
-                self.engine.recipients().iter().map(|e| {
-                    (
-                        e.recipient.id,
-                        e.recipient.location,
-                        e.recipient.accepted_food_types,
-                    )
-                }),
-            );
-            *self.shared.directory.write() = Arc::new(directory);
+            self.rebuild_directory();
         }
         self.shared
             .metrics
