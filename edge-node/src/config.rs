@@ -85,6 +85,10 @@ pub struct RateLimitConfig {
     pub max_open_claims_per_recipient: u32,
     /// Subjects tracked, at most; idle ones are forgotten first.
     pub max_tracked_subjects: usize,
+    /// Refused tokens one client address may present per minute; beyond,
+    /// it gets 429 without its tokens being verified (an RS256 check costs
+    /// ~18 µs: a flood of forged tokens must not buy CPU).
+    pub failed_auth_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -109,6 +113,7 @@ impl Default for RateLimitConfig {
             admin_per_minute: 1_000,
             max_open_claims_per_recipient: 20,
             max_tracked_subjects: 100_000,
+            failed_auth_per_minute: 60,
         }
     }
 }

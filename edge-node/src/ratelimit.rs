@@ -132,6 +132,90 @@ impl<C: Clock + Clone> Limits<C> {
     }
 }
 
+/// Refused tokens per client address: beyond the allowance, the address is
+/// turned away (429) until its bucket has a token again — before any token
+/// it sends is verified.
+pub struct FailedAuth<C: Clock = DefaultClock> {
+    limiter: RateLimiter<
+        std::net::IpAddr,
+        DefaultKeyedStateStore<std::net::IpAddr>,
+        C,
+        governor::middleware::NoOpMiddleware<C::Instant>,
+    >,
+    blocked: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, C::Instant>>,
+    max_tracked: usize,
+    clock: C,
+}
+
+impl<C: Clock> std::fmt::Debug for FailedAuth<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailedAuth").finish_non_exhaustive()
+    }
+}
+
+impl FailedAuth<DefaultClock> {
+    pub fn new(cfg: &RateLimitConfig) -> FailedAuth<DefaultClock> {
+        FailedAuth::with_clock(cfg, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> FailedAuth<C> {
+    pub fn with_clock(cfg: &RateLimitConfig, clock: C) -> FailedAuth<C> {
+        let n = NonZeroU32::new(cfg.failed_auth_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        FailedAuth {
+            limiter: RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock.clone()),
+            blocked: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            max_tracked: cfg.max_tracked_subjects.max(1),
+            clock,
+        }
+    }
+
+    /// Seconds the address must wait, if it is turned away now.
+    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let mut blocked = self.blocked.lock();
+        let until = *blocked.get(&ip)?;
+        let now = self.clock.now();
+        if until > now {
+            let left: Duration = governor::clock::Reference::duration_since(&until, now).into();
+            Some(left.as_secs().max(1))
+        } else {
+            blocked.remove(&ip);
+            None
+        }
+    }
+
+    /// A token from `ip` was refused; returns the wait if that used up its
+    /// allowance.
+    pub fn failed(&self, ip: std::net::IpAddr) -> Option<u64> {
+        if self.limiter.len() >= self.max_tracked {
+            self.limiter.retain_recent();
+        }
+        match self.limiter.check_key(&ip) {
+            Ok(_) => None,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let mut blocked = self.blocked.lock();
+                if blocked.len() >= self.max_tracked {
+                    let now = self.clock.now();
+                    blocked.retain(|_, until| *until > now);
+                }
+                if blocked.len() < self.max_tracked {
+                    blocked.insert(ip, self.clock.now() + wait.into());
+                }
+                Some(wait.as_secs().max(1))
+            }
+        }
+    }
+
+    /// Forgets addresses whose allowance is whole again; call every minute.
+    pub fn housekeep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let now = self.clock.now();
+        self.blocked.lock().retain(|_, until| *until > now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +252,28 @@ mod tests {
             // Another subject of the same role has its own bucket.
             assert_eq!(l.check(&p(role, "t")).retry_after_secs, None);
         }
+    }
+
+    #[test]
+    fn an_address_presenting_refused_tokens_is_turned_away_then_let_back() {
+        let clock = FakeRelativeClock::default();
+        let cfg = RateLimitConfig {
+            failed_auth_per_minute: 3,
+            ..RateLimitConfig::default()
+        };
+        let f = FailedAuth::with_clock(&cfg, clock.clone());
+        let (bad, other): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.0.0.9".parse().unwrap(), "10.0.0.10".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(f.blocked(bad), None);
+            assert_eq!(f.failed(bad), None, "within the allowance");
+        }
+        let wait = f.failed(bad).expect("the fourth uses it up");
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert!(f.blocked(bad).is_some(), "turned away before verifying");
+        assert_eq!(f.blocked(other), None, "per address");
+        clock.advance(Duration::from_secs(wait + 1));
+        assert_eq!(f.blocked(bad), None, "let back in");
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub struct EdgeHandle {
 pub struct Security {
     pub verifier: crate::auth::Verifier,
     pub limits: crate::ratelimit::Limits,
+    pub failed_auth: crate::ratelimit::FailedAuth,
 }
 
 /// Loads (creating on first start, if allowed) the keys the edge checks
@@ -149,6 +150,7 @@ fn security(cfg: &EdgeConfig) -> Result<Security, StartError> {
     Ok(Security {
         verifier,
         limits: crate::ratelimit::Limits::new(&cfg.rate_limits),
+        failed_auth: crate::ratelimit::FailedAuth::new(&cfg.rate_limits),
     })
 }
 
@@ -195,6 +197,7 @@ async fn housekeeping(edge: EdgeHandle) {
         }
         if ticks.is_multiple_of(12) {
             edge.security.limits.housekeep();
+            edge.security.failed_auth.housekeep();
         }
         if ticks % RETENTION_EVERY_TICKS == 1 {
             match edge.retain().await {
@@ -399,6 +402,10 @@ impl EdgeHandle {
 
     pub fn limits(&self) -> &crate::ratelimit::Limits {
         &self.security.limits
+    }
+
+    pub fn failed_auth(&self) -> &crate::ratelimit::FailedAuth {
+        &self.security.failed_auth
     }
 
     pub fn now(&self) -> sync_protocol::Timestamp {

@@ -370,3 +370,42 @@ async fn a_recipient_cannot_mass_claim() {
         )
     );
 }
+
+#[tokio::test]
+async fn an_address_flooding_forged_tokens_is_turned_away_before_verification() {
+    let t = common::TestEdge::start_with(|c| c.rate_limits.failed_auth_per_minute = 5).await;
+    // Signed by a key this edge does not know: refused after parsing.
+    let stranger = tempfile::tempdir().unwrap();
+    edge_node::auth::keys::init(stranger.path()).unwrap();
+    let forged = common::token(stranger.path(), Role::Admin, "mallory");
+    let anon = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let resp = anon
+            .get(t.url("/sync"))
+            .bearer_auth(&forged)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert!(statuses[6..].iter().all(|s| *s == 429), "{statuses:?}");
+    let resp = anon
+        .get(t.url("/sync"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_failed_tokens");
+    // Requests with no token at all cost nothing and are not counted; the
+    // probes stay open.
+    let probe = anon
+        .get(format!("{}/healthz", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), StatusCode::OK);
+}

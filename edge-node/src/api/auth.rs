@@ -78,9 +78,33 @@ pub async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    // An address that keeps presenting refused tokens is turned away before
+    // its next token costs a signature check.
+    if let Some(secs) = peer.and_then(|ip| edge.failed_auth().blocked(ip)) {
+        return ApiError {
+            retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failed_tokens",
+                "too many refused tokens from this address; wait before trying again",
+            )
+        }
+        .into_response();
+    }
     let principal = match edge.verifier().verify(authorization, edge.now()) {
         Ok(p) => p,
-        Err(e) => return unauthorized(e).into_response(),
+        Err(e) => {
+            if e != AuthError::Missing
+                && let Some(ip) = peer
+            {
+                let _ = edge.failed_auth().failed(ip);
+            }
+            return unauthorized(e).into_response();
+        }
     };
     let decision = edge.limits().check(&principal);
     if let Some(secs) = decision.retry_after_secs {
