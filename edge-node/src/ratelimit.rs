@@ -143,6 +143,8 @@ pub struct FailedAuth<C: Clock = DefaultClock> {
         governor::middleware::NoOpMiddleware<C::Instant>,
     >,
     blocked: parking_lot::Mutex<std::collections::HashMap<std::net::IpAddr, C::Instant>>,
+    /// Entries in `blocked`: the common case (none) takes no lock.
+    blocked_len: std::sync::atomic::AtomicUsize,
     max_tracked: usize,
     clock: C,
 }
@@ -165,6 +167,7 @@ impl<C: Clock + Clone> FailedAuth<C> {
         FailedAuth {
             limiter: RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock.clone()),
             blocked: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            blocked_len: std::sync::atomic::AtomicUsize::new(0),
             max_tracked: cfg.max_tracked_subjects.max(1),
             clock,
         }
@@ -172,6 +175,10 @@ impl<C: Clock + Clone> FailedAuth<C> {
 
     /// Seconds the address must wait, if it is turned away now.
     pub fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        if self.blocked_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let mut blocked = self.blocked.lock();
         let until = *blocked.get(&ip)?;
         let now = self.clock.now();
@@ -180,6 +187,7 @@ impl<C: Clock + Clone> FailedAuth<C> {
             Some(left.as_secs().max(1))
         } else {
             blocked.remove(&ip);
+            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
             None
         }
     }
@@ -202,6 +210,8 @@ impl<C: Clock + Clone> FailedAuth<C> {
                 if blocked.len() < self.max_tracked {
                     blocked.insert(ip, self.clock.now() + wait.into());
                 }
+                self.blocked_len
+                    .store(blocked.len(), std::sync::atomic::Ordering::Relaxed);
                 Some(wait.as_secs().max(1))
             }
         }
@@ -212,7 +222,10 @@ impl<C: Clock + Clone> FailedAuth<C> {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
         let now = self.clock.now();
-        self.blocked.lock().retain(|_, until| *until > now);
+        let mut blocked = self.blocked.lock();
+        blocked.retain(|_, until| *until > now);
+        self.blocked_len
+            .store(blocked.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
