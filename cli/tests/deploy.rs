@@ -14,11 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use cloud_hub::config::TlsFiles;
+use cloud_hub::HubConfig;
 use cloud_hub::testing::pg;
-use cloud_hub::{Hub, HubConfig, certs};
 use common::{admin_client, post, seed, surplus_body, sync_status};
-use edge_node::config::HubLinkConfig;
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use serde_json::{Value, json};
 
@@ -1152,43 +1150,15 @@ async fn every_metric_the_deploy_examples_name_is_exported() {
     hpa_refs(&mut named);
 
     let db = pg::fresh_database().await;
-    let certs_dir = tempfile::tempdir().unwrap();
-    certs::init(certs_dir.path(), &[], false).unwrap();
     let edge_id = "deploy-check";
-    certs::issue_edge(
-        certs_dir.path(),
-        &sync_protocol::EdgeId::new(edge_id).unwrap(),
-    )
-    .unwrap();
-    let hub = Hub::start(HubConfig {
-        database_url: db.url.clone(),
-        listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
-        listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: TlsFiles {
-            ca_cert: certs_dir.path().join(certs::CA_CERT),
-            cert: certs_dir.path().join(certs::HUB_CERT),
-            key: certs_dir.path().join(certs::HUB_KEY),
-        },
-        ..HubConfig::default()
-    })
-    .await
-    .unwrap();
+    let certs_dir = common::certs_for_edges(&[edge_id]);
+    let hub = common::hub_in_process(&db.url, certs_dir.path(), |_| {}).await;
     let data = tempfile::tempdir().unwrap();
     let mut cfg = EdgeConfig {
         edge_id: edge_id.into(),
         data_dir: data.path().to_path_buf(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        hub: Some(HubLinkConfig {
-            address: hub.quic_addr().to_string(),
-            server_name: certs::DEFAULT_HUB_NAME.into(),
-            ca_cert: certs_dir.path().join(certs::CA_CERT),
-            cert: certs_dir.path().join(format!("edge-{edge_id}.crt")),
-            key: certs_dir.path().join(format!("edge-{edge_id}.key")),
-            reconnect_min_ms: 50,
-            reconnect_max_ms: 500,
-            max_batch_events: 1_024,
-            max_in_flight: 4,
-        }),
+        hub: Some(common::hub_link(&hub, certs_dir.path(), edge_id)),
         ..EdgeConfig::default()
     };
     cfg.rate_limits.admin_per_minute = 1_000_000;

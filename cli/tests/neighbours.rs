@@ -7,28 +7,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cloud_hub::config::TlsFiles;
 use cloud_hub::testing::pg;
-use cloud_hub::{Hub, HubConfig, certs};
 use common::{in_minutes, post, sync_status};
 use edge_node::config::HubLinkConfig;
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use s2::cellid::CellID;
 use serde_json::{Value, json};
-
-fn link(hub: &Hub, dir: &std::path::Path, edge: &str) -> HubLinkConfig {
-    HubLinkConfig {
-        address: hub.quic_addr().to_string(),
-        server_name: certs::DEFAULT_HUB_NAME.into(),
-        ca_cert: dir.join(certs::CA_CERT),
-        cert: dir.join(format!("edge-{edge}.crt")),
-        key: dir.join(format!("edge-{edge}.key")),
-        reconnect_min_ms: 50,
-        reconnect_max_ms: 500,
-        max_batch_events: 1_024,
-        max_in_flight: 4,
-    }
-}
 
 async fn edge(
     name: &str,
@@ -62,25 +46,8 @@ async fn until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn recipients_across_the_border_are_matched() {
     let db = pg::fresh_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    certs::init(dir.path(), &[], false).unwrap();
-    for e in ["edge-a", "edge-b"] {
-        certs::issue_edge(dir.path(), &sync_protocol::EdgeId::new(e).unwrap()).unwrap();
-    }
-    let hub = Hub::start(HubConfig {
-        database_url: db.url.clone(),
-        listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
-        listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: TlsFiles {
-            ca_cert: dir.path().join(certs::CA_CERT),
-            cert: dir.path().join(certs::HUB_CERT),
-            key: dir.path().join(certs::HUB_KEY),
-        },
-        registry_refresh_secs: 1,
-        ..HubConfig::default()
-    })
-    .await
-    .unwrap();
+    let dir = common::certs_for_edges(&["edge-a", "edge-b"]);
+    let hub = common::hub_in_process(&db.url, dir.path(), |c| c.registry_refresh_secs = 1).await;
 
     // Edge A owns one level-9 cell over central Jakarta; edge B its neighbours.
     let a_cell = CellID::from(s2::latlng::LatLng::from_degrees(-6.2, 106.82)).parent(9);
@@ -90,7 +57,7 @@ async fn recipients_across_the_border_are_matched() {
         "edge-b",
         &b_cells,
         &data.path().join("b"),
-        link(&hub, dir.path(), "edge-b"),
+        common::hub_link(&hub, dir.path(), "edge-b"),
     )
     .await;
     let c = common::admin_client(&data.path().join("b"));
@@ -111,7 +78,7 @@ async fn recipients_across_the_border_are_matched() {
         "edge-a",
         &[a_cell.0],
         &data.path().join("a"),
-        link(&hub, dir.path(), "edge-a"),
+        common::hub_link(&hub, dir.path(), "edge-a"),
     )
     .await;
     let c = common::admin_client(&data.path().join("a"));

@@ -21,13 +21,6 @@ const LOSSY: Faults = Faults {
     partitioned: false,
 };
 
-fn certs_for(edge: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    cloud_hub::certs::init(dir.path(), &[], false).unwrap();
-    cloud_hub::certs::issue_edge(dir.path(), &sync_protocol::EdgeId::new(edge).unwrap()).unwrap();
-    dir
-}
-
 /// Posts `total` surplus from `workers` tasks, never beyond `gate`, pausing
 /// `pause` between posts; counts the 201s in `done`.
 #[allow(clippy::too_many_arguments)]
@@ -109,7 +102,7 @@ async fn until_acked_above(c: &reqwest::Client, base: &str, seq: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_posts_survive_hub_restarts_a_partition_and_a_lossy_link() {
     let db = pg::fresh_database().await;
-    let certs = certs_for("jkt-1");
+    let certs = common::certs_for_edges(&["jkt-1"]);
     let port = free_udp_port();
     let mut hub = start_hub(&db.url, port, certs.path());
     let proxy = UdpProxy::start(format!("127.0.0.1:{port}").parse().unwrap(), 7)
@@ -194,7 +187,7 @@ async fn ten_thousand_posts_survive_hub_restarts_a_partition_and_a_lossy_link() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_edge_killed_mid_batch_still_delivers_exactly_once() {
     let db = pg::fresh_database().await;
-    let certs = certs_for("jkt-1");
+    let certs = common::certs_for_edges(&["jkt-1"]);
     let port = free_udp_port();
     let _hub = start_hub(&db.url, port, certs.path());
     // A slow link keeps batches in flight when the edge dies.
@@ -271,7 +264,7 @@ async fn an_edge_killed_mid_batch_still_delivers_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_edge_that_starts_before_its_hub_serves_alone_then_catches_up() {
     let db = pg::fresh_database().await;
-    let certs = certs_for("jkt-1");
+    let certs = common::certs_for_edges(&["jkt-1"]);
     let port = free_udp_port();
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("edge");
@@ -354,7 +347,7 @@ async fn poll_status(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claims_declines_and_deliveries_reach_the_hub_views() {
     let db = pg::fresh_database().await;
-    let certs = certs_for("jkt-1");
+    let certs = common::certs_for_edges(&["jkt-1"]);
     let port = free_udp_port();
     let mut hub = start_hub(&db.url, port, certs.path());
     let work = tempfile::tempdir().unwrap();
@@ -496,7 +489,7 @@ async fn claims_declines_and_deliveries_reach_the_hub_views() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contacts_reach_postgres_sealed_and_erasure_and_audit_reach_the_hub() {
     let db = pg::fresh_database().await;
-    let certs = certs_for("jkt-1");
+    let certs = common::certs_for_edges(&["jkt-1"]);
     let port = free_udp_port();
     let _hub = start_hub(&db.url, port, certs.path());
     let work = tempfile::tempdir().unwrap();

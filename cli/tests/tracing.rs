@@ -12,11 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloud_hub::config::TlsFiles;
 use cloud_hub::testing::pg;
-use cloud_hub::{Hub, HubConfig, certs};
 use common::{post, sync_status};
-use edge_node::config::HubLinkConfig;
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -47,38 +44,14 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let db = pg::fresh_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    certs::init(dir.path(), &[], false).unwrap();
-    certs::issue_edge(dir.path(), &sync_protocol::EdgeId::new("jkt-1").unwrap()).unwrap();
-    let hub = Hub::start(HubConfig {
-        database_url: db.url.clone(),
-        listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
-        listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: TlsFiles {
-            ca_cert: dir.path().join(certs::CA_CERT),
-            cert: dir.path().join(certs::HUB_CERT),
-            key: dir.path().join(certs::HUB_KEY),
-        },
-        ..HubConfig::default()
-    })
-    .await
-    .unwrap();
+    let dir = common::certs_for_edges(&["jkt-1"]);
+    let hub = common::hub_in_process(&db.url, dir.path(), |_| {}).await;
     let data = tempfile::tempdir().unwrap();
     let mut cfg = EdgeConfig {
         edge_id: "jkt-1".into(),
         data_dir: data.path().to_path_buf(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        hub: Some(HubLinkConfig {
-            address: hub.quic_addr().to_string(),
-            server_name: certs::DEFAULT_HUB_NAME.into(),
-            ca_cert: dir.path().join(certs::CA_CERT),
-            cert: dir.path().join("edge-jkt-1.crt"),
-            key: dir.path().join("edge-jkt-1.key"),
-            reconnect_min_ms: 50,
-            reconnect_max_ms: 500,
-            max_batch_events: 1_024,
-            max_in_flight: 4,
-        }),
+        hub: Some(common::hub_link(&hub, dir.path(), "jkt-1")),
         ..EdgeConfig::default()
     };
     cfg.rate_limits.admin_per_minute = 1_000_000;

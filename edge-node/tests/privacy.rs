@@ -569,13 +569,11 @@ async fn erasure_removes_name_and_contact_everywhere_and_keeps_the_impact() {
     );
 }
 
-#[tokio::test]
-async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_ms(1_790_000_000_000)));
-    let mut cfg = config(dir.path());
+/// An edge on `dir` (no HTTP) whose time is `clock`, keeping 90 days.
+async fn start_on_clock(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Edge {
+    let mut cfg = config(dir);
     cfg.retention_days = 90;
-    let edge = Edge::start(
+    Edge::start(
         cfg,
         StartOptions {
             clock: clock.clone(),
@@ -584,7 +582,14 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_unix_ms(1_790_000_000_000)));
+    let edge = start_on_clock(dir.path(), &clock).await;
     let h = edge.handle().clone();
     let actor = edge_node::commands::Actor {
         sub: "ops".into(),
@@ -712,18 +717,7 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
     // New events still number on from where they were — also after a
     // restart with an empty outbox (the hub would refuse a restarted seq).
     edge.shutdown().await;
-    let mut cfg = config(dir.path());
-    cfg.retention_days = 90;
-    let edge = Edge::start(
-        cfg,
-        StartOptions {
-            clock: clock.clone(),
-            serve_http: false,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let edge = start_on_clock(dir.path(), &clock).await;
     let h = edge.handle().clone();
     assert_eq!(
         h.committed_seq(),

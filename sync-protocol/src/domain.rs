@@ -335,6 +335,16 @@ impl Subject {
     }
 }
 
+/// `provider/<uuid>` or `recipient/<uuid>`: how the audit log names it.
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Provider(p) => write!(f, "provider/{p}"),
+            Subject::Recipient(r) => write!(f, "recipient/{r}"),
+        }
+    }
+}
+
 /// A restaurant, hotel or grocery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {

@@ -123,6 +123,9 @@ pub enum Event {
     Audited(AuditRecord),
 }
 
+/// What an erased subject's name becomes, everywhere.
+pub const ERASED_NAME: &str = "[erased]";
+
 /// One audit-log entry: every mutating call, every refusal of one, and every
 /// read of personal data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +177,57 @@ impl Event {
             }
             _ => None,
         }
+    }
+
+    /// GDPR erasure of `subject` in a stored copy of this event: its name
+    /// becomes [`ERASED_NAME`], its sealed contact and a provider's free-text
+    /// description are emptied. False if the event carried none of it.
+    pub fn redact(&mut self, subject: &Subject) -> bool {
+        match self {
+            Event::ProviderRegistered(p) if Subject::Provider(p.id) == *subject => {
+                p.name = ERASED_NAME.into();
+                p.contact = SealedContact::default();
+                true
+            }
+            Event::RecipientRegistered(r) if Subject::Recipient(r.id) == *subject => {
+                r.name = ERASED_NAME.into();
+                r.contact = SealedContact::default();
+                true
+            }
+            Event::ContactResealed {
+                subject: s,
+                contact,
+            } if s == subject && !contact.is_empty() => {
+                *contact = SealedContact::default();
+                true
+            }
+            Event::SurplusPosted(s)
+                if Subject::Provider(s.provider_id) == *subject && !s.description.is_empty() =>
+            {
+                s.description.clear();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Key rotation in a stored copy of this event: `subject`'s sealed
+    /// contact is replaced by `contact`. False if nothing changed.
+    pub fn reseal(&mut self, subject: &Subject, contact: &SealedContact) -> bool {
+        let slot = match self {
+            Event::ProviderRegistered(p) if Subject::Provider(p.id) == *subject => &mut p.contact,
+            Event::RecipientRegistered(r) if Subject::Recipient(r.id) == *subject => &mut r.contact,
+            Event::ContactResealed {
+                subject: s,
+                contact: c,
+            } if s == subject => c,
+            _ => return false,
+        };
+        if slot.is_empty() || slot == contact {
+            return false;
+        }
+        *slot = contact.clone();
+        true
     }
 
     /// A short stable name, for logs and metrics labels.

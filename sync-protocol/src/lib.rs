@@ -19,7 +19,9 @@ pub use domain::{
     Contact, FoodType, FoodTypeSet, Mass, Offer, Provider, Recipient, SealedContact, Subject,
     Surplus, SurplusStatus, Validation,
 };
-pub use event::{AuditRecord, ClaimVia, DeadLetterReason, Envelope, Event, SurplusPosted};
+pub use event::{
+    AuditRecord, ClaimVia, DeadLetterReason, ERASED_NAME, Envelope, Event, SurplusPosted,
+};
 pub use geo::{GeoError, GeoPoint};
 pub use ids::{EdgeId, EdgeIdError, ProviderId, RecipientId, SurplusId};
 pub use time::{Duration, Timestamp};

@@ -375,3 +375,55 @@ pub async fn assert_hub_mirrors_edge(hub_url: &str, edge: &str, edge_db: &Path) 
     );
     outbox.len()
 }
+
+/// A CA and certificates for `edges` in a fresh directory.
+pub fn certs_for_edges(edges: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    cloud_hub::certs::init(dir.path(), &[], false).unwrap();
+    for e in edges {
+        cloud_hub::certs::issue_edge(dir.path(), &sync_protocol::EdgeId::new(e).unwrap()).unwrap();
+    }
+    dir
+}
+
+/// A hub in this process on loopback (any free ports), certificates from
+/// `certs`; `tweak` adjusts the rest.
+pub async fn hub_in_process(
+    db_url: &str,
+    certs: &Path,
+    tweak: impl FnOnce(&mut cloud_hub::HubConfig),
+) -> cloud_hub::Hub {
+    use cloud_hub::certs::{CA_CERT, HUB_CERT, HUB_KEY};
+    let mut cfg = cloud_hub::HubConfig {
+        database_url: db_url.to_string(),
+        listen_quic: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen_http: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: cloud_hub::config::TlsFiles {
+            ca_cert: certs.join(CA_CERT),
+            cert: certs.join(HUB_CERT),
+            key: certs.join(HUB_KEY),
+        },
+        ..cloud_hub::HubConfig::default()
+    };
+    tweak(&mut cfg);
+    cloud_hub::Hub::start(cfg).await.unwrap()
+}
+
+/// The `[hub]` section for `edge` syncing with `hub`, reconnecting quickly.
+pub fn hub_link(
+    hub: &cloud_hub::Hub,
+    certs: &Path,
+    edge: &str,
+) -> edge_node::config::HubLinkConfig {
+    edge_node::config::HubLinkConfig {
+        address: hub.quic_addr().to_string(),
+        server_name: cloud_hub::certs::DEFAULT_HUB_NAME.into(),
+        ca_cert: certs.join(cloud_hub::certs::CA_CERT),
+        cert: certs.join(format!("edge-{edge}.crt")),
+        key: certs.join(format!("edge-{edge}.key")),
+        reconnect_min_ms: 50,
+        reconnect_max_ms: 500,
+        max_batch_events: 1_024,
+        max_in_flight: 4,
+    }
+}

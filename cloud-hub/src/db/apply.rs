@@ -65,7 +65,7 @@ struct LogRows {
 
 /// What an erased subject's name becomes, in its row and in the hub's
 /// stored copies of its events.
-pub const ERASED_NAME: &str = "[erased]";
+pub use sync_protocol::ERASED_NAME;
 
 /// A change to a subject's personal data, applied in event order after the
 /// batch's registrations (rare: written row by row).
@@ -769,7 +769,7 @@ async fn redact_log(
     home_region: i64,
     subject: &Subject,
 ) -> Result<(), DbError> {
-    rewrite_log(tx, e, home_region, subject, |event| redact(event, subject)).await
+    rewrite_log(tx, e, home_region, subject, |event| event.redact(subject)).await
 }
 
 /// Key rotation reached the hub: every stored copy of `subject`'s sealed
@@ -783,20 +783,7 @@ async fn reseal_log(
     contact: &SealedContact,
 ) -> Result<(), DbError> {
     rewrite_log(tx, e, home_region, subject, |event| {
-        let slot = match event {
-            Event::ProviderRegistered(p) if Subject::Provider(p.id) == *subject => &mut p.contact,
-            Event::RecipientRegistered(r) if Subject::Recipient(r.id) == *subject => &mut r.contact,
-            Event::ContactResealed {
-                subject: s,
-                contact: c,
-            } if s == subject => c,
-            _ => return false,
-        };
-        if slot.is_empty() || slot == contact {
-            return false;
-        }
-        *slot = contact.clone();
-        true
+        event.reseal(subject, contact)
     })
     .await
 }
@@ -852,37 +839,6 @@ async fn rewrite_log(
         .await?;
     }
     Ok(())
-}
-
-/// Removes `subject`'s name and contact from `event`; false if the event
-/// does not carry that subject's personal data.
-fn redact(event: &mut Event, subject: &Subject) -> bool {
-    match event {
-        Event::ProviderRegistered(p) if Subject::Provider(p.id) == *subject => {
-            p.name = ERASED_NAME.into();
-            p.contact = SealedContact::default();
-            true
-        }
-        Event::RecipientRegistered(r) if Subject::Recipient(r.id) == *subject => {
-            r.name = ERASED_NAME.into();
-            r.contact = SealedContact::default();
-            true
-        }
-        Event::ContactResealed {
-            subject: s,
-            contact,
-        } if s == subject => {
-            *contact = SealedContact::default();
-            true
-        }
-        Event::SurplusPosted(s)
-            if Subject::Provider(s.provider_id) == *subject && !s.description.is_empty() =>
-        {
-            s.description.clear();
-            true
-        }
-        _ => false,
-    }
 }
 
 /// PostgreSQL `text` cannot hold NUL: one in an audit field would fail the

@@ -128,12 +128,11 @@ pub(super) async fn read_contact(
             "the contact data cannot be opened with the configured keys",
         )
     })?;
-    let resource = format!(
-        "{}/{}",
-        subject.kind(),
-        uuid::Uuid::from_bytes(*subject.id_bytes())
-    );
-    edge.audit(caller.actor().record("contact.read", resource, 200))
-        .await?;
+    edge.audit(
+        caller
+            .actor()
+            .record("contact.read", subject.to_string(), 200),
+    )
+    .await?;
     Ok(contact)
 }

@@ -66,16 +66,29 @@ pub struct Erased {
 }
 
 /// Which subject an id names here, if any (erased subjects are gone).
-async fn find(edge: &EdgeHandle, id: Uuid) -> Result<Option<Subject>, ApiError> {
-    let p = ProviderId::from_uuid(id);
-    if edge.provider(p).await?.is_some() {
-        return Ok(Some(Subject::Provider(p)));
+async fn find(edge: &EdgeHandle, id: Uuid) -> Result<Option<Found>, ApiError> {
+    if let Some(p) = edge.provider(ProviderId::from_uuid(id)).await? {
+        return Ok(Some(Found::Provider(p)));
     }
-    let r = RecipientId::from_uuid(id);
-    if edge.recipient(r).await?.is_some() {
-        return Ok(Some(Subject::Recipient(r)));
+    if let Some((r, cell)) = edge.recipient(RecipientId::from_uuid(id)).await? {
+        return Ok(Some(Found::Recipient(r, cell)));
     }
     Ok(None)
+}
+
+/// A subject's row, as read.
+enum Found {
+    Provider(sync_protocol::Provider),
+    Recipient(sync_protocol::Recipient, u64),
+}
+
+impl Found {
+    fn subject(&self) -> Subject {
+        match self {
+            Found::Provider(p) => Subject::Provider(p.id),
+            Found::Recipient(r, _) => Subject::Recipient(r.id),
+        }
+    }
 }
 
 /// May this caller see this subject's data: an admin, or the subject itself.
@@ -107,30 +120,14 @@ pub async fn export(
             "only the subject itself (or an admin) may export its data",
         ));
     }
-    let Some(subject) = find(&edge, id).await? else {
+    let Some(found) = find(&edge, id).await? else {
         return Err(ApiError::not_found("subject"));
     };
+    let subject = found.subject();
     require_self_or_admin(&caller, &subject)?;
-    let (mut provider, mut recipient) = (None, None);
-    let sealed = match subject {
-        Subject::Provider(p) => {
-            let row = edge
-                .provider(p)
-                .await?
-                .ok_or_else(|| ApiError::not_found("subject"))?;
-            let sealed = row.contact.clone();
-            provider = Some(row);
-            sealed
-        }
-        Subject::Recipient(r) => {
-            let (row, cell) = edge
-                .recipient(r)
-                .await?
-                .ok_or_else(|| ApiError::not_found("subject"))?;
-            let sealed = row.contact.clone();
-            recipient = Some((row, cell));
-            sealed
-        }
+    let (sealed, provider, recipient) = match found {
+        Found::Provider(p) => (p.contact.clone(), Some(p), None),
+        Found::Recipient(r, cell) => (r.contact.clone(), None, Some((r, cell))),
     };
     // The subject sees its own contact; an admin's read of it is audited by
     // `read_contact`; the export itself is audited below either way.
@@ -140,7 +137,7 @@ pub async fn export(
         edge.open_contact(&sealed, &subject).ok().flatten()
     };
     let rows = edge.subject_rows(subject).await?;
-    let resource = format!("{}/{id}", subject.kind());
+    let resource = subject.to_string();
     edge.audit(caller.actor().record("subject.export", resource, 200))
         .await?;
     Ok(Json(SubjectExport {
@@ -202,7 +199,7 @@ pub async fn erase(
     IdPath(id): IdPath<Uuid>,
 ) -> Result<(StatusCode, Json<Erased>), ApiError> {
     caller.require_admin()?;
-    let Some(subject) = find(&edge, id).await? else {
+    let Some(subject) = find(&edge, id).await?.map(|f| f.subject()) else {
         return Err(ApiError::not_found("subject"));
     };
     if !edge.erase(subject, Some(caller.actor())).await? {

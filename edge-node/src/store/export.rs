@@ -77,7 +77,7 @@ pub fn subject_rows(conn: &Connection, subject: &Subject) -> Result<SubjectRows,
         }
     }
     let uuid = uuid::Uuid::from_bytes(*id).to_string();
-    let resource = format!("{}/{uuid}", subject.kind());
+    let resource = subject.to_string();
     let mut stmt = conn.prepare(
         "SELECT at, actor, role, action, resource, status, ip, user_agent FROM audit_log
          WHERE actor = ?1 OR resource = ?2 ORDER BY id",

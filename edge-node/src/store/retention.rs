@@ -11,7 +11,6 @@ use sync_protocol::wire::{decode_envelope, encode_envelope};
 use sync_protocol::{Event, SealedContact, Subject, Timestamp};
 
 use super::StoreError;
-use super::rows::ERASED_NAME;
 
 /// Deletes up to `limit` rows last touched before `cutoff`; returns how many.
 pub fn retain(
@@ -76,7 +75,7 @@ pub fn retain(
 /// Rewrites every outbox envelope that carried `subject`'s personal data
 /// with the name and contact removed.
 pub fn redact_outbox(conn: &Connection, subject: &Subject) -> Result<usize, StoreError> {
-    rewrite_outbox(conn, subject, redact)
+    rewrite_outbox(conn, subject, |event| event.redact(subject))
 }
 
 /// Key rotation: every outbox envelope that carries `subject`'s sealed
@@ -87,19 +86,7 @@ pub fn reseal_outbox(
     subject: &Subject,
     contact: &SealedContact,
 ) -> Result<usize, StoreError> {
-    rewrite_outbox(conn, subject, |event| {
-        let slot = match event {
-            Event::ProviderRegistered(p) => &mut p.contact,
-            Event::RecipientRegistered(r) => &mut r.contact,
-            Event::ContactResealed { contact, .. } => contact,
-            _ => return false,
-        };
-        if slot.is_empty() || slot == contact {
-            return false;
-        }
-        *slot = contact.clone();
-        true
-    })
+    rewrite_outbox(conn, subject, |event| event.reseal(subject, contact))
 }
 
 /// Rewrites the outbox envelopes of `subject` that `change` changes.
@@ -129,29 +116,4 @@ fn rewrite_outbox(
         n += 1;
     }
     Ok(n)
-}
-
-/// Removes the personal data an event carries; false if it carried none.
-pub fn redact(event: &mut Event) -> bool {
-    match event {
-        Event::ProviderRegistered(p) => {
-            p.name = ERASED_NAME.into();
-            p.contact = SealedContact::default();
-            true
-        }
-        Event::RecipientRegistered(r) => {
-            r.name = ERASED_NAME.into();
-            r.contact = SealedContact::default();
-            true
-        }
-        Event::ContactResealed { contact, .. } => {
-            *contact = SealedContact::default();
-            true
-        }
-        Event::SurplusPosted(s) if !s.description.is_empty() => {
-            s.description.clear();
-            true
-        }
-        _ => false,
-    }
 }

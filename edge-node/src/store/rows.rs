@@ -20,8 +20,7 @@ pub const RECIPIENT_COLUMNS: &str = "id, name, lat, lon, cell, capacity_g_per_da
 
 pub const PROVIDER_COLUMNS: &str = "id, name, lat, lon, contact_sealed";
 
-/// What an erased subject's name becomes.
-pub const ERASED_NAME: &str = "[erased]";
+pub use sync_protocol::ERASED_NAME;
 
 fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(

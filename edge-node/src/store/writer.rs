@@ -550,13 +550,8 @@ impl Writer {
                 let erased = self.erase(now, subject)?;
                 self.directory_dirty |= erased;
                 if let Some(actor) = actor {
-                    let resource = format!(
-                        "{}/{}",
-                        subject.kind(),
-                        uuid::Uuid::from_bytes(*subject.id_bytes())
-                    );
-                    let record =
-                        actor.record("subject.erase", resource, if erased { 200 } else { 404 });
+                    let status = if erased { 200 } else { 404 };
+                    let record = actor.record("subject.erase", subject.to_string(), status);
                     self.audit(now, record)?;
                 }
                 Pending::Erased(reply, erased)
@@ -939,20 +934,16 @@ impl Writer {
     /// GDPR erasure: the engine forgets the subject, its rows lose name and
     /// contact, and the outbox envelopes that carried them are redacted.
     fn erase(&mut self, now: Timestamp, subject: Subject) -> Result<bool, StoreError> {
-        let table = match subject {
-            Subject::Provider(_) => "providers",
-            Subject::Recipient(_) => "recipients",
+        let table = subject_table(&subject);
+        // A neighbour's recipient is its owner's to erase.
+        let ours_only = match subject {
+            Subject::Provider(_) => "",
+            Subject::Recipient(_) => "AND owner_edge IS NULL",
         };
         let ours: bool = self
             .conn
             .prepare_cached(&format!(
-                "SELECT count(*) FROM {table} WHERE id = ?1 AND erased_at IS NULL
-                    AND {}",
-                if table == "recipients" {
-                    "owner_edge IS NULL"
-                } else {
-                    "1"
-                }
+                "SELECT count(*) FROM {table} WHERE id = ?1 AND erased_at IS NULL {ours_only}"
             ))?
             .query_row([subject.id_bytes()], |r| r.get::<_, i64>(0))?
             > 0;
