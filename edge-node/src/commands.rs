@@ -5,8 +5,8 @@ use sync_protocol::{
     AuditRecord, Contact, FoodType, FoodTypeSet, GeoPoint, Mass, ProviderId, RecipientId, Timestamp,
 };
 
-use crate::core::engine::CommandRefusal;
-use crate::core::lifecycle::Refusal;
+use edge_core::engine::CommandRefusal;
+use edge_core::lifecycle::Refusal;
 use sync_protocol::Surplus;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sync_protocol::{Duration, EdgeId};
 
 use crate::cells::{CellError, CellSet, GREATER_JAKARTA};
-use crate::core::engine::{EngineConfig, LifecycleConfig};
-use crate::core::matching::MatchParams;
+use edge_core::engine::{EngineConfig, LifecycleConfig};
+use edge_core::matching::MatchParams;
 
 pub const ENV_PREFIX: &str = "PAHLAWAN_EDGE_";
 

@@ -11,7 +11,6 @@ pub mod cells;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod core;
 pub mod ids;
 pub mod metrics;
 pub mod pii;

@@ -509,10 +509,7 @@ impl EdgeHandle {
     /// consider, when a routing service is configured (`None` otherwise, or
     /// when it cannot answer: matching then estimates from the distance).
     /// Waits at most the routing deadline; never fails.
-    pub async fn travel_hints(
-        &self,
-        new: &NewSurplus,
-    ) -> Option<crate::core::matching::TravelHints> {
+    pub async fn travel_hints(&self, new: &NewSurplus) -> Option<edge_core::matching::TravelHints> {
         self.travel.osrm()?;
         let params = &self.config.matching;
         let directory = self.shared.directory.read().clone();
@@ -531,7 +528,7 @@ impl EdgeHandle {
             .travel_times(new.location, &points, params.speed_kmh)
             .await;
         (estimate.source == crate::routing::Source::Osrm).then(|| {
-            crate::core::matching::TravelHints::new(
+            edge_core::matching::TravelHints::new(
                 near.iter()
                     .map(|(id, _)| *id)
                     .zip(estimate.durations)
@@ -547,7 +544,7 @@ impl EdgeHandle {
         idempotency_key: Option<String>,
         trace: Option<TraceContext>,
         actor: Option<Actor>,
-        hints: Option<crate::core::matching::TravelHints>,
+        hints: Option<edge_core::matching::TravelHints>,
     ) -> Result<Result<Posted, Rejection>, EdgeError> {
         let cell = self.owned_cell(&new.location)?;
         let idempotency = idempotency_key.map(|key| IdempotencyKey {

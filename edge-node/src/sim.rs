@@ -540,7 +540,7 @@ impl Sim {
             for r in done {
                 if let Err(rej) = r? {
                     use crate::commands::Rejected;
-                    use crate::core::lifecycle::Refusal;
+                    use edge_core::lifecycle::Refusal;
                     let lost_race = matches!(
                         rej.reason,
                         Rejected::Lifecycle(Refusal::AlreadyClaimed | Refusal::StaleVersion)

@@ -10,8 +10,8 @@ mod osrm_fake;
 
 use std::sync::Arc;
 
+use edge_core::matching::travel_time;
 use edge_node::clock::ManualClock;
-use edge_node::core::matching::travel_time;
 use edge_node::routing::osrm::{MAX_BODY_BYTES, decode_route, decode_table};
 use edge_node::routing::{
     BreakerState, DecodeError, OsrmClient, RoutingConfig, RoutingError, Source, TravelEstimate,

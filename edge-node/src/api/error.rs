@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 
 use super::dto::SurplusJson;
 use crate::commands::{Rejected, Rejection};
-use crate::core::lifecycle::Refusal;
 use crate::service::EdgeError;
+use edge_core::lifecycle::Refusal;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

@@ -10,7 +10,7 @@
 //! configured deadline: not configured, breaker open, an error, a timeout or
 //! a destination the service cannot route all fall back to haversine.
 
-pub mod breaker;
+pub use edge_core::breaker;
 pub mod osrm;
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub use breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 pub use osrm::{DecodeError, InvalidUrl, OsrmClient, OsrmSettings, RoutingError};
 
 use crate::clock::Clock;
-use crate::core::matching::travel_time;
+use edge_core::matching::travel_time;
 
 /// Bounds on the configuration (see [`RoutingConfig::validate`]).
 pub const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=10_000;

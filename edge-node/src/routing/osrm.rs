@@ -23,8 +23,8 @@ use serde::Deserialize;
 use sync_protocol::{Duration, GeoPoint};
 use tokio::net::TcpStream;
 
-use super::breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 use crate::clock::Clock;
+use edge_core::breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 
 /// Largest response body read from the service; a larger one is a failure.
 pub const MAX_BODY_BYTES: usize = 1 << 20;

@@ -10,9 +10,9 @@ use sync_protocol::{Mass, ProviderId, RecipientId, SurplusId, SurplusStatus, Tim
 
 use super::rows::{RECIPIENT_COLUMNS, SURPLUS_COLUMNS, recipient_from_row, surplus_from_row};
 use super::{StoreError, u64_from_sql};
-use crate::core::engine::{Engine, EngineConfig};
-use crate::core::index::{AcceptanceStats, RecipientEntry, Reservation};
-use crate::core::lifecycle::{LiveSurplus, PendingOffer};
+use edge_core::engine::{Engine, EngineConfig};
+use edge_core::index::{AcceptanceStats, RecipientEntry, Reservation};
+use edge_core::lifecycle::{LiveSurplus, PendingOffer};
 
 /// Everything the writer needs to resume.
 #[derive(Debug)]

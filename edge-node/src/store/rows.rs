@@ -8,7 +8,7 @@ use sync_protocol::{
 };
 
 use super::{StoreError, u64_from_sql, u64_to_sql};
-use crate::core::lifecycle::LiveSurplus;
+use edge_core::lifecycle::LiveSurplus;
 use sync_protocol::Surplus;
 
 pub const SURPLUS_COLUMNS: &str = "id, provider_id, lat, lon, cell, quantity_g, food_type, \

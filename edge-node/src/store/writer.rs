@@ -26,12 +26,12 @@ use crate::commands::{
     Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejected, Rejection,
     SurplusAction,
 };
-use crate::core::engine::{Alert, CommandRefusal, Engine, EngineConfig};
-use crate::core::lifecycle::{LiveSurplus, Refusal};
 use crate::ids::IdGen;
 use crate::read_model::OfferNotice;
 use crate::shared::Shared;
 use crate::stats::Stats;
+use edge_core::engine::{Alert, CommandRefusal, Engine, EngineConfig};
+use edge_core::lifecycle::{LiveSurplus, Refusal};
 use sync_protocol::Surplus;
 
 /// The store could not make the write durable; nothing was acknowledged.
@@ -90,7 +90,7 @@ pub enum Command {
         trace: Option<TraceContext>,
         actor: Option<Box<Actor>>,
         /// Routed travel times for some recipients (none: from distance).
-        hints: Option<Box<crate::core::matching::TravelHints>>,
+        hints: Option<Box<edge_core::matching::TravelHints>>,
         reply: Reply<Result<Posted, Rejection>>,
     },
     Act {
@@ -614,7 +614,7 @@ impl Writer {
         cell: u64,
         idempotency: Option<IdempotencyKey>,
         trace: Option<TraceContext>,
-        hints: crate::core::matching::TravelHints,
+        hints: edge_core::matching::TravelHints,
     ) -> Result<Result<Posted, Rejection>, StoreError> {
         if let Some(key) = &idempotency
             && let Some(earlier) = self.replay(&new.provider_id, key)?

@@ -298,7 +298,7 @@ fn feasible(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::index::{AcceptanceStats, RecipientIndex};
+    use crate::index::{AcceptanceStats, RecipientIndex};
     use sync_protocol::{FoodTypeSet, Recipient, SealedContact};
 
     const NOW: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);

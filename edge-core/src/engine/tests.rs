@@ -12,7 +12,7 @@ use sync_protocol::{
 };
 
 use super::*;
-use crate::core::lifecycle::{LiveSurplus, allowed};
+use crate::lifecycle::{LiveSurplus, allowed};
 
 const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
 const CELL: u64 = 42;

@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use edge_node::core::index::{AcceptanceStats, RecipientEntry, RecipientIndex, Reservation};
-use edge_node::core::matching::{self, MatchParams, SurplusFacts};
+use edge_core::index::{AcceptanceStats, RecipientEntry, RecipientIndex, Reservation};
+use edge_core::matching::{self, MatchParams, SurplusFacts};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sync_protocol::{
