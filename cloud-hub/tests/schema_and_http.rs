@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud_hub::config::TlsFiles;
-use cloud_hub::testing::pg;
+use cloud_hub::testing::{self, pg};
 use cloud_hub::{Hub, HubConfig, certs, db};
 
 /// A hub on loopback ports against `database_url`, with certificates in `dir`.
@@ -47,7 +47,11 @@ async fn every_distributed_table_keys_on_its_distribution_column() {
     let tdb = pg::fresh_database().await;
     let mut c = db::connect(&tdb.url).await.unwrap();
     let citus = db::migrate(&mut c).await.unwrap();
-    assert!(!citus, "plain PostgreSQL here: no distribution applied");
+    assert_eq!(
+        citus,
+        testing::citus::wanted(),
+        "distribution applied exactly where Citus is"
+    );
     for (_, ddl) in db::CITUS_DDL {
         let Some(args) = ddl.strip_prefix("SELECT create_distributed_table(") else {
             continue;
@@ -86,7 +90,7 @@ async fn every_distributed_table_keys_on_its_distribution_column() {
         assert_eq!(uniques, 0, "{table}: a unique index without {column}");
     }
     // Migrating again is a no-op.
-    assert!(!db::migrate(&mut c).await.unwrap());
+    assert_eq!(db::migrate(&mut c).await.unwrap(), citus);
 }
 
 #[tokio::test]

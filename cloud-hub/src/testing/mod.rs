@@ -1,6 +1,8 @@
 //! Test support shared by the workspace's tests (feature `testing`): a fresh
-//! PostgreSQL database per test, and a fault-injecting UDP proxy.
+//! PostgreSQL database per test (plain or on a Citus cluster), and a
+//! fault-injecting UDP proxy.
 
+pub mod citus;
 pub mod pg;
 pub mod udp_proxy;
 
