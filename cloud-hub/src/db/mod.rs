@@ -23,7 +23,7 @@ mod embedded {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("migrating the hub database: {0}")]
     Migration(#[from] refinery::Error),
@@ -38,6 +38,19 @@ pub enum DbError {
     /// The database does not hold what the hub wrote (a row deleted by hand?).
     #[error("hub database integrity: {0}")]
     Integrity(String),
+}
+
+/// An error and its causes on one line: tokio-postgres's own message is
+/// often only "db error" or "error performing TLS handshake".
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string().replace('\n', " "));
+        cause = c.source();
+    }
+    out
 }
 
 /// Connects with libpq's TLS rules (`sslmode`, default `prefer`;
