@@ -52,6 +52,7 @@ async fn views_follow_events_across_batches() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
 
     let contact = SealedContact(vec![1, 0, 0, 0, 1, 0xee]);
@@ -231,6 +232,7 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
         seq: 0,
         epoch: g.epoch,
         pending: vec![],
+        base: T0,
     };
     log.push(x, posted(1, x));
     log.push(x, offer(1, 1, 2));
@@ -250,6 +252,7 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
         seq: 0,
         epoch: g3.epoch,
         pending: vec![],
+        base: T0,
     };
     log.push(x, posted(2, x));
     let applied = apply_batch(&mut c, &new, home, &log.batch()).await.unwrap();
@@ -273,6 +276,7 @@ async fn applied_reports_every_event_once() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
     for n in 1..=5u8 {
         log.push(x, posted(n, x));
@@ -328,6 +332,7 @@ async fn an_edge_cannot_touch_another_edges_rows() {
         seq: 0,
         epoch: gb.epoch,
         pending: vec![],
+        base: T0,
     };
     log_b.push(x, posted(1, x));
     log_b.push(x, offer(1, 1, 2));
@@ -342,6 +347,7 @@ async fn an_edge_cannot_touch_another_edges_rows() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
     // Updates of b's surplus and offer under every kind of hint.
     for hint in [x, spare, 0] {
@@ -410,6 +416,7 @@ async fn events_without_a_usable_cell_are_placed_by_the_hub() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
     log.push(x, posted(1, x));
     apply_batch(&mut c, &edge, home, &log.batch())

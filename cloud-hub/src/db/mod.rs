@@ -92,6 +92,31 @@ where
     client
 }
 
+/// Readiness beyond the connection: on Citus, the workers that do not
+/// answer the coordinator (`host:port`); empty when all do, or on plain
+/// PostgreSQL. A batch needs the worker of its shards, so a hub whose
+/// workers are not all reachable is not ready.
+pub async fn workers_down(client: &Client) -> Result<Vec<String>, DbError> {
+    let citus = client
+        .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'citus'", &[])
+        .await?
+        .is_some();
+    if !citus {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT nodename::text, nodeport FROM run_command_on_workers('SELECT 1')
+             WHERE NOT success ORDER BY nodename, nodeport",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| format!("{}:{}", r.get::<_, &str>(0), r.get::<_, i32>(1)))
+        .collect())
+}
+
 /// An arbitrary constant: the advisory lock that serialises migrations when
 /// several hub processes start at once.
 const MIGRATION_LOCK: i64 = 0x7061_686c_6177_616e;

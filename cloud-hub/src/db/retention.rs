@@ -15,6 +15,38 @@ use tokio_postgres::{Client, Transaction};
 use super::DbError;
 use super::partitions::{self, Month};
 
+/// How often the hub makes next months' partitions and runs retention.
+pub const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// The hub's hourly housekeeping, until `stop` flips: partitions for this
+/// month and the next ones (under the schema lock, as several hubs may
+/// run), then retention, on a connection of its own. A failure is logged
+/// and tried again at the next tick.
+pub async fn housekeeping(
+    database_url: String,
+    retention_days: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = OffsetDateTime::now_utc();
+        let done = async {
+            let mut client = super::connect(&database_url).await?;
+            super::locked(&mut client, async |c| super::partitions::ensure_around(c, now).await)
+                .await?;
+            run(&mut client, now, retention_days).await
+        }
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "hub housekeeping failed; trying again in an hour");
+        }
+    }
+}
+
 /// What one run removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Swept {

@@ -8,7 +8,7 @@ use s2::cellid::CellID;
 use s2::latlng::LatLng;
 use sync_protocol::session::hub::Apply;
 use sync_protocol::{
-    Duration, EdgeId, Envelope, Event, FoodType, GeoPoint, Mass, ProviderId, RecipientId,
+    ClaimVia, Duration, EdgeId, Envelope, Event, FoodType, GeoPoint, Mass, ProviderId, RecipientId,
     SurplusId, SurplusPosted, Timestamp,
 };
 
@@ -24,6 +24,8 @@ pub struct Log {
     pub seq: u64,
     pub epoch: u64,
     pub pending: Vec<(u64, Envelope)>,
+    /// Events happen at `base` + their seq in seconds.
+    pub base: Timestamp,
 }
 
 impl Log {
@@ -33,7 +35,7 @@ impl Log {
             edge_id: self.edge.clone(),
             seq: self.seq,
             lease_epoch: self.epoch,
-            at: T0 + Duration::from_secs(self.seq as i64),
+            at: self.base + Duration::from_secs(self.seq as i64),
             trace_context: None,
             event,
         };
@@ -109,5 +111,43 @@ pub fn log_of(edge: &EdgeId) -> Log {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     }
+}
+
+/// Surplus `n` of `grams` in cell `x`: posted, offered to recipient 1,
+/// accepted, picked up and delivered in full.
+pub fn delivered_story(log: &mut Log, x: u64, n: u8, grams: u64) {
+    let Event::SurplusPosted(mut p) = posted(n, x) else {
+        unreachable!("posted makes a posting")
+    };
+    p.quantity = Mass::from_grams(grams);
+    log.push(x, Event::SurplusPosted(p));
+    log.push(x, offer(n, 1, 2));
+    log.push(
+        x,
+        Event::Claimed {
+            surplus_id: sid(n),
+            recipient_id: rid(1),
+            via: ClaimVia::OfferAccepted,
+            version: 3,
+        },
+    );
+    log.push(
+        x,
+        Event::PickedUp {
+            surplus_id: sid(n),
+            recipient_id: rid(1),
+            version: 4,
+        },
+    );
+    log.push(
+        x,
+        Event::Delivered {
+            surplus_id: sid(n),
+            recipient_id: rid(1),
+            delivered: Mass::from_grams(grams),
+            version: 5,
+        },
+    );
 }
