@@ -103,10 +103,7 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
     match with_db(&s, async |c| db::workers_down(c).await).await {
         Ok(down) if down.is_empty() => Json(json!({"status": "ready"})).into_response(),
-        Ok(down) => unavailable(&format!(
-            "Citus workers do not answer: {}",
-            down.join(", ")
-        )),
+        Ok(down) => unavailable(&format!("Citus workers do not answer: {}", down.join(", "))),
         Err(resp) => resp,
     }
 }

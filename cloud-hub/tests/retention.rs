@@ -50,7 +50,8 @@ async fn retention_drops_old_months_folds_their_kilograms_and_keeps_the_audit_lo
     ];
     let mut log = log_of(&edge);
     for (received, n, grams) in story {
-        log.base = ts(received - time::Duration::minutes(1) - time::Duration::seconds(log.seq as i64));
+        log.base =
+            ts(received - time::Duration::minutes(1) - time::Duration::seconds(log.seq as i64));
         delivered_story(&mut log, x, n, grams);
         log.push(x, audit(u16::from(n)));
         apply::apply_batch_at(&mut c, &edge, home, &log.batch(), received)
@@ -61,7 +62,10 @@ async fn retention_drops_old_months_folds_their_kilograms_and_keeps_the_audit_lo
     assert_eq!((before.surplus_delivered, before.delivered_kg), (5, 31.0));
     let months = partitions::list(&c, "event_log").await.unwrap();
     for m in ["2026-07", "2026-08", "2026-09", "2026-11"] {
-        assert!(months.iter().any(|x| x.label() == m), "{m} made on demand: {months:?}");
+        assert!(
+            months.iter().any(|x| x.label() == m),
+            "{m} made on demand: {months:?}"
+        );
     }
 
     // 2026-12-01 12:00 with 90 days: the cutoff is 2026-09-02 12:00.
@@ -70,7 +74,12 @@ async fn retention_drops_old_months_folds_their_kilograms_and_keeps_the_audit_lo
     let swept = retention::run(&mut c, now, 90).await.unwrap();
     assert_eq!(
         swept.dropped,
-        ["event_log_p202607", "event_log_p202608", "surplus_p202607", "surplus_p202608"],
+        [
+            "event_log_p202607",
+            "event_log_p202608",
+            "surplus_p202607",
+            "surplus_p202608"
+        ],
         "whole months older than the cutoff"
     );
     // September straddles it: surplus 3's log rows (6) and row (1) go.
@@ -78,10 +87,21 @@ async fn retention_drops_old_months_folds_their_kilograms_and_keeps_the_audit_lo
     assert_eq!(swept.offers_deleted, 3, "offers made before the cutoff");
 
     let left = partitions::list(&c, "surplus").await.unwrap();
-    assert!(left.iter().all(|m| m.label() >= "2026-09".to_string()), "{left:?}");
-    assert_eq!(scalar(&c, "SELECT count(*) FROM event_log").await, 12, "surplus 4 and 5: 6 rows each");
+    assert!(
+        left.iter().all(|m| m.label() >= "2026-09".to_string()),
+        "{left:?}"
+    );
     assert_eq!(
-        scalar(&c, "SELECT count(*) FROM event_log WHERE received_at < '2026-09-02 12:00Z'").await,
+        scalar(&c, "SELECT count(*) FROM event_log").await,
+        12,
+        "surplus 4 and 5: 6 rows each"
+    );
+    assert_eq!(
+        scalar(
+            &c,
+            "SELECT count(*) FROM event_log WHERE received_at < '2026-09-02 12:00Z'"
+        )
+        .await,
         0
     );
     assert_eq!(scalar(&c, "SELECT count(*) FROM surplus").await, 2);
@@ -92,7 +112,10 @@ async fn retention_drops_old_months_folds_their_kilograms_and_keeps_the_audit_lo
         "the audit log is kept whole"
     );
     let after = queries::global_impact(&c).await.unwrap();
-    assert_eq!(after, before, "impact totals survive: folded into impact_daily");
+    assert_eq!(
+        after, before,
+        "impact totals survive: folded into impact_daily"
+    );
     let days: Vec<(String, i64, i64)> = c
         .query(
             "SELECT day::text, delivered_n, delivered_g FROM impact_daily

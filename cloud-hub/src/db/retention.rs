@@ -36,8 +36,10 @@ pub async fn housekeeping(
         let now = OffsetDateTime::now_utc();
         let done = async {
             let mut client = super::connect(&database_url).await?;
-            super::locked(&mut client, async |c| super::partitions::ensure_around(c, now).await)
-                .await?;
+            super::locked(&mut client, async |c| {
+                super::partitions::ensure_around(c, now).await
+            })
+            .await?;
             run(&mut client, now, retention_days).await
         }
         .await;
