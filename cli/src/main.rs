@@ -147,6 +147,32 @@ enum HubCommand {
     Run(HubArgs),
     /// Print the effective hub configuration as TOML.
     Config(HubArgs),
+    /// Write the months of the event log and surplus that ended by --before
+    /// as Parquet (one file per month and region: DIR/<table>/<YYYY-MM>/
+    /// region-<id>.parquet), check each file, then detach the months from
+    /// PostgreSQL (their delivered kilograms stay as daily totals).
+    Export(HubExportArgs),
+}
+
+#[derive(Args)]
+struct HubExportArgs {
+    /// TOML configuration file (for database_url); PAHLAWAN_HUB_* and flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// PostgreSQL connection string (default: $DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Export months that ended by this UTC date, e.g. 2026-09-01 (at least 15 days ago).
+    #[arg(long, value_parser = parse_date)]
+    before: time::Date,
+    /// Directory for the Parquet files (created if missing; existing files are never overwritten).
+    #[arg(long)]
+    to: PathBuf,
+}
+
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &format).map_err(|e| format!("expected YYYY-MM-DD: {e}"))
 }
 
 #[derive(Args)]
@@ -398,6 +424,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             print!("{}", hub_config(&args)?.to_toml());
             Ok(())
         }
+        Command::Hub {
+            command: HubCommand::Export(args),
+        } => hub_export(args).await,
         Command::Certs { command } => certs(command),
         Command::Keys { command } => keys(command).await,
         Command::Token {
@@ -592,6 +621,36 @@ async fn hub_run(args: HubArgs) -> anyhow::Result<()> {
         hub.http_addr()
     );
     hub.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn hub_export(args: HubExportArgs) -> anyhow::Result<()> {
+    let mut config = cloud_hub::HubConfig::load(args.config.as_deref())?;
+    if let Some(u) = args.database_url {
+        config.database_url = u;
+    }
+    config.validate()?;
+    cloud_hub::tls::install_crypto_provider();
+    let mut client = cloud_hub::db::connect(&config.database_url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let before = args.before.midnight().assume_utc();
+    let exported = cloud_hub::db::export::export(
+        &mut client,
+        before,
+        &args.to,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    for f in &exported.files {
+        println!("wrote    {} ({} rows)", f.path.display(), f.rows);
+    }
+    for p in &exported.detached {
+        println!("detached {p}");
+    }
+    if exported.detached.is_empty() {
+        println!("no month ended by {} is left in PostgreSQL", args.before);
+    }
     Ok(())
 }
 

@@ -2,11 +2,13 @@
 //! `migrations/hub/`), and Citus distribution where the extension exists.
 //! [`apply`] projects event batches; [`leases`] hands out cells;
 //! [`queries`] answers the dashboards and the registry; [`partitions`]
-//! keeps the monthly partitions, [`retention`] takes old ones away;
+//! keeps the monthly partitions, [`retention`] takes old ones away,
+//! [`export`] writes them as Parquet (the cold tier);
 //! [`conninfo`] and [`tls`] give connections libpq's `sslmode`.
 
 pub mod apply;
 pub mod conninfo;
+pub mod export;
 pub mod leases;
 pub mod partitions;
 pub mod queries;
