@@ -163,16 +163,19 @@ struct HubExportArgs {
     #[arg(long)]
     database_url: Option<String>,
     /// Export months that ended by this UTC date, e.g. 2026-09-01 (at least 15 days ago).
-    #[arg(long, value_parser = parse_date)]
-    before: time::Date,
+    #[arg(long)]
+    before: String,
     /// Directory for the Parquet files (created if missing; existing files are never overwritten).
     #[arg(long)]
     to: PathBuf,
 }
 
-fn parse_date(s: &str) -> Result<time::Date, String> {
+/// `--before`, checked here rather than by clap so that a bad date is one
+/// line like every other error.
+fn parse_date(s: &str) -> anyhow::Result<time::Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &format).map_err(|e| format!("expected YYYY-MM-DD: {e}"))
+    time::Date::parse(s, &format)
+        .map_err(|e| anyhow::anyhow!("--before {s:?}: expected a date as YYYY-MM-DD ({e})"))
 }
 
 #[derive(Args)]
@@ -625,6 +628,7 @@ async fn hub_run(args: HubArgs) -> anyhow::Result<()> {
 }
 
 async fn hub_export(args: HubExportArgs) -> anyhow::Result<()> {
+    let before = parse_date(&args.before)?;
     let mut config = cloud_hub::HubConfig::load(args.config.as_deref())?;
     if let Some(u) = args.database_url {
         config.database_url = u;
@@ -634,10 +638,9 @@ async fn hub_export(args: HubExportArgs) -> anyhow::Result<()> {
     let mut client = cloud_hub::db::connect(&config.database_url)
         .await
         .context("connecting to PostgreSQL")?;
-    let before = args.before.midnight().assume_utc();
     let exported = cloud_hub::db::export::export(
         &mut client,
-        before,
+        before.midnight().assume_utc(),
         &args.to,
         time::OffsetDateTime::now_utc(),
     )
@@ -649,7 +652,7 @@ async fn hub_export(args: HubExportArgs) -> anyhow::Result<()> {
         println!("detached {p}");
     }
     if exported.detached.is_empty() {
-        println!("no month ended by {} is left in PostgreSQL", args.before);
+        println!("no month ended by {before} is left in PostgreSQL");
     }
     Ok(())
 }
