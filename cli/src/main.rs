@@ -131,9 +131,16 @@ struct BenchSyncArgs {
     /// PostgreSQL to use (default: $DATABASE_URL). Tables are created in it.
     #[arg(long)]
     database_url: Option<String>,
-    /// Surplus posted before the edge first meets the hub (2 events each).
+    /// Surplus posted before the edges first meet the hub (2 events each),
+    /// shared among the edges of each scenario.
     #[arg(long, default_value_t = 100_000)]
     backlog_posts: u64,
+    /// Ingest scenarios, as numbers of edges connecting at once (1 to 10).
+    #[arg(long, value_delimiter = ',', default_value = "1,10")]
+    edges: Vec<usize>,
+    /// What the database is, for the report's title.
+    #[arg(long, default_value = "PostgreSQL")]
+    label: String,
     /// Posts/s served while lag is measured.
     #[arg(long, default_value_t = 2_000)]
     rate: u32,
@@ -410,6 +417,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 })?;
             let report = sync_bench::run(sync_bench::SyncBenchConfig {
                 database_url,
+                label: args.label,
+                edges: args.edges,
                 backlog_posts: args.backlog_posts,
                 rate: args.rate,
                 duration: std::time::Duration::from_secs(args.duration_secs.max(1)),

@@ -11,6 +11,10 @@
 #                own PostgreSQL on a free loopback port, as the `postgres` user
 #                when run as root; exports PAHLAWAN_CITUS_COORDINATOR (a URL)
 #                and PAHLAWAN_CITUS_WORKERS (host:port,host:port).
+# citus_database NAME
+#                creates NAME on every node with the extension, adds the
+#                workers from the coordinator, prints its URL (Citus's default
+#                32 shards per table, as in production).
 # stop_citus     stops the three servers and removes their files. start_citus
 #                chains itself into the EXIT/INT/TERM traps (after whatever
 #                trap is already set, e.g. stop_postgres), so the cluster never
@@ -170,4 +174,22 @@ stop_citus() {
         rm -rf "$CITUS_DIR"
         CITUS_DIR=""
     fi
+}
+
+citus_database() {
+    local name=$1 bin psql port c w
+    bin=$CITUS_BIN
+    c=${PAHLAWAN_CITUS_COORDINATOR##*:}
+    c=${c%%/*}
+    for port in "$c" $(echo "$PAHLAWAN_CITUS_WORKERS" | tr ',' ' ' | sed -E 's/[^ ]*://g'); do
+        psql=("$bin/psql" -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres)
+        "${psql[@]}" -d postgres -c "CREATE DATABASE $name" >/dev/null || return 1
+        "${psql[@]}" -d "$name" -c "CREATE EXTENSION citus" >/dev/null || return 1
+    done
+    psql=("$bin/psql" -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$c" -U postgres -d "$name")
+    "${psql[@]}" -c "SELECT citus_set_coordinator_host('127.0.0.1', $c)" >/dev/null || return 1
+    for w in $(echo "$PAHLAWAN_CITUS_WORKERS" | tr ',' ' '); do
+        "${psql[@]}" -c "SELECT citus_add_node('${w%:*}', ${w##*:})" >/dev/null || return 1
+    done
+    echo "postgres://postgres@127.0.0.1:$c/$name"
 }
