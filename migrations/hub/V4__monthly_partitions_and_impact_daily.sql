@@ -59,9 +59,16 @@ BEGIN
 END;
 $$;
 
+-- The renames run through EXECUTE, each alone: Citus forwards the DDL of a
+-- distributed table to its shards as the client's query text, and a
+-- migration is one multi-statement query, which a worker refuses ("cannot
+-- insert multiple commands into a prepared statement").
+CREATE FUNCTION pahlawan_v4_alone(ddl text) RETURNS void
+LANGUAGE plpgsql AS $$ BEGIN EXECUTE ddl; END; $$;
+
 -- The event log.
-ALTER TABLE event_log RENAME TO event_log_v3;
-ALTER INDEX event_log_subject RENAME TO event_log_v3_subject;
+SELECT pahlawan_v4_alone('ALTER TABLE event_log RENAME TO event_log_v3');
+SELECT pahlawan_v4_alone('ALTER INDEX event_log_subject RENAME TO event_log_v3_subject');
 CREATE TABLE event_log (LIKE event_log_v3 INCLUDING DEFAULTS) PARTITION BY RANGE (received_at);
 ALTER TABLE event_log ADD PRIMARY KEY (geo_region_id, edge_id, seq, received_at);
 CREATE INDEX event_log_subject ON event_log (geo_region_id, edge_id, subject_id)
@@ -72,9 +79,9 @@ DROP TABLE event_log_v3;
 
 -- Surplus: when the hub first applied its posting (existing rows: when
 -- they were last updated, the best the hub knows).
-ALTER TABLE surplus RENAME TO surplus_v3;
-ALTER INDEX surplus_region_status RENAME TO surplus_v3_region_status;
-ALTER TABLE surplus_v3 ADD COLUMN received_at TIMESTAMPTZ NOT NULL DEFAULT now();
+SELECT pahlawan_v4_alone('ALTER TABLE surplus RENAME TO surplus_v3');
+SELECT pahlawan_v4_alone('ALTER INDEX surplus_region_status RENAME TO surplus_v3_region_status');
+SELECT pahlawan_v4_alone('ALTER TABLE surplus_v3 ADD COLUMN received_at TIMESTAMPTZ NOT NULL DEFAULT now()');
 UPDATE surplus_v3 SET received_at = updated_at;
 CREATE TABLE surplus (LIKE surplus_v3 INCLUDING DEFAULTS) PARTITION BY RANGE (received_at);
 ALTER TABLE surplus ADD PRIMARY KEY (geo_region_id, id, received_at);
@@ -84,3 +91,4 @@ INSERT INTO surplus SELECT * FROM surplus_v3;
 DROP TABLE surplus_v3;
 
 DROP FUNCTION pahlawan_v4_months(regclass, text);
+DROP FUNCTION pahlawan_v4_alone(text);

@@ -136,6 +136,19 @@ pub async fn migrate(client: &mut Client) -> Result<bool, DbError> {
     .await
 }
 
+/// Applies the migrations up to `version` only, nothing else: for tests
+/// that upgrade a database holding rows of an older schema.
+pub async fn migrate_to(client: &mut Client, version: i32) -> Result<(), DbError> {
+    locked(client, async |client| {
+        embedded::migrations::runner()
+            .set_target(refinery::Target::Version(version))
+            .run_async(client)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Runs `f` holding the schema lock (migrations, partition DDL), so that
 /// several hub processes take turns.
 pub async fn locked<T>(
