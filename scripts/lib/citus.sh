@@ -99,7 +99,7 @@ ensure_citus() {
     fi
     cache="${XDG_CACHE_HOME:-$HOME/.cache}/pahlawan/citus-$CITUS_VERSION-pg$major"
     if [ "$(cat "$cache/key" 2>/dev/null)" != "$key" ]; then
-        printf '\n==> %s\n' "building Citus $CITUS_VERSION for $("$pgc" --version) (once; about 10 minutes on 2 cores)" >&2
+        printf '\n==> %s\n' "building Citus $CITUS_VERSION for $("$pgc" --version) (once; about 5 minutes on 2 cores)" >&2
         mkdir -p "$(dirname "$cache")"
         citus_build "$vendor" "$pgc" "$cache" "$key" || { echo "building Citus failed" >&2; return 1; }
     fi
