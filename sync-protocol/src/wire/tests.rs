@@ -3,7 +3,6 @@
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt::Write;
 
 use proptest::prelude::*;
 
@@ -11,17 +10,10 @@ use super::*;
 use crate::domain::{FoodType, FoodTypeSet, Mass, Provider, Recipient, SealedContact, Subject};
 use crate::event::{AuditRecord, ClaimVia, DeadLetterReason, Event, SurplusPosted};
 use crate::geo::GeoPoint;
+use crate::hex;
 use crate::ids::{EdgeId, ProviderId, RecipientId, SurplusId};
 use crate::time::Timestamp;
 use crate::trace::TraceContext;
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
 
 fn point() -> GeoPoint {
     GeoPoint::new(-6.2, 106.816666).expect("valid")
