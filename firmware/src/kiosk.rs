@@ -204,9 +204,12 @@ impl Kiosk {
             };
             match event {
                 Some(event) => self.on_event(now, event),
-                // The reader takes every byte it can before it waits for
-                // more, so nothing is left here.
-                None => return debug_assert!(bytes.is_empty(), "reader stalled"),
+                None => {
+                    // The reader takes every byte it can before it waits
+                    // for more, so nothing is left here.
+                    debug_assert!(bytes.is_empty(), "the frame reader stalled");
+                    return;
+                }
             }
         }
     }
@@ -251,6 +254,8 @@ impl Kiosk {
     fn on_down(&mut self, now: Uptime, msg: Down) {
         let phase = self.phase();
         match msg {
+            // Sealed: the edge knows this kiosk but will not serve it now.
+            Down::Refused(r) => self.refuse(r),
             Down::Welcome {
                 recipient,
                 time,
@@ -279,7 +284,6 @@ impl Kiosk {
             }
             Down::Result { id, outcome } => self.on_result(now, id, outcome),
             Down::Time(sync) => self.sync(now, &sync),
-            Down::Refused(r) => self.refuse(r),
         }
         self.expire(now);
     }

@@ -41,6 +41,17 @@ pub use trace::TraceContext;
 #[cfg(feature = "alloc")]
 pub use wire::{WIRE_VERSION, WireError};
 
+/// Asserts encodings equal their golden hex, printing every actual one
+/// (ready to paste after a deliberate, append-only change).
+#[cfg(test)]
+pub(crate) fn assert_golden(actual: &[alloc::string::String], golden: &[&str]) {
+    let report: alloc::string::String = actual
+        .iter()
+        .map(|h| alloc::format!("    \"{h}\",\n"))
+        .collect();
+    assert_eq!(actual, golden, "actual encodings:\n{report}");
+}
+
 /// Lowercase hex, for the golden-bytes tests.
 #[cfg(test)]
 pub(crate) fn hex(bytes: &[u8]) -> alloc::string::String {

@@ -67,6 +67,8 @@ pub struct Sim {
     pub reject: u32,
     /// Refuse the next Hello with this.
     pub refuse: Option<sync_protocol::kiosk::Refusal>,
+    /// Refuse with this, sealed, once the kiosk has authenticated.
+    pub refuse_sealed: Option<sync_protocol::kiosk::Refusal>,
     conn: Option<EdgeConn>,
     conns: u32,
     up: VecDeque<Frame>,
@@ -91,6 +93,7 @@ impl Sim {
             busy: 0,
             reject: 0,
             refuse: None,
+            refuse_sealed: None,
             conn: None,
             conns: 0,
             up: VecDeque::new(),
@@ -246,6 +249,9 @@ impl Sim {
         match up {
             Up::Ready { device_ms, .. } => {
                 self.conn.as_mut().expect("connected").live = true;
+                if let Some(r) = self.refuse_sealed {
+                    return self.send(Down::Refused(r));
+                }
                 let open: Vec<Card> = self
                     .held
                     .values()

@@ -39,6 +39,17 @@ fn script(sim: &mut Sim, rows: &[(Do, Option<[&str; 4]>)]) {
     }
 }
 
+/// A kiosk online with one offer of `grams` on screen, answerable for
+/// `respond_ms` (the button guard still up).
+fn one_offer(respond_ms: u64, grams: u64) -> Sim {
+    let mut sim = Sim::new();
+    sim.connect();
+    sim.settle();
+    sim.offer(respond_ms, grams);
+    sim.settle();
+    sim
+}
+
 /// Edge time 2026-11-24T17:00:01Z at uptime 1 s: 00:00 in Jakarta (UTC+7).
 #[test]
 fn an_offer_goes_from_shown_to_delivered() {
@@ -227,14 +238,10 @@ fn an_offer_goes_from_shown_to_delivered() {
 
 #[test]
 fn declining_asks_first_and_x_takes_it_back() {
-    let mut sim = Sim::new();
+    let mut sim = one_offer(300_000, 5_000);
     script(
         &mut sim,
         &[
-            (Do::Connect, None),
-            (Do::Settle, None),
-            (Do::Offer(300_000, 5_000), None),
-            (Do::Settle, None),
             (Do::Wait(1_000), None),
             (
                 Do::Press(Button::Back),
@@ -276,17 +283,8 @@ fn declining_asks_first_and_x_takes_it_back() {
 
 #[test]
 fn a_press_while_disconnected_is_sent_once_on_reconnect() {
-    let mut sim = Sim::new();
-    script(
-        &mut sim,
-        &[
-            (Do::Connect, None),
-            (Do::Settle, None),
-            (Do::Offer(300_000, 5_000), None),
-            (Do::Settle, None),
-            (Do::Wait(1_000), None),
-        ],
-    );
+    let mut sim = one_offer(300_000, 5_000);
+    sim.wait(1_000);
     sim.disconnect();
     assert_eq!(sim.lines()[0], "1/1 Bakery 5.0kg   !", "the offline mark");
     assert_eq!(
@@ -312,17 +310,8 @@ fn a_press_while_disconnected_is_sent_once_on_reconnect() {
 
 #[test]
 fn an_answer_lost_with_the_link_is_asked_again_with_the_same_id() {
-    let mut sim = Sim::new();
-    script(
-        &mut sim,
-        &[
-            (Do::Connect, None),
-            (Do::Settle, None),
-            (Do::Offer(300_000, 5_000), None),
-            (Do::Settle, None),
-            (Do::Wait(1_000), None),
-        ],
-    );
+    let mut sim = one_offer(300_000, 5_000);
+    sim.wait(1_000);
     sim.press(Button::Ok);
     sim.deliver(1, 0); // the edge applies the accept; its answer is lost
     assert_eq!(sim.applied.len(), 1);
@@ -343,17 +332,8 @@ fn an_answer_lost_with_the_link_is_asked_again_with_the_same_id() {
 
 #[test]
 fn busy_is_retried_with_the_same_id_after_the_delay() {
-    let mut sim = Sim::new();
-    script(
-        &mut sim,
-        &[
-            (Do::Connect, None),
-            (Do::Settle, None),
-            (Do::Offer(300_000, 5_000), None),
-            (Do::Settle, None),
-            (Do::Wait(1_000), None),
-        ],
-    );
+    let mut sim = one_offer(300_000, 5_000);
+    sim.wait(1_000);
     sim.busy = 1;
     sim.press(Button::Ok);
     sim.settle();
@@ -373,16 +353,7 @@ fn busy_is_retried_with_the_same_id_after_the_delay() {
 
 #[test]
 fn an_offer_stops_being_actionable_before_its_deadline_even_offline() {
-    let mut sim = Sim::new();
-    script(
-        &mut sim,
-        &[
-            (Do::Connect, None),
-            (Do::Settle, None),
-            (Do::Offer(20_000, 5_000), None),
-            (Do::Settle, None),
-        ],
-    );
+    let mut sim = one_offer(20_000, 5_000);
     sim.disconnect();
     sim.wait(14_000);
     assert_eq!(sim.lines()[2], "Reply 0:01  2.3km");
@@ -414,16 +385,7 @@ fn withdrawals_take_the_card_away_with_the_reason() {
         (Withdrawal::Cancelled, "Offer cancelled"),
     ];
     for (reason, said) in table {
-        let mut sim = Sim::new();
-        script(
-            &mut sim,
-            &[
-                (Do::Connect, None),
-                (Do::Settle, None),
-                (Do::Offer(300_000, 5_000), None),
-                (Do::Settle, None),
-            ],
-        );
+        let mut sim = one_offer(300_000, 5_000);
         let s = sim.live()[0];
         sim.withdraw(s, reason);
         sim.settle();
@@ -444,17 +406,8 @@ fn a_refused_answer_removes_the_card_and_says_why() {
         (Withdrawal::Cancelled, "Not yours"),
     ];
     for (gone, said) in table {
-        let mut sim = Sim::new();
-        script(
-            &mut sim,
-            &[
-                (Do::Connect, None),
-                (Do::Settle, None),
-                (Do::Offer(300_000, 5_000), None),
-                (Do::Settle, None),
-                (Do::Wait(1_000), None),
-            ],
-        );
+        let mut sim = one_offer(300_000, 5_000);
+        sim.wait(1_000);
         sim.disconnect();
         sim.press(Button::Ok);
         // Gone at the edge while the kiosk was away; the snapshot drops the
@@ -588,31 +541,29 @@ fn a_refused_kiosk_says_why() {
         ),
     ];
     for (r, en, id) in table {
-        let mut sim = Sim::new();
-        sim.refuse = Some(r);
-        sim.connect();
-        sim.deliver(1, 1);
-        assert_eq!(sim.kiosk.refusal(), Some(r));
-        assert!(!sim.is_connected(), "the shell closed the refused link");
-        assert_eq!(sim.lines()[3], en);
-        sim.press(Button::Language);
-        assert_eq!(sim.lines()[3], id);
+        // Before the keys (in the clear) and after them (sealed).
+        for sealed in [false, true] {
+            let mut sim = Sim::new();
+            if sealed {
+                sim.refuse_sealed = Some(r);
+            } else {
+                sim.refuse = Some(r);
+            }
+            sim.connect();
+            sim.settle();
+            assert_eq!(sim.kiosk.refusal(), Some(r), "sealed: {sealed}");
+            assert!(!sim.is_connected(), "the shell closed the refused link");
+            assert_eq!(sim.lines()[3], en);
+            sim.press(Button::Language);
+            assert_eq!(sim.lines()[3], id);
+        }
     }
 }
 
 #[test]
 fn the_card_on_screen_stays_when_others_arrive() {
-    let mut sim = Sim::new();
-    script(
-        &mut sim,
-        &[
-            (Do::Connect, None),
-            (Do::Settle, None),
-            (Do::Offer(600_000, 5_000), None),
-            (Do::Settle, None),
-            (Do::Wait(1_000), None),
-        ],
-    );
+    let mut sim = one_offer(600_000, 5_000);
+    sim.wait(1_000);
     let first = sim.live()[0];
     sim.offer(300_000, 9_000); // more urgent: sorted before the first
     sim.settle();

@@ -91,8 +91,9 @@ pub const KIOSK_VERSION: u8 = 1;
 pub const FRAME_HEADER_BYTES: usize = 2;
 
 /// The most bytes after the header: version, payload and (once sealed) the
-/// 16-byte tag. The largest message (a [`Card`] with a full name) needs
-/// about 150; `tests.rs` checks the worst case of every message fits.
+/// 16-byte tag. The largest message (a [`Card`] with a full name and the
+/// largest numbers) needs about 125 sealed; `tests.rs` checks the worst case
+/// of every message fits, leaving room for fields appended later.
 pub const MAX_FRAME_BODY_BYTES: usize = 256;
 
 /// A whole frame on the wire, header included.

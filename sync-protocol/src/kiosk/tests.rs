@@ -12,9 +12,9 @@ use super::frame::{decode_plain, encode_plain};
 use super::seal::{MAX_FRAMES_PER_DIRECTION, TAG_BYTES};
 use super::*;
 use crate::domain::{FoodType, Mass};
-use crate::hex;
 use crate::ids::{DeviceId, SurplusId};
 use crate::time::Timestamp;
+use crate::{assert_golden, hex};
 
 const DEVICE: DeviceId = DeviceId::from_bytes([0xd1; 16]);
 const KEY: LinkKey = LinkKey([0x42; 32]);
@@ -187,15 +187,7 @@ const GOLDEN_PLAIN: &[&str] = &[
 #[test]
 fn golden_bytes_pin_every_kiosk_message() {
     let actual: Vec<String> = plain_frames().iter().map(|f| hex(f)).collect();
-    let report: String = actual
-        .iter()
-        .map(|h| alloc::format!("    \"{h}\",\n"))
-        .collect();
-    assert_eq!(
-        actual.as_slice(),
-        GOLDEN_PLAIN,
-        "actual encodings:\n{report}"
-    );
+    assert_golden(&actual, GOLDEN_PLAIN);
 }
 
 /// A device and an edge with the handshake done (Ready and Welcome opened).
@@ -228,13 +220,42 @@ fn open_pair_with(dk: &LinkKey, ek: &LinkKey) -> Result<(DeviceLink, EdgeLink), 
     Ok((device, edge))
 }
 
-fn deliver_edge(edge: &mut EdgeLink, mut bytes: &[u8]) -> Vec<Result<EdgeEvent, KioskError>> {
+/// Either end of a link, as a test feeds it.
+trait End {
+    type Event;
+    fn push(&mut self, bytes: &[u8]) -> usize;
+    fn poll_event(&mut self) -> Option<Result<Self::Event, KioskError>>;
+}
+
+impl End for EdgeLink {
+    type Event = EdgeEvent;
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        EdgeLink::push(self, bytes)
+    }
+    fn poll_event(&mut self) -> Option<Result<EdgeEvent, KioskError>> {
+        EdgeLink::poll_event(self)
+    }
+}
+
+impl End for DeviceLink {
+    type Event = DeviceEvent;
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        DeviceLink::push(self, bytes)
+    }
+    fn poll_event(&mut self) -> Option<Result<DeviceEvent, KioskError>> {
+        DeviceLink::poll_event(self)
+    }
+}
+
+/// Pushes `bytes` into an end and collects every event, until the bytes
+/// are taken or the end takes no more.
+fn deliver<E: End>(end: &mut E, mut bytes: &[u8]) -> Vec<Result<E::Event, KioskError>> {
     let mut out = Vec::new();
     loop {
-        let n = edge.push(bytes);
+        let n = end.push(bytes);
         bytes = &bytes[n..];
         let before = out.len();
-        while let Some(e) = edge.poll_event() {
+        while let Some(e) = end.poll_event() {
             out.push(e);
         }
         if bytes.is_empty() || (n == 0 && out.len() == before) {
@@ -243,22 +264,12 @@ fn deliver_edge(edge: &mut EdgeLink, mut bytes: &[u8]) -> Vec<Result<EdgeEvent, 
     }
 }
 
-fn deliver_device(
-    device: &mut DeviceLink,
-    mut bytes: &[u8],
-) -> Vec<Result<DeviceEvent, KioskError>> {
-    let mut out = Vec::new();
-    loop {
-        let n = device.push(bytes);
-        bytes = &bytes[n..];
-        let before = out.len();
-        while let Some(e) = device.poll_event() {
-            out.push(e);
-        }
-        if bytes.is_empty() || (n == 0 && out.len() == before) {
-            return out;
-        }
-    }
+fn deliver_edge(edge: &mut EdgeLink, bytes: &[u8]) -> Vec<Result<EdgeEvent, KioskError>> {
+    deliver(edge, bytes)
+}
+
+fn deliver_device(device: &mut DeviceLink, bytes: &[u8]) -> Vec<Result<DeviceEvent, KioskError>> {
+    deliver(device, bytes)
 }
 
 /// The first three frames each way after the handshake, sealed: pins the
@@ -298,15 +309,7 @@ fn sealed_frames() -> Vec<Frame> {
 #[test]
 fn golden_bytes_pin_the_sealing() {
     let actual: Vec<String> = sealed_frames().iter().map(|f| hex(f)).collect();
-    let report: String = actual
-        .iter()
-        .map(|h| alloc::format!("    \"{h}\",\n"))
-        .collect();
-    assert_eq!(
-        actual.as_slice(),
-        GOLDEN_SEALED,
-        "actual sealed frames:\n{report}"
-    );
+    assert_golden(&actual, GOLDEN_SEALED);
 }
 
 #[test]

@@ -1,6 +1,5 @@
 //! Golden bytes pin the wire format; random bytes prove decoding is total.
 
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -10,10 +9,10 @@ use super::*;
 use crate::domain::{FoodType, FoodTypeSet, Mass, Provider, Recipient, SealedContact, Subject};
 use crate::event::{AuditRecord, ClaimVia, DeadLetterReason, Event, SurplusPosted};
 use crate::geo::GeoPoint;
-use crate::hex;
 use crate::ids::{EdgeId, ProviderId, RecipientId, SurplusId};
 use crate::time::Timestamp;
 use crate::trace::TraceContext;
+use crate::{assert_golden, hex};
 
 fn point() -> GeoPoint {
     GeoPoint::new(-6.2, 106.816666).expect("valid")
@@ -156,15 +155,7 @@ fn golden_bytes_pin_every_event_variant() {
     for (i, event) in sample_events().into_iter().enumerate() {
         actual.push(hex(&encode_envelope(&envelope(i as u64 + 1, event))));
     }
-    let report: String = actual
-        .iter()
-        .map(|h| alloc::format!("    \"{h}\",\n"))
-        .collect();
-    assert_eq!(
-        actual.as_slice(),
-        GOLDEN.as_slice(),
-        "actual encodings:\n{report}"
-    );
+    assert_golden(&actual, &GOLDEN);
 }
 
 #[test]
