@@ -1,21 +1,191 @@
 //! JSON bodies of the API and their validation into commands. Units are in
 //! the names (`quantity_kg`), times are RFC 3339 strings, food types are
 //! snake_case names. Validation failures are 422s with a specific code.
+//!
+//! The OpenAPI schemas state exactly what the validators enforce: each
+//! string rule is one pattern constant below, used by both the schema and
+//! the validator's tests, so a generated client or an API fuzzer can trust
+//! the document (`tests/openapi_contract.rs` checks validator and schema
+//! agree on random input; schemathesis checks the running edge).
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use sync_protocol::{
     Contact, FoodType, FoodTypeSet, GeoPoint, Mass, Provider, Recipient, RecipientId, SurplusId,
-    Timestamp, Validation,
+    SurplusStatus, Timestamp, Validation,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::auth::Role;
 use crate::cells;
 use crate::commands::{NewProvider, NewRecipient, NewSurplus};
 use sync_protocol::Surplus;
+
+/// Control characters (Unicode `Cc`, what `char::is_control` refuses), as
+/// an ECMA-262 character-class body.
+const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
+/// Control characters and Unicode `White_Space` (what `char::is_whitespace`
+/// and `str::trim` take), as an ECMA-262 character-class body.
+const CONTROL_OR_SPACE: &str =
+    r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// A name: no control characters, and something besides white space
+/// (surrounding white space is trimmed off before it is stored).
+pub fn name_pattern() -> String {
+    format!("^[^{CONTROL}]*[^{CONTROL_OR_SPACE}][^{CONTROL}]*$")
+}
+
+/// A phone number: digits, spaces and `+ - ( ) .`, at least one digit.
+pub const PHONE_PATTERN: &str = r"^[0-9 +\-().]*[0-9][0-9 +\-().]*$";
+/// The fewest characters a phone number has.
+pub const MIN_PHONE_CHARS: usize = 3;
+
+/// An e-mail address: one `@`, something before it, and a domain holding a
+/// dot that neither starts nor ends it; no white space or control characters.
+pub fn email_pattern() -> String {
+    let x = CONTROL_OR_SPACE;
+    format!("^[^@{x}]+@[^@.{x}][^@{x}]*\\.[^@{x}]*[^@.{x}]$")
+}
+
+/// A description: no control characters but line feed and tab.
+pub const DESCRIPTION_PATTERN: &str = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$";
+
+/// The least mass the edge keeps (it stores whole grams).
+pub const MIN_KG: f64 = 0.001;
+
+fn string_schema(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+}
+
+fn string_enum<'a>(description: &str, names: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+    string_schema(description)
+        .enum_values(Some(names.into_iter().map(str::to_string)))
+        .into()
+}
+
+/// Declares a schema-only type: its name in `components/schemas` and its schema.
+macro_rules! schema_type {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $schema:expr) => {
+        $(#[$doc])*
+        pub struct $ty;
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                $schema
+            }
+        }
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+schema_type!(
+    /// A provider's or recipient's name.
+    NameText,
+    "Name",
+    string_schema("1 to 200 characters, not only white space, no control characters; trimmed when stored")
+        .min_length(Some(1))
+        .max_length(Some(Validation::MAX_NAME_CHARS))
+        .pattern(Some(name_pattern()))
+        .into()
+);
+schema_type!(
+    /// A contact phone number.
+    PhoneText,
+    "Phone",
+    string_schema("3 to 32 characters of digits, spaces and + - ( ) .")
+        .min_length(Some(MIN_PHONE_CHARS))
+        .max_length(Some(Validation::MAX_PHONE_CHARS))
+        .pattern(Some(PHONE_PATTERN))
+        .into()
+);
+schema_type!(
+    /// A contact e-mail address.
+    EmailText,
+    "Email",
+    string_schema("An e-mail address, at most 254 characters")
+        .max_length(Some(Validation::MAX_EMAIL_CHARS))
+        .pattern(Some(email_pattern()))
+        .into()
+);
+schema_type!(
+    /// A surplus's free-text description.
+    DescriptionText,
+    "Description",
+    string_schema("At most 2,000 characters, no control characters but line feed and tab")
+        .max_length(Some(Validation::MAX_DESCRIPTION_CHARS))
+        .pattern(Some(DESCRIPTION_PATTERN))
+        .into()
+);
+schema_type!(
+    /// A food type's snake_case name.
+    FoodTypeName,
+    "FoodType",
+    string_enum("A food type", FoodType::ALL.iter().map(|t| t.as_str()))
+);
+schema_type!(
+    /// A surplus status's snake_case name.
+    SurplusStatusName,
+    "SurplusStatus",
+    string_enum(
+        "Where a surplus is in its life",
+        SurplusStatus::ALL.iter().map(|s| s.as_str())
+    )
+);
+schema_type!(
+    /// A token's role.
+    RoleName,
+    "Role",
+    string_enum("A caller's role", ROLES.iter().map(|r| r.as_str()))
+);
+schema_type!(
+    /// What became of an offer.
+    OfferOutcomeName,
+    "OfferOutcome",
+    string_enum("What became of an offer", OFFER_OUTCOMES)
+);
+
+schema_type!(
+    /// What a probe answers.
+    HealthStatusName,
+    "HealthStatus",
+    string_enum("`ok` (/healthz) or `ready` (/readyz)", ["ok", "ready"])
+);
+schema_type!(
+    /// Which kind of data subject an id names.
+    SubjectKindName,
+    "SubjectKind",
+    string_enum("A data subject's kind", ["provider", "recipient"])
+);
+
+/// Every role a token can carry.
+const ROLES: [Role; 3] = [Role::Provider, Role::Ngo, Role::Admin];
+
+/// A new [`Role`] must be added to [`ROLES`]: this match stops compiling.
+const _: fn(Role) = |r| match r {
+    Role::Provider | Role::Ngo | Role::Admin => {}
+};
+
+/// What the offers table records as an offer's outcome.
+pub const OFFER_OUTCOMES: [&str; 6] = [
+    "pending",
+    "accepted",
+    "declined",
+    "timed_out",
+    "superseded",
+    "expired",
+];
 
 pub fn rfc3339(t: Timestamp) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
@@ -34,11 +204,12 @@ fn point(lat: f64, lon: f64) -> Result<GeoPoint, ApiError> {
     GeoPoint::new(lat, lon).map_err(|e| ApiError::invalid("invalid_coordinates", e.to_string()))
 }
 
+/// A name as [`NameText`] states it; stored trimmed.
 fn name(s: String) -> Result<String, ApiError> {
     let t = s.trim();
     if t.is_empty()
-        || t.chars().count() > Validation::MAX_NAME_CHARS
-        || t.chars().any(char::is_control)
+        || s.chars().count() > Validation::MAX_NAME_CHARS
+        || s.chars().any(char::is_control)
     {
         return Err(ApiError::invalid(
             "invalid_name",
@@ -51,8 +222,9 @@ fn name(s: String) -> Result<String, ApiError> {
     Ok(t.to_string())
 }
 
+/// A phone as [`PhoneText`] states it, an e-mail as [`EmailText`] does.
 fn contact(phone: String, email: String) -> Result<Contact, ApiError> {
-    let phone_ok = (3..=Validation::MAX_PHONE_CHARS).contains(&phone.len())
+    let phone_ok = (MIN_PHONE_CHARS..=Validation::MAX_PHONE_CHARS).contains(&phone.len())
         && phone.chars().any(|c| c.is_ascii_digit())
         && phone
             .chars()
@@ -63,7 +235,7 @@ fn contact(phone: String, email: String) -> Result<Contact, ApiError> {
             "contact_phone must be 3 to 32 characters of digits, spaces and + - ( ) .",
         ));
     }
-    let email_ok = email.len() <= Validation::MAX_EMAIL_CHARS
+    let email_ok = email.chars().count() <= Validation::MAX_EMAIL_CHARS
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
@@ -88,13 +260,14 @@ fn food_type(s: &str) -> Result<FoodType, ApiError> {
         })
 }
 
+/// A mass of at least one gram ([`MIN_KG`]) and at most `max_kg`.
 fn positive_kg(kg: f64, max_kg: f64, code: &'static str, field: &str) -> Result<Mass, ApiError> {
-    let ok = kg.is_finite() && kg > 0.0 && kg <= max_kg;
+    let ok = kg.is_finite() && (MIN_KG..=max_kg).contains(&kg);
     match Mass::from_kg(kg).filter(|m| ok && m.grams() > 0) {
         Some(m) => Ok(m),
         None => Err(ApiError::invalid(
             code,
-            format!("{field} must be more than 0 and at most {max_kg}"),
+            format!("{field} must be at least {MIN_KG} (a gram) and at most {max_kg}"),
         )),
     }
 }
@@ -103,10 +276,15 @@ fn positive_kg(kg: f64, max_kg: f64, code: &'static str, field: &str) -> Result<
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProviderRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    #[schema(value_type = PhoneText)]
     pub contact_phone: String,
+    #[schema(value_type = EmailText)]
     pub contact_email: String,
 }
 
@@ -123,8 +301,11 @@ impl NewProviderRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProviderJson {
     pub id: Uuid,
+    /// As registered, or empty once erased.
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
     /// Contact data: shown to admins only (`null` otherwise).
     pub contact_phone: Option<String>,
@@ -145,26 +326,39 @@ impl ProviderJson {
     }
 }
 
+/// The longest `accepted_food_types` list (repeats are allowed).
+pub const MAX_ACCEPTED_FOOD_TYPES: usize = 2 * FoodType::ALL.len();
+
 /// `POST /recipients`
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRecipientRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    /// At least a gram, at most 1,000 t.
+    #[schema(minimum = 0.001, maximum = 1_000_000.0)]
     pub capacity_kg_per_day: f64,
-    /// snake_case food type names, e.g. `["prepared_meals", "bakery"]`.
+    /// snake_case food type names, e.g. `["prepared_meals", "bakery"]`
+    /// (repeats allowed, at most twice as many as there are food types).
+    #[schema(value_type = Vec<FoodTypeName>, min_items = 1, max_items = 14)]
     pub accepted_food_types: Vec<String>,
     #[serde(default)]
+    #[schema(default = false)]
     pub is_fallback: bool,
+    #[schema(value_type = PhoneText)]
     pub contact_phone: String,
+    #[schema(value_type = EmailText)]
     pub contact_email: String,
 }
 
 impl NewRecipientRequest {
     pub fn validate(self) -> Result<NewRecipient, ApiError> {
         if self.accepted_food_types.is_empty()
-            || self.accepted_food_types.len() > 2 * FoodType::ALL.len()
+            || self.accepted_food_types.len() > MAX_ACCEPTED_FOOD_TYPES
         {
             return Err(ApiError::invalid(
                 "invalid_food_types",
@@ -195,12 +389,16 @@ impl NewRecipientRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RecipientJson {
     pub id: Uuid,
+    /// As registered, or empty once erased.
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
     /// The S2 cell token the recipient lies in.
     pub cell: String,
     pub capacity_kg_per_day: f64,
+    #[schema(value_type = Vec<FoodTypeName>, min_items = 1)]
     pub accepted_food_types: Vec<String>,
     pub is_fallback: bool,
     /// Contact data: shown to admins only (`null` otherwise).
@@ -235,15 +433,22 @@ impl RecipientJson {
 #[serde(deny_unknown_fields)]
 pub struct NewSurplusRequest {
     pub provider_id: Uuid,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    /// At least a gram, at most ten tonnes.
+    #[schema(minimum = 0.001, maximum = 10_000.0)]
     pub quantity_kg: f64,
-    /// One of `prepared_meals`, `bakery`, `produce`, `dairy`, `meat_fish`,
-    /// `dry_goods`, `frozen`.
+    #[schema(value_type = FoodTypeName)]
     pub food_type: String,
-    /// RFC 3339, in the future (at most 14 days).
+    /// RFC 3339, in the future and at most 14 days away (422
+    /// `expiry_in_past` / `invalid_expiry` otherwise: a rule on the clock,
+    /// which no schema can state).
+    #[schema(format = DateTime)]
     pub expires_at: String,
     #[serde(default)]
+    #[schema(value_type = Option<DescriptionText>)]
     pub description: Option<String>,
 }
 
@@ -300,6 +505,7 @@ impl NewSurplusRequest {
 pub struct OfferJson {
     pub recipient_id: Uuid,
     /// When the offer lapses if not accepted (RFC 3339).
+    #[schema(format = DateTime)]
     pub expires_at: String,
     /// Offered to the cell's fallback recipient after the DLQ gave up.
     pub fallback: bool,
@@ -314,13 +520,16 @@ pub struct SurplusJson {
     /// The S2 cell token the surplus lies in.
     pub cell: String,
     pub quantity_kg: f64,
+    #[schema(value_type = FoodTypeName)]
     pub food_type: String,
     pub description: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(format = DateTime)]
     pub posted_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
-    /// `available`, `offered`, `claimed`, `picked_up`, `delivered`, `expired`
-    /// or `dead_lettered`.
+    #[schema(value_type = SurplusStatusName)]
     pub status: String,
     /// Send this back when claiming: first commit wins.
     pub version: u64,
@@ -380,14 +589,70 @@ pub struct OfferListJson {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct NearQuery {
+    #[param(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
-    /// Defaults to 15 km.
+    /// More than 0, at most `http.max_radius_km`; defaults to
+    /// `matching.radius_km` (the served document states this edge's values).
+    #[param(exclusive_minimum = 0.0, maximum = 100.0)]
     pub radius_km: Option<f64>,
     /// Only surplus in this status.
+    #[param(value_type = Option<SurplusStatusName>)]
     pub status: Option<String>,
-    /// At most this many items (default and maximum: 500).
+    /// At most this many items, 1 to `http.max_list_items` (also the default).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "integral_usize")]
     pub limit: Option<usize>,
+}
+
+/// A whole number as JSON Schema's `integer` reads one: `3` and `3.0`
+/// alike (and `"3"` in a query string), at least 0.
+struct Integral;
+
+impl serde::de::Visitor<'_> for Integral {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a whole number, at least 0")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+        // 2^64 is the first f64 above u64::MAX.
+        if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+            Ok(v as u64)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        match (v.parse::<u64>(), v.parse::<f64>()) {
+            (Ok(n), _) => Ok(n),
+            (Err(_), Ok(f)) if f.is_finite() => self.visit_f64(f),
+            _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+        }
+    }
+}
+
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(Integral)
+}
+
+/// [`integral`], for a count (a number beyond `usize` is refused).
+fn integral_usize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n = integral(d)?;
+    usize::try_from(n)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom("a count beyond this machine's range"))
 }
 
 /// `POST /surplus/{id}/claim`
@@ -396,6 +661,7 @@ pub struct NearQuery {
 pub struct ClaimRequest {
     pub recipient_id: Uuid,
     /// The `version` the recipient read.
+    #[serde(deserialize_with = "integral")]
     pub version: u64,
 }
 
@@ -411,7 +677,9 @@ pub struct RecipientRequest {
 #[serde(deny_unknown_fields)]
 pub struct DeliverRequest {
     pub recipient_id: Uuid,
-    /// The mass that reached people: the impact figure.
+    /// The mass that reached people: the impact figure. At most the
+    /// quantity posted (422 `delivered_exceeds_quantity` otherwise).
+    #[schema(minimum = 0.0, maximum = 10_000.0)]
     pub delivered_kg: f64,
 }
 
@@ -465,6 +733,8 @@ pub struct SyncJson {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthJson {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    #[schema(value_type = HealthStatusName)]
     pub status: &'static str,
 }
 

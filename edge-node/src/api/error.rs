@@ -37,13 +37,16 @@ pub struct ErrorDetail {
 #[allow(dead_code)] // only its schema is used
 pub enum AuthErrors {
     /// No bearer token, or one that does not verify (`WWW-Authenticate` says why).
-    #[response(status = 401)]
+    #[response(status = 401, headers(("WWW-Authenticate" = String,
+        description = "`Bearer realm=\"pahlawan\"`, with `error` and `error_description` for a refused token")))]
     Unauthorized(ErrorBody),
     /// The caller's role or subject may not do this.
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// Too many requests for this subject (`Retry-After`, `RateLimit-*`).
-    #[response(status = 429)]
+    /// Too many requests: for this subject (`rate_limited`, with
+    /// `RateLimit-*`), refused tokens from this address, open streams or
+    /// uncollected claims of this subject.
+    #[response(status = 429, headers(("Retry-After" = u32, description = "Seconds to wait")))]
     TooManyRequests(ErrorBody),
 }
 
