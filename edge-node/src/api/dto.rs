@@ -194,8 +194,25 @@ pub fn rfc3339(t: Timestamp) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 date-time as JSON Schema's `format: date-time` reads one:
+/// the `time` crate also takes a space for the `T`, which it does not, and
+/// refuses a leap second (`23:59:60` in UTC), which it takes; a leap second
+/// reads as the instant after 23:59:59.
 fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let d = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
+    let d = if s.get(17..19) == Some("60") {
+        let before = format!("{}59{}", &s[..17], &s[19..]);
+        let d = OffsetDateTime::parse(&before, &Rfc3339).ok()?;
+        let utc = d.to_offset(time::UtcOffset::UTC);
+        if (utc.hour(), utc.minute(), utc.second()) != (23, 59, 59) {
+            return None;
+        }
+        d + time::Duration::SECOND
+    } else {
+        OffsetDateTime::parse(s, &Rfc3339).ok()?
+    };
     let ms = d.unix_timestamp_nanos() / 1_000_000;
     i64::try_from(ms).ok().map(Timestamp::from_unix_ms)
 }
@@ -432,6 +449,7 @@ impl RecipientJson {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSurplusRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub provider_id: Uuid,
     #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
@@ -606,28 +624,55 @@ pub struct NearQuery {
     pub limit: Option<usize>,
 }
 
+/// A UUID as the document's `format: uuid` states one: the hyphenated
+/// 8-4-4-4-12 spelling only (the `uuid` crate also reads the simple, braced
+/// and URN spellings, which no client is told of).
+pub fn hyphenated_uuid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    parse_hyphenated(&s).ok_or_else(|| {
+        serde::de::Error::invalid_value(serde::de::Unexpected::Str(&s), &"a hyphenated UUID")
+    })
+}
+
+/// `s` as a UUID, if it is spelt hyphenated (8-4-4-4-12).
+pub fn parse_hyphenated(s: &str) -> Option<Uuid> {
+    (s.len() == 36).then(|| Uuid::try_parse(s).ok()).flatten()
+}
+
+/// The largest whole number every JSON reader holds exactly (2^53 − 1):
+/// the most an integer field takes, so the document's `maximum` means the
+/// same to every client.
+pub const MAX_JSON_INTEGER: u64 = (1 << 53) - 1;
+
 /// A whole number as JSON Schema's `integer` reads one: `3` and `3.0`
-/// alike (and `"3"` in a query string), at least 0.
+/// alike (and `"3"` in a query string), 0 to [`MAX_JSON_INTEGER`].
 struct Integral;
 
 impl serde::de::Visitor<'_> for Integral {
     type Value = u64;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a whole number, at least 0")
+        write!(f, "a whole number from 0 to {MAX_JSON_INTEGER}")
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
-        Ok(v)
+        if v <= MAX_JSON_INTEGER {
+            Ok(v)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
     }
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
-        u64::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        match u64::try_from(v) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+        }
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
-        // 2^64 is the first f64 above u64::MAX.
-        if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+        // Exact: every whole f64 up to 2^53 is a whole number there.
+        if v.fract() == 0.0 && (0.0..=MAX_JSON_INTEGER as f64).contains(&v) {
             Ok(v as u64)
         } else {
             Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
@@ -659,9 +704,11 @@ fn integral_usize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub recipient_id: Uuid,
     /// The `version` the recipient read.
     #[serde(deserialize_with = "integral")]
+    #[schema(maximum = 9_007_199_254_740_991_u64)]
     pub version: u64,
 }
 
@@ -669,6 +716,7 @@ pub struct ClaimRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub recipient_id: Uuid,
 }
 
@@ -676,6 +724,7 @@ pub struct RecipientRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub recipient_id: Uuid,
     /// The mass that reached people: the impact figure. At most the
     /// quantity posted (422 `delivered_exceeds_quantity` otherwise).
@@ -752,6 +801,64 @@ mod tests {
             Some(Timestamp::from_unix_ms(1_795_539_600_000))
         );
         assert_eq!(parse_rfc3339("tomorrow"), None);
+        assert_eq!(
+            parse_rfc3339("2026-11-24 17:00:00Z"),
+            None,
+            "a space is not a T"
+        );
+        assert_eq!(
+            parse_rfc3339("2016-12-31T23:59:60Z"),
+            parse_rfc3339("2017-01-01T00:00:00Z"),
+            "a leap second is the instant after 23:59:59"
+        );
+        assert_eq!(
+            parse_rfc3339("2017-01-01T06:59:60+07:00"),
+            parse_rfc3339("2017-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2016-12-31T10:59:60Z"),
+            None,
+            "not at 23:59 UTC"
+        );
+    }
+
+    #[test]
+    fn integers_are_read_as_json_schema_reads_them() {
+        let read = |v: serde_json::Value| integral(v).ok();
+        assert_eq!(read(serde_json::json!(3)), Some(3));
+        assert_eq!(read(serde_json::json!(3.0)), Some(3));
+        assert_eq!(read(serde_json::json!("3")), Some(3), "a query string's");
+        assert_eq!(
+            read(serde_json::json!(MAX_JSON_INTEGER)),
+            Some(MAX_JSON_INTEGER)
+        );
+        for no in [
+            serde_json::json!(MAX_JSON_INTEGER + 1),
+            serde_json::json!(3.5),
+            serde_json::json!(-1),
+            serde_json::json!(1e300),
+            serde_json::json!("three"),
+            serde_json::json!(null),
+        ] {
+            assert_eq!(read(no.clone()), None, "{no}");
+        }
+    }
+
+    #[test]
+    fn uuids_are_hyphenated_only() {
+        let u = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(parse_hyphenated(&u.hyphenated().to_string()), Some(u));
+        assert_eq!(
+            parse_hyphenated(&u.hyphenated().to_string().to_uppercase()),
+            Some(u)
+        );
+        for other in [
+            u.simple().to_string(),
+            u.braced().to_string(),
+            u.urn().to_string(),
+        ] {
+            assert_eq!(parse_hyphenated(&other), None, "{other}");
+        }
     }
 
     #[test]
