@@ -720,16 +720,16 @@ fn promtool_parses_every_dashboard_query() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.yml"); // JSON is YAML
-    std::fs::write(
-        &file,
-        json!({"groups": [{"name": "dashboard", "rules": rules}]}).to_string(),
-    )
-    .unwrap();
-    let out = Command::new(&promtool)
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .expect("run promtool");
+    let check_rules = |group: &str, rules: Value| {
+        let doc = json!({"groups": [{"name": group, "rules": rules}]});
+        std::fs::write(&file, doc.to_string()).unwrap();
+        Command::new(&promtool)
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+            .expect("run promtool")
+    };
+    let out = check_rules("dashboard", Value::Array(rules));
     assert!(
         out.status.success(),
         "promtool check rules on the dashboard's queries:\n{}{}",
@@ -737,15 +737,10 @@ fn promtool_parses_every_dashboard_query() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The same check refuses a broken query: it is not a no-op.
-    let broken = json!({"groups": [{"name": "broken", "rules": [
-        {"record": "dashboard:broken", "expr": "sum(rate(http_request_duration_seconds_bucket[5m])"}
-    ]}]});
-    std::fs::write(&file, broken.to_string()).unwrap();
-    let refused = Command::new(&promtool)
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .expect("run promtool");
+    let refused = check_rules(
+        "broken",
+        json!([{"record": "dashboard:broken", "expr": "sum(rate(http_request_duration_seconds_bucket[5m])"}]),
+    );
     assert!(
         !refused.status.success(),
         "promtool accepted an unbalanced query"
@@ -1046,16 +1041,16 @@ fn the_systemd_unit_runs_the_example_edge_hardened() {
     };
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("pahlawan-edge.service");
-    std::fs::write(
-        &copy,
-        text.replace("/usr/local/bin/pahlawan", env!("CARGO_BIN_EXE_pahlawan")),
-    )
-    .unwrap();
-    let out = Command::new(&systemd_analyze)
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("run systemd-analyze verify");
+    let verify = |unit: &str| {
+        let unit = unit.replace("/usr/local/bin/pahlawan", env!("CARGO_BIN_EXE_pahlawan"));
+        std::fs::write(&copy, unit).unwrap();
+        Command::new(&systemd_analyze)
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .expect("run systemd-analyze verify")
+    };
+    let out = verify(&text);
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "systemd-analyze verify {}: {}\n{}",
@@ -1064,17 +1059,7 @@ fn the_systemd_unit_runs_the_example_edge_hardened() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The same check speaks up on a misspelt directive: it is not a no-op.
-    std::fs::write(
-        &copy,
-        text.replace("NoNewPrivileges=", "NoNewPrivilege=")
-            .replace("/usr/local/bin/pahlawan", env!("CARGO_BIN_EXE_pahlawan")),
-    )
-    .unwrap();
-    let misspelt = Command::new(&systemd_analyze)
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("run systemd-analyze verify");
+    let misspelt = verify(&text.replace("NoNewPrivileges=", "NoNewPrivilege="));
     assert!(
         !misspelt.stderr.is_empty(),
         "systemd-analyze said nothing of NoNewPrivilege="

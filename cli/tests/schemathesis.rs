@@ -150,17 +150,24 @@ fn count_in(output: &str, label: &str) -> Option<u64> {
     })
 }
 
-#[test]
-fn schemathesis_finds_nothing_against_a_real_edge() {
-    let Some(st) = tools::outside_tool(
+/// Schemathesis, a temp dir and an edge serving from it; `None` (after a
+/// warning) where schemathesis is missing outside CI.
+fn set_up(check: &str) -> Option<(OsString, tempfile::TempDir, Served)> {
+    let st = tools::outside_tool(
         tools::schemathesis_program(),
-        "the schemathesis run against a real edge",
+        check,
         "scripts/test installs it into a virtualenv (pip install schemathesis)",
-    ) else {
-        return;
-    };
+    )?;
     let dir = tempfile::tempdir().unwrap();
     let served = serve(dir.path());
+    Some((st, dir, served))
+}
+
+#[test]
+fn schemathesis_finds_nothing_against_a_real_edge() {
+    let Some((st, dir, served)) = set_up("the schemathesis run against a real edge") else {
+        return;
+    };
     let spec = format!("{}/api/v1/openapi.json", served.edge.base);
     let phases = "examples,coverage,fuzzing,stateful";
     let out = schemathesis(&st, dir.path(), &spec, &served.token, &["--phases", phases]);
@@ -201,15 +208,9 @@ fn the_summary_counts_are_read() {
 /// out: schemathesis must now report a schema-valid name the edge refuses.
 #[test]
 fn schemathesis_reports_a_document_that_understates_a_validator() {
-    let Some(st) = tools::outside_tool(
-        tools::schemathesis_program(),
-        "the schemathesis negative control",
-        "scripts/test installs it into a virtualenv (pip install schemathesis)",
-    ) else {
+    let Some((st, dir, served)) = set_up("the schemathesis negative control") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let served = serve(dir.path());
     let spec = format!("{}/api/v1/openapi.json", served.edge.base);
     let mut doc = get_json(&spec);
     let name = doc["components"]["schemas"]["Name"]

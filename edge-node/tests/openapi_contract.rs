@@ -19,20 +19,19 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use sync_protocol::Timestamp;
 
-/// The served document, fetched from a real edge.
+/// The document `t` serves.
+async fn document_of(t: &TestEdge) -> Value {
+    let (status, doc) = t.get("/openapi.json").await;
+    assert!(status.is_success(), "GET /api/v1/openapi.json: {status}");
+    doc
+}
+
+/// The document a real edge on its defaults serves.
 fn served_document() -> Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let t = TestEdge::start().await;
-        let doc = t
-            .client
-            .get(format!("{}/api/v1/openapi.json", t.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = document_of(&t).await;
         t.stop().await;
         doc
     })
@@ -282,15 +281,7 @@ async fn the_listing_accepts_exactly_the_query_the_document_states() {
         c.http.max_radius_km = 25.0;
     })
     .await;
-    let doc: Value = t
-        .client
-        .get(format!("{}/api/v1/openapi.json", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = document_of(&t).await;
     let params = doc["paths"]["/api/v1/surplus"]["get"]["parameters"]
         .as_array()
         .unwrap();

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::auth::Caller;
 use super::dto::{OfferListJson, RecipientRequest, SurplusJson, recipient_id};
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody};
 use super::extract::{ApiJson, IdPath, Traceparent};
 use super::surplus::act;
 use crate::commands::SurplusAction;
@@ -34,15 +34,8 @@ use sync_protocol::Surplus;
                 parameters(("id" = "$response.body#/id")),
                 request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
         )),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 404, description = "No such surplus (or not a UUID)", body = ErrorBody),
-        (status = 409, description = "No pending offer to this recipient; `current` holds the surplus", body = ErrorBody),
-        (status = 410, description = "Expired; `current` holds the surplus", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
-        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn accept(
     State(edge): State<EdgeHandle>,
@@ -67,15 +60,8 @@ pub async fn accept(
                 parameters(("surplus_id" = "$response.body#/id")),
                 request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
         )),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 404, description = "No such surplus (or not a UUID)", body = ErrorBody),
-        (status = 409, description = "No pending offer to this recipient; `current` holds the surplus", body = ErrorBody),
-        (status = 410, description = "Expired; `current` holds the surplus", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
-        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn decline(
     State(edge): State<EdgeHandle>,

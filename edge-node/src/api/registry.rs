@@ -8,7 +8,7 @@ use sync_protocol::{Contact, ProviderId, RecipientId, SealedContact, Subject};
 
 use super::auth::Caller;
 use super::dto::{NewProviderRequest, NewRecipientRequest, ProviderJson, RecipientJson};
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, IdPath};
 use crate::service::EdgeHandle;
 
@@ -28,13 +28,9 @@ use crate::service::EdgeHandle;
             ("EraseSubject" = (operation_id = "erase",
                 parameters(("id" = "$response.body#/id")))),
         )),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 421, description = "The point lies in a cell this edge does not own (`cell` names it)", body = ErrorBody),
         (status = 422, description = "A field breaks the schema", body = ErrorBody),
         (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_provider(
     State(edge): State<EdgeHandle>,
@@ -89,13 +85,9 @@ pub async fn get_provider(
             ("EraseSubject" = (operation_id = "erase",
                 parameters(("id" = "$response.body#/id")))),
         )),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 421, description = "The point lies in a cell this edge does not own (`cell` names it)", body = ErrorBody),
         (status = 422, description = "A field breaks the schema", body = ErrorBody),
         (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_recipient(
     State(edge): State<EdgeHandle>,

@@ -11,7 +11,7 @@ use super::dto::{
     ClaimRequest, DeliverRequest, NearQuery, NewSurplusRequest, RecipientRequest, SurplusJson,
     SurplusListJson, SurplusNearJson, recipient_id,
 };
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, ApiQuery, IdPath, IdempotencyKeyHeader, Traceparent};
 use crate::commands::SurplusAction;
 use crate::service::EdgeHandle;
@@ -45,14 +45,10 @@ use crate::service::EdgeHandle;
                 ("OffersOfRecipient" = (operation_id = "pending",
                     parameters(("id" = "$response.body#/offer/recipient_id")))),
             )),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 421, description = "The point lies in a cell this edge does not own (`cell` names it)", body = ErrorBody),
         (status = 422, description = "A field breaks the schema; or `unknown_provider`, `expiry_in_past`, \
             `invalid_expiry` (more than 14 days away), `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "The edge is saturated (`Retry-After`) or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_surplus(
     State(edge): State<EdgeHandle>,
@@ -109,9 +105,8 @@ pub async fn get_surplus(
     params(NearQuery),
     responses(
         (status = 200, body = SurplusListJson),
-        (status = 421, description = "The point lies in a cell this edge does not own (`cell` names it)", body = ErrorBody),
         (status = 422, description = "A query parameter breaks the schema", body = ErrorBody),
-        AuthErrors,
+        MisdirectedError, AuthErrors,
     ))]
 pub async fn list_surplus(
     State(edge): State<EdgeHandle>,
@@ -191,15 +186,8 @@ pub(super) async fn act(
                 parameters(("id" = "$response.body#/id")),
                 request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
         )),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 404, description = "No such surplus (or not a UUID)", body = ErrorBody),
-        (status = 409, description = "Lost the race or stale version; `current` holds the surplus now", body = ErrorBody),
-        (status = 410, description = "Expired; `current` holds the surplus", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
-        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn claim(
     State(edge): State<EdgeHandle>,
@@ -226,15 +214,8 @@ pub async fn claim(
                 request_body = json!({"recipient_id": "$response.body#/claimed_by",
                     "delivered_kg": "$response.body#/quantity_kg"}))),
         )),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 404, description = "No such surplus (or not a UUID)", body = ErrorBody),
-        (status = 409, description = "Not in a state that allows this, or not the claimant; `current` holds the surplus", body = ErrorBody),
-        (status = 410, description = "Expired; `current` holds the surplus", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
-        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn pickup(
     State(edge): State<EdgeHandle>,
@@ -255,15 +236,8 @@ pub async fn pickup(
     request_body = DeliverRequest,
     responses(
         (status = 200, description = "Delivered", body = SurplusJson),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 404, description = "No such surplus (or not a UUID)", body = ErrorBody),
-        (status = 409, description = "Not in a state that allows this, or not the claimant; `current` holds the surplus", body = ErrorBody),
-        (status = 410, description = "Expired; `current` holds the surplus", body = ErrorBody),
-        (status = 413, description = "The body exceeds `http.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `delivered_exceeds_quantity`", body = ErrorBody),
-        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
-        AuthErrors,
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn deliver(
     State(edge): State<EdgeHandle>,
