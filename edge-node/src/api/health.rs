@@ -18,7 +18,8 @@ pub async fn healthz() -> Json<HealthJson> {
 
 /// The edge can commit writes.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = HealthJson), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = HealthJson),
+        (status = 503, description = "The store cannot commit", body = ErrorBody)))]
 pub async fn readyz(State(edge): State<EdgeHandle>) -> Result<Json<HealthJson>, ApiError> {
     if edge.is_ready() {
         Ok(Json(HealthJson { status: "ready" }))

@@ -103,10 +103,74 @@ pub fn routes(edge: &EdgeHandle) -> (Router<EdgeHandle>, utoipa::openapi::OpenAp
     (router, openapi)
 }
 
+/// The served OpenAPI document: the generated one, with this edge's
+/// configured limits (the listing's size and radius) where the declarations
+/// hold the defaults, so the document states what this edge enforces.
+fn document(openapi: &utoipa::openapi::OpenApi, config: &crate::EdgeConfig) -> String {
+    let mut doc = serde_json::to_value(openapi).unwrap_or_default();
+    let listing = doc
+        .pointer_mut("/paths/~1api~1v1~1surplus/get/parameters")
+        .and_then(serde_json::Value::as_array_mut);
+    for param in listing.into_iter().flatten() {
+        let name = param["name"].as_str().unwrap_or_default().to_string();
+        let schema = &mut param["schema"];
+        match name.as_str() {
+            "radius_km" => {
+                schema["maximum"] = config.http.max_radius_km.into();
+                schema["default"] = config.matching.radius_km.into();
+            }
+            "limit" => {
+                schema["maximum"] = config.http.max_list_items.into();
+                schema["default"] = config.http.max_list_items.into();
+            }
+            _ => {}
+        }
+    }
+    camel_case_links(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
+}
+
+/// utoipa 5.5 writes a Link Object's fields in snake_case (`operation_id`,
+/// `request_body`); OpenAPI spells them `operationId`, `operationRef` and
+/// `requestBody`, and clients ignore the others.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let paths = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut());
+    let operations = paths
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|i| i.values_mut());
+    let responses = operations
+        .filter_map(|op| {
+            op.get_mut("responses")
+                .and_then(serde_json::Value::as_object_mut)
+        })
+        .flat_map(|r| r.values_mut());
+    let links = responses
+        .filter_map(|r| {
+            r.get_mut("links")
+                .and_then(serde_json::Value::as_object_mut)
+        })
+        .flat_map(|l| l.values_mut())
+        .filter_map(serde_json::Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_string(), v);
+            }
+        }
+    }
+}
+
 /// The whole application for one edge.
 pub fn app(edge: EdgeHandle) -> Router {
     let (router, openapi) = routes(&edge);
-    let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    let spec = Arc::new(document(&openapi, edge.config()));
     let max_body = edge.config().http.max_body_bytes;
     router
         .route(

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::auth::Caller;
 use super::dto::{OfferListJson, RecipientRequest, SurplusJson, recipient_id};
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody};
 use super::extract::{ApiJson, IdPath, Traceparent};
 use super::surplus::act;
 use crate::commands::SurplusAction;
@@ -29,13 +29,13 @@ use sync_protocol::Surplus;
     params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, description = "Claimed", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "No pending offer to this recipient", body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Claimed", body = SurplusJson, links(
+            ("PickUpSurplus" = (operation_id = "pickup",
+                parameters(("id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn accept(
     State(edge): State<EdgeHandle>,
@@ -55,12 +55,13 @@ pub async fn accept(
     params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, description = "Declined; the surplus as rematched", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Declined; the surplus as rematched", body = SurplusJson, links(
+            ("AcceptNextOffer" = (operation_id = "accept",
+                parameters(("surplus_id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn decline(
     State(edge): State<EdgeHandle>,
@@ -91,7 +92,8 @@ async fn known_recipient(edge: &EdgeHandle, id: RecipientId) -> Result<(), ApiEr
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, body = OfferListJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such recipient (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn pending(
@@ -152,7 +154,8 @@ fn offer_event(v: &Surplus) -> Event {
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, description = "text/event-stream of `offer` events", content_type = "text/event-stream", body = SurplusJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such recipient (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "Too many open streams on this edge (`Retry-After`), or the store is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn stream_offers(

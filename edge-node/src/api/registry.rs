@@ -8,7 +8,7 @@ use sync_protocol::{Contact, ProviderId, RecipientId, SealedContact, Subject};
 
 use super::auth::Caller;
 use super::dto::{NewProviderRequest, NewRecipientRequest, ProviderJson, RecipientJson};
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, IdPath};
 use crate::service::EdgeHandle;
 
@@ -16,11 +16,21 @@ use crate::service::EdgeHandle;
 #[utoipa::path(post, path = "/providers", tag = "registry", security(("bearer" = [])),
     request_body = NewProviderRequest,
     responses(
-        (status = 201, description = "Registered", body = ProviderJson),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 201, description = "Registered", body = ProviderJson, links(
+            ("GetProvider" = (operation_id = "get_provider",
+                parameters(("id" = "$response.body#/id")))),
+            ("PostSurplus" = (operation_id = "post_surplus",
+                description = "Post surplus as this provider, where it stands",
+                request_body = json!({"provider_id": "$response.body#/id",
+                    "lat": "$response.body#/lat", "lon": "$response.body#/lon"}))),
+            ("ExportSubject" = (operation_id = "export",
+                parameters(("id" = "$response.body#/id")))),
+            ("EraseSubject" = (operation_id = "erase",
+                parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 422, description = "A field breaks the schema", body = ErrorBody),
+        (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_provider(
     State(edge): State<EdgeHandle>,
@@ -42,7 +52,8 @@ pub async fn post_provider(
     params(("id" = uuid::Uuid, Path, description = "Provider id")),
     responses(
         (status = 200, body = ProviderJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such provider (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store, or the key that opens contact data, is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn get_provider(
@@ -64,11 +75,19 @@ pub async fn get_provider(
 #[utoipa::path(post, path = "/recipients", tag = "registry", security(("bearer" = [])),
     request_body = NewRecipientRequest,
     responses(
-        (status = 201, description = "Registered", body = RecipientJson),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 201, description = "Registered", body = RecipientJson, links(
+            ("GetRecipient" = (operation_id = "get_recipient",
+                parameters(("id" = "$response.body#/id")))),
+            ("PendingOffers" = (operation_id = "pending",
+                parameters(("id" = "$response.body#/id")))),
+            ("ExportSubject" = (operation_id = "export",
+                parameters(("id" = "$response.body#/id")))),
+            ("EraseSubject" = (operation_id = "erase",
+                parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 422, description = "A field breaks the schema", body = ErrorBody),
+        (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_recipient(
     State(edge): State<EdgeHandle>,
@@ -91,7 +110,8 @@ pub async fn post_recipient(
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, body = RecipientJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such recipient (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store, or the key that opens contact data, is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn get_recipient(

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::dto::{ProviderJson, RecipientJson, SurplusJson, rfc3339};
+use super::dto::{
+    OfferOutcomeName, ProviderJson, RecipientJson, RoleName, SubjectKindName, SurplusJson, rfc3339,
+};
 use super::error::{ApiError, AuthErrors, ErrorBody};
 use super::extract::IdPath;
 use super::registry::read_contact;
@@ -21,8 +23,9 @@ use crate::service::EdgeHandle;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportedOffer {
     pub surplus_id: Uuid,
+    #[schema(format = DateTime)]
     pub made_at: String,
-    /// pending | accepted | declined | timed_out | superseded | expired
+    #[schema(value_type = OfferOutcomeName)]
     pub outcome: String,
     pub fallback: bool,
 }
@@ -30,8 +33,12 @@ pub struct ExportedOffer {
 /// An audit record of something the subject did, or that was done to its data.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportedAudit {
+    #[schema(format = DateTime)]
     pub at: String,
+    /// The token subject that acted; empty when the subject sees what
+    /// another did.
     pub actor: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub action: String,
     pub resource: String,
@@ -43,9 +50,10 @@ pub struct ExportedAudit {
 /// Everything this edge holds on one provider or recipient.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubjectExport {
-    /// `provider` or `recipient`.
+    #[schema(value_type = SubjectKindName)]
     pub kind: String,
     pub id: Uuid,
+    #[schema(format = DateTime)]
     pub exported_at: String,
     /// The profile, contact data included.
     pub provider: Option<ProviderJson>,
@@ -60,6 +68,7 @@ pub struct SubjectExport {
 /// The outcome of an erasure.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Erased {
+    #[schema(value_type = SubjectKindName)]
     pub kind: String,
     pub id: Uuid,
     pub erased: bool,
@@ -105,7 +114,8 @@ fn require_self_or_admin(caller: &Caller, subject: &Subject) -> Result<(), ApiEr
     params(("id" = uuid::Uuid, Path, description = "Provider or recipient id")),
     responses(
         (status = 200, body = SubjectExport),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such provider or recipient here (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store, or the key that opens contact data, is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn export(
@@ -190,7 +200,7 @@ pub async fn export(
     responses(
         (status = 200, body = Erased),
         (status = 404, description = "Unknown here, already erased, or a neighbour's", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn erase(

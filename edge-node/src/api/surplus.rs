@@ -11,7 +11,7 @@ use super::dto::{
     ClaimRequest, DeliverRequest, NearQuery, NewSurplusRequest, RecipientRequest, SurplusJson,
     SurplusListJson, SurplusNearJson, recipient_id,
 };
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, ApiQuery, IdPath, IdempotencyKeyHeader, Traceparent};
 use crate::commands::SurplusAction;
 use crate::service::EdgeHandle;
@@ -19,14 +19,36 @@ use crate::service::EdgeHandle;
 /// Post surplus food. It is matched at once: the reply carries the offer.
 #[utoipa::path(post, path = "/surplus", tag = "surplus", security(("bearer" = [])),
     request_body = NewSurplusRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Retrying with the same key returns the same surplus, never a duplicate")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1 to 255 visible ASCII characters. Retrying with the same key returns the same surplus, never a duplicate; \
+            the same key with another body is refused (422 `idempotency_key_reused`)")),
     responses(
-        (status = 201, description = "Posted (or replayed: header Idempotent-Replayed: true)", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 201, description = "Posted (or replayed: header Idempotent-Replayed: true)", body = SurplusJson,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key")),
+            links(
+                ("GetSurplus" = (operation_id = "get_surplus",
+                    parameters(("id" = "$response.body#/id")))),
+                ("AcceptOffer" = (operation_id = "accept",
+                    parameters(("surplus_id" = "$response.body#/id")),
+                    request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
+                ("DeclineOffer" = (operation_id = "decline",
+                    parameters(("surplus_id" = "$response.body#/id")),
+                    request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
+                ("ClaimSurplus" = (operation_id = "claim",
+                    parameters(("id" = "$response.body#/id")),
+                    request_body = json!({"recipient_id": "$response.body#/offer/recipient_id",
+                        "version": "$response.body#/version"}))),
+                ("PickUpSurplus" = (operation_id = "pickup",
+                    parameters(("id" = "$response.body#/id")))),
+                ("DeliverSurplus" = (operation_id = "deliver",
+                    parameters(("id" = "$response.body#/id")))),
+                ("OffersOfRecipient" = (operation_id = "pending",
+                    parameters(("id" = "$response.body#/offer/recipient_id")))),
+            )),
+        (status = 422, description = "A field breaks the schema; or `unknown_provider`, `expiry_in_past`, \
+            `invalid_expiry` (more than 14 days away), `idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "The edge is saturated (`Retry-After`) or its store failing", body = ErrorBody),
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_surplus(
     State(edge): State<EdgeHandle>,
@@ -61,7 +83,8 @@ pub async fn post_surplus(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     responses(
         (status = 200, body = SurplusJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such surplus (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn get_surplus(
@@ -82,8 +105,8 @@ pub async fn get_surplus(
     params(NearQuery),
     responses(
         (status = 200, body = SurplusListJson),
-        (status = 422, body = ErrorBody),
-        AuthErrors,
+        (status = 422, description = "A query parameter breaks the schema", body = ErrorBody),
+        MisdirectedError, AuthErrors,
     ))]
 pub async fn list_surplus(
     State(edge): State<EdgeHandle>,
@@ -158,13 +181,13 @@ pub(super) async fn act(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = ClaimRequest,
     responses(
-        (status = 200, description = "Claimed", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "Lost the race or stale version; `current` holds the surplus now", body = ErrorBody),
-        (status = 410, description = "Expired", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Claimed", body = SurplusJson, links(
+            ("PickUpSurplus" = (operation_id = "pickup",
+                parameters(("id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn claim(
     State(edge): State<EdgeHandle>,
@@ -185,12 +208,14 @@ pub async fn claim(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Picked up", body = SurplusJson, links(
+            ("DeliverSurplus" = (operation_id = "deliver",
+                parameters(("id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/claimed_by",
+                    "delivered_kg": "$response.body#/quantity_kg"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn pickup(
     State(edge): State<EdgeHandle>,
@@ -210,12 +235,9 @@ pub async fn pickup(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = DeliverRequest,
     responses(
-        (status = 200, body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Delivered", body = SurplusJson),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `delivered_exceeds_quantity`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn deliver(
     State(edge): State<EdgeHandle>,
