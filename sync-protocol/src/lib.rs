@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod backoff;
 pub mod domain;
 pub mod event;
 pub mod geo;
