@@ -238,9 +238,9 @@ async fn a_full_matching_pool_answers_503_and_the_gauge_says_so() {
     .await;
     let p = t.provider().await;
     t.recipient(-6.21, 106.82).await;
-    let edge = t.edge.as_ref().unwrap().handle().clone();
+    let edge = t.edge.as_ref().unwrap();
     // Hold the only matching slot, as a long match would.
-    let slot = edge.matching_slot().await.unwrap();
+    let slot = edge.matching().enter().await.unwrap();
     let (_, m) = scrape(&t).await;
     assert_eq!(m["matching_engine_saturation_ratio"], 1.0);
     let counts = t.table_counts();
