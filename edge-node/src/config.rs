@@ -471,7 +471,7 @@ impl EdgeConfig {
     /// The JWKS file in effect.
     pub fn jwks_path(&self) -> PathBuf {
         self.auth.jwks_file.clone().unwrap_or_else(|| {
-            crate::auth::keys::keys_dir(&self.data_dir).join(crate::auth::keys::JWKS)
+            crate::keyfiles::keys_dir(&self.data_dir).join(crate::keyfiles::JWKS)
         })
     }
 

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod housekeeping;
 pub mod ids;
+pub mod keyfiles;
 pub mod metrics;
 pub mod pii;
 pub mod pool;

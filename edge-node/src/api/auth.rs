@@ -107,15 +107,17 @@ fn admit(edge: &AppState, req: &Request) -> Result<(Caller, Decision), Box<Respo
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     if let Some(secs) = peer.and_then(|ip| edge.security.failed_auth.blocked(ip)) {
-        return Err(Box::new(ApiError {
-            retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_failed_tokens",
-                "too many refused tokens from this address; wait before trying again",
-            )
-        }
-        .into_response()));
+        return Err(Box::new(
+            ApiError {
+                retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_failed_tokens",
+                    "too many refused tokens from this address; wait before trying again",
+                )
+            }
+            .into_response(),
+        ));
     }
     let principal = match edge.security.verifier.verify(authorization, edge.now()) {
         Ok(p) => p,
@@ -130,16 +132,18 @@ fn admit(edge: &AppState, req: &Request) -> Result<(Caller, Decision), Box<Respo
     };
     let decision = edge.security.limits.check(&principal);
     if let Some(secs) = decision.retry_after_secs {
-        return Err(Box::new(ApiError {
-            retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
-            headers: rate_headers(&decision),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests for this subject; slow down",
-            )
-        }
-        .into_response()));
+        return Err(Box::new(
+            ApiError {
+                retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
+                headers: rate_headers(&decision),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests for this subject; slow down",
+                )
+            }
+            .into_response(),
+        ));
     }
     let meta = RequestMeta {
         ip: peer.map(|ip| ip.to_string()),

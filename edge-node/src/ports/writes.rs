@@ -273,3 +273,80 @@ impl Writes {
         Ok(imported)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::writer::queues;
+
+    fn writes(audit_wait: Duration) -> (Writes, crate::store::writer::Queues) {
+        let (senders, receivers) = queues(1, 1);
+        let cells = crate::cells::CellSet::covering(13, [-6.4, 106.7, -6.1, 107.0]).expect("cells");
+        (Writes::new(senders, Arc::new(cells), audit_wait), receivers)
+    }
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            actor: "admin".into(),
+            role: "admin".into(),
+            action: "contact.read".into(),
+            resource: "provider/x".into(),
+            status: 200,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_path_audit_waits_its_bound_then_is_busy_while_link_work_waits_on() {
+        let (w, queued) = writes(Duration::from_millis(1_000));
+        // The hub link's mark takes the only background place (the writer
+        // is not draining), and waits for its answer.
+        let mark = tokio::spawn({
+            let w = w.clone();
+            async move { w.mark_published(7).await }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(w.audit(record()).await, Err(EdgeError::Busy));
+        let waited = started.elapsed();
+        assert!(
+            (Duration::from_millis(1_000)..Duration::from_millis(1_010)).contains(&waited),
+            "its bound: {waited:?}"
+        );
+        // Link work has no deadline: another mark still waits for room.
+        let second = tokio::spawn({
+            let w = w.clone();
+            async move { w.mark_published(8).await }
+        });
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        assert!(!second.is_finished(), "background work waits for room");
+        // The writer goes away: both learn it, neither hangs.
+        drop(queued);
+        for task in [mark, second] {
+            let r = task.await.expect("joined");
+            assert!(matches!(r, Err(EdgeError::Unavailable(_))), "{r:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_request_queue_is_busy_at_once_and_a_point_outside_the_cells_misdirected() {
+        let (w, _queued) = writes(Duration::from_millis(1));
+        let tick = tokio::spawn({
+            let w = w.clone();
+            async move { w.tick().await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(
+            w.tick().await,
+            Err(EdgeError::Busy),
+            "the first tick holds the one place"
+        );
+        tick.abort();
+        let bandung = GeoPoint::new(-6.9, 107.6).expect("valid");
+        assert!(matches!(
+            w.owned_cell(&bandung),
+            Err(EdgeError::Misdirected { .. })
+        ));
+    }
+}

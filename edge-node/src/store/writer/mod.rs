@@ -378,3 +378,185 @@ fn commit_spans(batch: &[Command]) -> Vec<tracing::Span> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::commands::{NewProvider, NewRecipient, NewSurplus};
+    use sync_protocol::{Contact, FoodType, FoodTypeSet, GeoPoint, Mass};
+    use tokio::sync::oneshot;
+
+    const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
+
+    fn writer(dir: &std::path::Path, max_batch: usize) -> Writer {
+        let conn = crate::store::open_writer(&dir.join(crate::store::DB_FILE)).expect("opens");
+        let cfg = WriterConfig {
+            edge_id: EdgeId::new("test-edge").expect("valid"),
+            max_batch,
+            cell_level: 13,
+            directory: false,
+            engine: EngineConfig::default(),
+        };
+        let clock = Arc::new(ManualClock::new(T0));
+        let keys = Arc::new(PiiKeys::generate());
+        Writer::new(conn, cfg, clock, IdGen::seeded(1), keys, Default::default()).expect("loads")
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn tick() -> Command {
+        Command::Tick {
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn mark(seq: u64) -> (Command, oneshot::Receiver<Result<(), Unavailable>>) {
+        let (reply, rx) = oneshot::channel();
+        (Command::MarkPublished { seq, reply }, rx)
+    }
+
+    fn kinds(batch: &[Command]) -> String {
+        batch
+            .iter()
+            .map(|c| match c {
+                Command::Tick { .. } => 'R',
+                Command::MarkPublished { .. } => 'B',
+                _ => '?',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_takes_requests_first_and_background_work_in_the_room_left_at_least_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = writer(dir.path(), 4);
+        let (tx, mut q) = queues(16, 16);
+        for n in 0..3 {
+            block_on(tx.background(mark(n).0, None)).expect("queued");
+        }
+        for _ in 0..6 {
+            tx.request(tick()).expect("queued");
+        }
+        let mut batch = Vec::new();
+        assert!(w.collect(&mut q, &mut batch) == Next::Continue);
+        assert_eq!(
+            kinds(&batch),
+            "RRRRB",
+            "a full group of requests still lets one through"
+        );
+        batch.clear();
+        assert!(w.collect(&mut q, &mut batch) == Next::Continue);
+        assert_eq!(kinds(&batch), "RRBB", "the rest fills the room left");
+    }
+
+    /// Keeps what each group committed.
+    struct Keep(std::sync::mpsc::Sender<Committed>);
+
+    impl Publish for Keep {
+        fn publish(&mut self, committed: Committed) {
+            let _ = self.0.send(committed);
+        }
+    }
+
+    #[test]
+    fn each_group_hands_its_publisher_what_it_committed_and_stop_finishes_background_work() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = writer(dir.path(), 64);
+        let (tx, q) = queues(16, 16);
+        let here = GeoPoint::new(-6.2, 106.816).expect("valid");
+        let contact = Contact {
+            phone: "+62 1".into(),
+            email: "a@b.example".into(),
+        };
+        let (provider, provider_rx) = oneshot::channel();
+        let new = NewProvider {
+            name: "P".into(),
+            location: here,
+            contact: contact.clone(),
+        };
+        tx.request(Command::RegisterProvider {
+            new,
+            actor: None,
+            reply: provider,
+        })
+        .expect("queued");
+        let (recipient, recipient_rx) = oneshot::channel();
+        let new = NewRecipient {
+            name: "R".into(),
+            location: here,
+            capacity_per_day: Mass::from_grams(100_000),
+            accepted_food_types: FoodTypeSet::all(),
+            is_fallback: false,
+            contact,
+        };
+        tx.request(Command::RegisterRecipient {
+            new,
+            cell: 7,
+            actor: None,
+            reply: recipient,
+        })
+        .expect("queued");
+        let (published, published_rx) = std::sync::mpsc::channel();
+        let run = std::thread::spawn(move || w.run(q, Keep(published)));
+        let first = published_rx.recv().expect("a group");
+        assert_eq!(first.last_seq, 2, "two registrations");
+        let p = provider_rx
+            .blocking_recv()
+            .expect("answered")
+            .expect("committed");
+        let r = recipient_rx
+            .blocking_recv()
+            .expect("answered")
+            .expect("committed");
+        let (p, r) = (p.expect("registered"), r.expect("registered"));
+        let (post, post_rx) = oneshot::channel();
+        let new = NewSurplus {
+            provider_id: p.id,
+            location: here,
+            quantity: Mass::from_grams(5_000),
+            food_type: FoodType::Bakery,
+            expires_at: T0 + sync_protocol::Duration::from_mins(120),
+            description: String::new(),
+        };
+        let request = PostRequest {
+            new,
+            cell: 7,
+            idempotency: None,
+            trace: None,
+            actor: None,
+            hints: None,
+        };
+        tx.request(Command::Post {
+            post: Box::new(request),
+            reply: post,
+        })
+        .expect("queued");
+        let posted = published_rx.recv().expect("a group");
+        let s = post_rx
+            .blocking_recv()
+            .expect("answered")
+            .expect("committed");
+        let s = s.expect("posted").surplus;
+        assert_eq!(posted.offers_made, [(r.id, s.id)]);
+        assert_eq!(posted.counts.offers_made, 1);
+        assert_eq!(
+            posted.views.iter().map(|v| v.id).collect::<Vec<_>>(),
+            [s.id]
+        );
+        assert!(posted.last_seq > first.last_seq);
+        assert!(posted.alerts.is_empty() && posted.erased_providers.is_empty());
+        // Background work queued before the stop is done before the writer ends.
+        let (m, marked) = mark(posted.last_seq);
+        block_on(tx.background(m, None)).expect("queued");
+        tx.stop_blocking();
+        run.join().expect("the writer ran");
+        assert_eq!(marked.blocking_recv().expect("answered"), Ok(()));
+    }
+}

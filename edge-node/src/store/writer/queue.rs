@@ -125,6 +125,10 @@ pub(super) enum Wake {
 impl Queues {
     /// Waits for a command from either queue, at most `timeout` if given.
     pub(super) fn wait(&mut self, timeout: Option<Duration>) -> Wake {
+        // Requests first: a select picks at random among ready queues.
+        if let Ok(c) = self.requests.try_recv() {
+            return Wake::Command(c);
+        }
         let mut sel = Select::new();
         let requests = sel.recv(&self.requests);
         if self.background_open {
