@@ -200,14 +200,19 @@ impl Writes {
     /// Re-seals every contact sealed under an older key, a step at a time;
     /// returns how many.
     pub async fn reseal_all(&self) -> Result<usize, EdgeError> {
+        self.in_steps(|reply| Command::Reseal {
+            limit: STEP_ROWS,
+            reply,
+        })
+        .await
+    }
+
+    /// Repeats a background step (answering how many rows it did) until it
+    /// does none; returns the total.
+    async fn in_steps(&self, step: impl Fn(Reply<usize>) -> Command) -> Result<usize, EdgeError> {
         let mut total = 0;
         loop {
-            let n = self
-                .call(Room::Wait, |reply| Command::Reseal {
-                    limit: STEP_ROWS,
-                    reply,
-                })
-                .await?;
+            let n = self.call(Room::Wait, &step).await?;
             total += n;
             if n == 0 {
                 return Ok(total);
@@ -226,20 +231,12 @@ impl Writes {
     /// Deletes operational data last touched before `cutoff`, a step at a
     /// time; returns how many rows.
     pub async fn retain(&self, cutoff: Timestamp) -> Result<usize, EdgeError> {
-        let mut total = 0;
-        loop {
-            let n = self
-                .call(Room::Wait, |reply| Command::Retain {
-                    cutoff,
-                    limit: STEP_ROWS,
-                    reply,
-                })
-                .await?;
-            total += n;
-            if n == 0 {
-                return Ok(total);
-            }
-        }
+        self.in_steps(|reply| Command::Retain {
+            cutoff,
+            limit: STEP_ROWS,
+            reply,
+        })
+        .await
     }
 
     /// The hub acknowledged the outbox up to `seq`.

@@ -11,6 +11,7 @@ use sync_protocol::{
 };
 
 use super::command::{Command, Pending, PostRequest};
+use super::project::table_of;
 use super::{StoreError, Writer};
 use crate::commands::{
     Actor, IdempotencyKey, NewProvider, NewRecipient, Posted, Rejected, Rejection, SurplusAction,
@@ -29,13 +30,6 @@ fn refused(r: CommandRefusal) -> Rejection {
     Rejection {
         reason: r.into(),
         current: None,
-    }
-}
-
-fn subject_table(s: &Subject) -> &'static str {
-    match s {
-        Subject::Provider(_) => "providers",
-        Subject::Recipient(_) => "recipients",
     }
 }
 
@@ -450,7 +444,7 @@ impl Writer {
     /// Stored here, not erased, and not a neighbour's (a neighbour's
     /// recipient is its owner's to erase).
     fn is_ours(&self, subject: &Subject) -> Result<bool, StoreError> {
-        let table = subject_table(subject);
+        let table = table_of(subject);
         let ours_only = match subject {
             Subject::Provider(_) => "",
             Subject::Recipient(_) => "AND owner_edge IS NULL",

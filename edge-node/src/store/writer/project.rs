@@ -172,7 +172,8 @@ fn project(
     Ok(())
 }
 
-fn table_of(s: &Subject) -> &'static str {
+/// The table a subject's row lives in.
+pub(super) fn table_of(s: &Subject) -> &'static str {
     match s {
         Subject::Provider(_) => "providers",
         Subject::Recipient(_) => "recipients",
