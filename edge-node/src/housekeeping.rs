@@ -90,8 +90,11 @@ impl Chores {
                 return;
             }
         };
-        let swapped = self.writes.swap_pii_keys(keys).await;
-        match swapped.and(self.writes.reseal_all().await) {
+        if let Err(e) = self.writes.swap_pii_keys(keys).await {
+            tracing::warn!(error = %e, "PII keys changed but the writer did not take them; keeping the old keys");
+            return;
+        }
+        match self.writes.reseal_all().await {
             Ok(n) => tracing::info!(resealed = n, "PII keys reloaded"),
             Err(e) => {
                 tracing::warn!(error = %e, "PII keys reloaded; re-sealing failed, retried at next start")
