@@ -155,7 +155,7 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
     };
     let hub_text = scrape(format!("http://{}/metrics", hub.http_addr())).await;
     let edge_text = scrape(format!("{base}/metrics")).await;
-    let committed = edge.handle().committed_seq() as f64;
+    let committed = edge.committed_seq() as f64;
     assert_eq!(value(&hub_text, "hub_events_applied_total"), committed);
     assert_eq!(value(&hub_text, "hub_sessions_open"), 1.0);
     assert_eq!(

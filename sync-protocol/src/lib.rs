@@ -8,6 +8,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod backoff;
 pub mod domain;
 #[cfg(feature = "alloc")]
 pub mod event;
