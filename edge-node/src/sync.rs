@@ -9,18 +9,15 @@
 //! high-water mark. Backlog and lag stay current while disconnected.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration as StdDuration;
 use tracing::Instrument;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sync_link::{FrameError, read_frame, write_frame};
 use sync_protocol::Timestamp;
+use sync_protocol::session::HubMsg;
 use sync_protocol::session::edge::{EdgeSession, EdgeSessionConfig, SessionError};
-use sync_protocol::session::io::{FrameError, read_frame, write_frame};
-use sync_protocol::session::{ALPN, HubMsg};
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::{Clock, SystemClock};
@@ -61,45 +58,12 @@ enum LinkError {
     Panicked(String),
 }
 
-fn read_file_err(path: &std::path::Path, e: impl std::fmt::Display) -> SyncSetupError {
-    SyncSetupError::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
 /// TLS 1.3 client config: trust only the hub's CA, present this edge's cert.
 pub fn client_config(link: &HubLinkConfig) -> Result<quinn::ClientConfig, SyncSetupError> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in
-        CertificateDer::pem_file_iter(&link.ca_cert).map_err(|e| read_file_err(&link.ca_cert, e))?
-    {
-        roots
-            .add(ca.map_err(|e| read_file_err(&link.ca_cert, e))?)
-            .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    }
-    let certs = CertificateDer::pem_file_iter(&link.cert)
-        .map_err(|e| read_file_err(&link.cert, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_file_err(&link.cert, e))?;
-    let key = PrivateKeyDer::from_pem_file(&link.key).map_err(|e| read_file_err(&link.key, e))?;
-    let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-            60_000,
-        ))))
-        .keep_alive_interval(Some(StdDuration::from_secs(5)));
-    cfg.transport_config(Arc::new(transport));
-    Ok(cfg)
+    sync_link::tls::client_config(&link.ca_cert, &link.cert, &link.key).map_err(|e| match e {
+        sync_link::tls::TlsError::File { path, reason } => SyncSetupError::File { path, reason },
+        e => SyncSetupError::Tls(e.to_string()),
+    })
 }
 
 /// Starts the link in the background; it runs until `stop` flips.
