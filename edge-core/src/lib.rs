@@ -6,7 +6,9 @@
 //! - [`lifecycle`]: one surplus's state machine.
 //! - [`engine`]: all live surplus together, their timers, and the policy that
 //!   ties matching to the lifecycle (rematch, dead-letter queue, fallback).
+//! - [`breaker`]: the circuit breaker around the routing service.
 
+pub mod breaker;
 pub mod engine;
 pub mod index;
 pub mod lifecycle;
