@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::{in_minutes, post, sync_status};
 use edge_node::config::HubLinkConfig;

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use sync_link::task::{AbortOnDrop, stopped};
 use sync_link::{FrameError, read_frame, write_frame};
 use sync_protocol::Timestamp;
 use sync_protocol::session::HubMsg;
@@ -82,10 +83,6 @@ pub fn spawn(
 
 fn now() -> Timestamp {
     SystemClock.now()
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn run(
@@ -314,14 +311,6 @@ async fn welcomed(
         "hub link up"
     );
     Ok(())
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

@@ -140,3 +140,75 @@ pub fn peer_edge_id(conn: &quinn::Connection) -> Result<EdgeId, TlsError> {
     let leaf = certs.first().ok_or(TlsError::NoCertificate)?;
     edge_id_of(leaf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate naming `cn`, written as `cert.pem` and
+    /// `key.pem` in `dir`.
+    fn self_signed(dir: &Path, cn: &str) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
+        cert.der().to_vec()
+    }
+
+    #[test]
+    fn bad_files_are_named_and_good_ones_make_both_configs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let der = self_signed(d, "jkt-1");
+        std::fs::write(d.join("empty.pem"), "").expect("write");
+        std::fs::write(
+            d.join("junk.pem"),
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n",
+        )
+        .expect("write");
+        let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+        let cases = [
+            (
+                d.join("missing.pem"),
+                cert.clone(),
+                key.clone(),
+                "missing.pem",
+            ),
+            (
+                d.join("empty.pem"),
+                cert.clone(),
+                key.clone(),
+                "no certificate in the file",
+            ),
+            (d.join("junk.pem"), cert.clone(), key.clone(), "junk.pem"),
+            (
+                cert.clone(),
+                d.join("missing.pem"),
+                key.clone(),
+                "missing.pem",
+            ),
+            (cert.clone(), cert.clone(), d.join("empty.pem"), "empty.pem"),
+        ];
+        for (ca, c, k, says) in &cases {
+            for result in [
+                client_config(ca, c, k).map(|_| ()),
+                server_config(ca, c, k).map(|_| ()),
+            ] {
+                let err = result.expect_err("refused");
+                assert!(matches!(err, TlsError::File { .. }), "{err:?}");
+                assert!(err.to_string().contains(says), "{err} should say {says}");
+            }
+        }
+        client_config(&cert, &cert, &key).expect("a client config");
+        server_config(&cert, &cert, &key).expect("a server config");
+        assert_eq!(edge_id_of(&der).expect("an edge id").as_str(), "jkt-1");
+        assert!(matches!(edge_id_of(b"junk"), Err(TlsError::BadIdentity(_))));
+        let spaced = tempfile::tempdir().expect("tempdir");
+        let der = self_signed(spaced.path(), "not an edge id");
+        assert!(matches!(edge_id_of(&der), Err(TlsError::BadIdentity(_))));
+    }
+}

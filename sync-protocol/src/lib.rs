@@ -8,6 +8,8 @@ extern crate alloc;
 pub mod domain;
 pub mod event;
 pub mod geo;
+#[cfg(test)]
+mod golden_check;
 pub mod ids;
 pub mod lease;
 pub mod session;

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use edge_node::auth::Role;
 use edge_node::{Edge, EdgeConfig, StartOptions};
@@ -234,4 +233,6 @@ pub fn surplus_body(provider: &str) -> Value {
            "food_type": "prepared_meals", "expires_at": in_minutes(180), "description": "nasi goreng"})
 }
 
+// Not every test binary that includes this module waits.
+#[allow(unused_imports)]
 pub use testkit::eventually;

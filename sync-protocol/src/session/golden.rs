@@ -5,22 +5,14 @@
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt::Write;
 
 use super::msg::{BatchEvent, EdgeMsg, HubMsg, RefusalReason, RegistryEntry, encode_frame};
 use super::{PROTOCOL_VERSION, msg::decode_body};
 use crate::domain::{FoodType, FoodTypeSet, Mass};
 use crate::geo::GeoPoint;
+use crate::golden_check::{assert_golden, hex, unhex};
 use crate::ids::{EdgeId, RecipientId};
 use crate::time::Timestamp;
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
 
 fn edge() -> EdgeId {
     EdgeId::new("jkt-1").expect("valid")
@@ -141,15 +133,7 @@ const HUB_GOLDEN: [&str; 13] = [
 
 fn check<T: serde::Serialize>(msgs: &[T], golden: &[&str], what: &str) {
     let actual: Vec<String> = msgs.iter().map(|m| hex(&crate::wire::encode(m))).collect();
-    let report: String = actual
-        .iter()
-        .map(|h| alloc::format!("    \"{h}\",\n"))
-        .collect();
-    assert_eq!(
-        actual.as_slice(),
-        golden,
-        "actual {what} encodings:\n{report}"
-    );
+    assert_golden(&actual, golden, what);
 }
 
 #[test]
@@ -178,11 +162,4 @@ fn golden_frames_decode_to_the_samples() {
 fn a_frame_is_a_big_endian_length_then_the_message() {
     let frame = encode_frame(&HubMsg::Ack { high_water: 130 });
     assert_eq!(hex(&frame), "0000000402018201");
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
 }
