@@ -206,8 +206,8 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
         key: certs_dir.join("edge-bench-edge.key"),
         reconnect_min_ms: 50,
         reconnect_max_ms: 1_000,
-        max_batch_events: 1_024,
-        max_in_flight: 4,
+        max_batch_events: sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS,
+        max_in_flight: sync_protocol::session::DEFAULT_MAX_IN_FLIGHT,
     };
     let config = edge_config(&data, Some(link));
     let edge = Edge::start(config.clone(), StartOptions::default()).await?;
