@@ -201,8 +201,8 @@ fn link_config(hub: &Hub, certs_dir: &std::path::Path) -> HubLinkConfig {
         key: certs_dir.join("edge-bench-edge.key"),
         reconnect_min_ms: 50,
         reconnect_max_ms: 1_000,
-        max_batch_events: 1_024,
-        max_in_flight: 4,
+        max_batch_events: sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS,
+        max_in_flight: sync_protocol::session::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 

@@ -155,10 +155,10 @@ fn default_reconnect_max_ms() -> u64 {
     30_000
 }
 fn default_batch_events() -> usize {
-    1_024
+    sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS
 }
 fn default_in_flight() -> usize {
-    4
+    sync_protocol::session::DEFAULT_MAX_IN_FLIGHT
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,14 +18,12 @@ use tracing::Instrument;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sync_link::task::{AbortOnDrop, stopped};
+use sync_link::{End, FrameError, Shell, Work, drive};
 use sync_protocol::Timestamp;
 use sync_protocol::backoff::Backoff;
 use sync_protocol::session::edge::{EdgeSession, EdgeSessionConfig, SessionError};
-use sync_protocol::session::io::{FrameError, read_frame, write_frame};
-use sync_protocol::session::{ALPN, HubMsg};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::HubLinkConfig;
@@ -65,45 +63,12 @@ enum LinkError {
     Panicked(String),
 }
 
-fn read_file_err(path: &std::path::Path, e: impl std::fmt::Display) -> SyncSetupError {
-    SyncSetupError::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
 /// TLS 1.3 client config: trust only the hub's CA, present this edge's cert.
 pub fn client_config(link: &HubLinkConfig) -> Result<quinn::ClientConfig, SyncSetupError> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in
-        CertificateDer::pem_file_iter(&link.ca_cert).map_err(|e| read_file_err(&link.ca_cert, e))?
-    {
-        roots
-            .add(ca.map_err(|e| read_file_err(&link.ca_cert, e))?)
-            .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    }
-    let certs = CertificateDer::pem_file_iter(&link.cert)
-        .map_err(|e| read_file_err(&link.cert, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_file_err(&link.cert, e))?;
-    let key = PrivateKeyDer::from_pem_file(&link.key).map_err(|e| read_file_err(&link.key, e))?;
-    let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-            60_000,
-        ))))
-        .keep_alive_interval(Some(StdDuration::from_secs(5)));
-    cfg.transport_config(Arc::new(transport));
-    Ok(cfg)
+    sync_link::tls::client_config(&link.ca_cert, &link.cert, &link.key).map_err(|e| match e {
+        sync_link::tls::TlsError::File { path, reason } => SyncSetupError::File { path, reason },
+        e => SyncSetupError::Tls(e.to_string()),
+    })
 }
 
 /// Starts the link in the background; it runs until `stop` flips.
@@ -128,10 +93,6 @@ pub fn spawn(
 
 fn now() -> Timestamp {
     SystemClock.now()
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn run(
@@ -224,28 +185,11 @@ async fn connect(
     Ok((conn, send, recv))
 }
 
-type Frames = mpsc::Receiver<Result<Option<HubMsg>, FrameError>>;
-
-/// Reads the hub's frames in a task of its own (aborted with the session).
-fn read_frames(mut recv: quinn::RecvStream) -> (Frames, AbortOnDrop) {
-    let (tx, rx) = mpsc::channel(8);
-    let reader = tokio::spawn(async move {
-        loop {
-            let frame = read_frame::<HubMsg, _>(&mut recv).await;
-            let end = !matches!(frame, Ok(Some(_)));
-            if tx.send(frame).await.is_err() || end {
-                break;
-            }
-        }
-    });
-    (rx, AbortOnDrop(reader))
-}
-
 async fn session(
     endpoint: &quinn::Endpoint,
     edge: &LinkPort,
     link: &HubLinkConfig,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     established: &AtomicBool,
 ) -> Result<(), LinkError> {
     let (conn, mut send, recv) = connect(endpoint, link).await?;
@@ -255,46 +199,80 @@ async fn session(
     cfg.max_batch_events = link.max_batch_events;
     cfg.max_in_flight = link.max_in_flight;
     let mut core = EdgeSession::new(cfg, now(), *committed.borrow_and_update(), epoch);
-    let (mut frames, _reader) = read_frames(recv);
-    let mut marked = published;
-    loop {
-        core.set_committed(*committed.borrow_and_update());
-        ship(edge, &mut core, &mut send).await?;
-        if core.acked() > marked {
-            edge.mark_published(core.acked()).await?;
-            marked = core.acked();
-            edge.update_status(|s| s.acked_seq = marked);
+    let mut shell = EdgeShell {
+        edge,
+        committed,
+        marked: published,
+        stored_epoch: epoch,
+        established,
+    };
+    let end = drive(&mut core, &mut shell, recv, &mut send, &SystemClock, stop).await?;
+    match end {
+        End::Stopped => {
+            conn.close(0u32.into(), b"edge stopping");
+            Ok(())
         }
-        let wake = core.poll_timeout().map_or(StdDuration::from_secs(1), |t| {
-            StdDuration::from_millis((t - now()).as_ms().clamp(1, 1_000) as u64)
-        });
-        tokio::select! {
-            frame = frames.recv() => {
-                let msg = match frame {
-                    Some(Ok(Some(m))) => m,
-                    Some(Ok(None)) | None => return Err(LinkError::Closed),
-                    Some(Err(e)) => return Err(e.into()),
-                };
-                received(edge, &mut core, msg, epoch, established).await?;
-            }
-            _ = committed.changed() => {}
-            () = tokio::time::sleep(wake) => core.handle_timeout(now())?,
-            () = stopped(&mut stop) => {
-                let _ = send.finish();
-                conn.close(0u32.into(), b"edge stopping");
-                return Ok(());
-            }
+        End::PeerFinished | End::Closed => Err(LinkError::Closed),
+    }
+}
+
+/// The edge's side of the shared link driver: the outbox read through the
+/// read pool, acknowledgements marked, the lease epoch and neighbouring
+/// recipients handed to the writer.
+struct EdgeShell<'a> {
+    edge: &'a LinkPort,
+    committed: watch::Receiver<u64>,
+    /// The highest seq marked published in the store.
+    marked: u64,
+    stored_epoch: u64,
+    established: &'a AtomicBool,
+}
+
+impl Shell<EdgeSession> for EdgeShell<'_> {
+    type Error = LinkError;
+
+    async fn prepare(&mut self, core: &mut EdgeSession, _: &dyn Clock) -> Result<Work, LinkError> {
+        core.set_committed(*self.committed.borrow_and_update());
+        ship(self.edge, core).await?;
+        if core.acked() > self.marked {
+            self.edge.mark_published(core.acked()).await?;
+            self.marked = core.acked();
+            let marked = self.marked;
+            self.edge.update_status(|s| s.acked_seq = marked);
+        }
+        Ok(Work::Done)
+    }
+
+    async fn act(
+        &mut self,
+        core: &mut EdgeSession,
+        (): (),
+        _: &dyn Clock,
+    ) -> Result<(), LinkError> {
+        if core.is_streaming() && !self.established.load(Ordering::Relaxed) {
+            welcomed(self.edge, core, self.stored_epoch).await?;
+            self.established.store(true, Ordering::Relaxed);
+        }
+        if let Some(entries) = core.take_registry() {
+            let n = self.edge.import_recipients(entries).await?;
+            self.edge
+                .update_status(|s| s.neighbours_imported += n as u64);
+        }
+        Ok(())
+    }
+
+    async fn wake(&mut self) {
+        // The writer gone means the edge is stopping; the stop signal ends
+        // the session, so never wake for that.
+        if self.committed.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
 
-/// Reads the committed outbox rows the session wants and sends them, with
-/// whatever else the core has to say.
-async fn ship(
-    edge: &LinkPort,
-    core: &mut EdgeSession,
-    send: &mut quinn::SendStream,
-) -> Result<(), LinkError> {
+/// Reads the committed outbox rows the session wants and hands them to the
+/// core (the driver sends them, with whatever else the core has to say).
+async fn ship(edge: &LinkPort, core: &mut EdgeSession) -> Result<(), LinkError> {
     while let Some(want) = core.wants() {
         // A batch carries events of many traces: its span is a root of
         // its own (each event's trace continues at the hub from the
@@ -317,30 +295,6 @@ async fn ship(
         // Rows read are committed, even if committed after we last looked.
         core.set_committed(want.after + events.len() as u64);
         core.send_events(now(), want.after + 1, events);
-    }
-    while let Some(msg) = core.poll_transmit(now()) {
-        write_frame(send, &msg).await?;
-    }
-    Ok(())
-}
-
-/// One message from the hub: into the core, then what it changed here.
-async fn received(
-    edge: &LinkPort,
-    core: &mut EdgeSession,
-    msg: HubMsg,
-    stored_epoch: u64,
-    established: &AtomicBool,
-) -> Result<(), LinkError> {
-    let was_streaming = core.is_streaming();
-    core.handle(now(), msg)?;
-    if !was_streaming && core.is_streaming() {
-        welcomed(edge, core, stored_epoch).await?;
-        established.store(true, Ordering::Relaxed);
-    }
-    if let Some(entries) = core.take_registry() {
-        let n = edge.import_recipients(entries).await?;
-        edge.update_status(|s| s.neighbours_imported += n as u64);
     }
     Ok(())
 }
@@ -366,12 +320,4 @@ async fn welcomed(edge: &LinkPort, core: &EdgeSession, stored_epoch: u64) -> Res
         "hub link up"
     );
     Ok(())
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
