@@ -109,7 +109,7 @@ pub fn routes(edge: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The served OpenAPI document: the generated one, with this edge's
 /// configured limits (the listing's size and radius) where the declarations
 /// hold the defaults, so the document states what this edge enforces.
-fn document(openapi: &utoipa::openapi::OpenApi, config: &crate::EdgeConfig) -> String {
+fn document(openapi: &utoipa::openapi::OpenApi, config: &crate::config::EdgeConfig) -> String {
     let mut doc = serde_json::to_value(openapi).unwrap_or_default();
     let listing = doc
         .pointer_mut("/paths/~1api~1v1~1surplus/get/parameters")
