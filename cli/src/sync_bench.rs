@@ -46,14 +46,14 @@ fn edge_config(dir: &std::path::Path, hub: Option<HubLinkConfig>) -> EdgeConfig 
         hub,
         ..EdgeConfig::default()
     };
-    edge_node::bench::unlimited(&mut cfg);
+    pahlawan_cli::bench::unlimited(&mut cfg);
     cfg
 }
 
 /// Posts `n` surplus in-process (no hub yet): a backlog to ship.
 async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
     let edge = Edge::start(edge_config(dir, None), StartOptions::default()).await?;
-    let h = edge.handle().clone();
+    let h = edge.writes().clone();
     let provider = h
         .register_provider(
             NewProvider {
@@ -80,7 +80,8 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
         .await?
         .map_err(|r| anyhow::anyhow!("recipient refused: {:?}", r.reason))?;
     }
-    let expires = h.now() + sync_protocol::Duration::from_mins(600);
+    let expires = edge_node::clock::Clock::now(&edge_node::clock::SystemClock)
+        + sync_protocol::Duration::from_mins(600);
     let mut i = 0;
     while i < n {
         let chunk = (n - i).min(4_096);
@@ -105,7 +106,7 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
         }
         i += chunk;
     }
-    let committed = h.committed_seq();
+    let committed = edge.committed_seq();
     drop(h);
     edge.shutdown().await;
     Ok((committed, provider.id.to_string()))
@@ -114,7 +115,7 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
 async fn wait_acked(edge: &Edge, target: u64, limit: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
-        let acked = edge.handle().shared().sync.read().acked_seq;
+        let acked = edge.link_status().acked_seq;
         if acked >= target {
             return Ok(started.elapsed());
         }
@@ -174,16 +175,10 @@ async fn pg_baselines(url: &str) -> anyhow::Result<(f64, f64)> {
     ))
 }
 
-pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
-    let dir = tempfile::tempdir()?;
-    let certs_dir = dir.path().join("certs");
-    certs::init(&certs_dir, &[], false)?;
-    certs::issue_edge(&certs_dir, &sync_protocol::EdgeId::new("bench-edge")?)?;
-    let (single_rows, batched_rows) = pg_baselines(&cfg.database_url)
-        .await
-        .context("PostgreSQL baselines")?;
-    let hub = Hub::start(HubConfig {
-        database_url: cfg.database_url.clone(),
+/// A hub on loopback over `database_url`, with the certificates in `certs_dir`.
+async fn start_hub(database_url: &str, certs_dir: &std::path::Path) -> anyhow::Result<Hub> {
+    Ok(Hub::start(HubConfig {
+        database_url: database_url.to_string(),
         listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
         listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
         tls: TlsFiles {
@@ -193,12 +188,12 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
         },
         ..HubConfig::default()
     })
-    .await?;
-    let data = dir.path().join("edge");
-    let (backlog, provider) = fill(&data, cfg.backlog_posts).await?;
+    .await?)
+}
 
-    // 1. Ingest: the whole backlog, as fast as the link and PostgreSQL go.
-    let link = HubLinkConfig {
+/// The bench edge's link to `hub`: big batches, quick reconnects.
+fn link_config(hub: &Hub, certs_dir: &std::path::Path) -> HubLinkConfig {
+    HubLinkConfig {
         address: hub.quic_addr().to_string(),
         server_name: certs::DEFAULT_HUB_NAME.into(),
         ca_cert: certs_dir.join(certs::CA_CERT),
@@ -206,9 +201,25 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
         key: certs_dir.join("edge-bench-edge.key"),
         reconnect_min_ms: 50,
         reconnect_max_ms: 1_000,
-        max_batch_events: 1_024,
-        max_in_flight: 4,
-    };
+        max_batch_events: sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS,
+        max_in_flight: sync_protocol::session::DEFAULT_MAX_IN_FLIGHT,
+    }
+}
+
+pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let certs_dir = dir.path().join("certs");
+    certs::init(&certs_dir, &[], false)?;
+    certs::issue_edge(&certs_dir, &sync_protocol::EdgeId::new("bench-edge")?)?;
+    let (single_rows, batched_rows) = pg_baselines(&cfg.database_url)
+        .await
+        .context("PostgreSQL baselines")?;
+    let hub = start_hub(&cfg.database_url, &certs_dir).await?;
+    let data = dir.path().join("edge");
+    let (backlog, provider) = fill(&data, cfg.backlog_posts).await?;
+
+    // 1. Ingest: the whole backlog, as fast as the link and PostgreSQL go.
+    let link = link_config(&hub, &certs_dir);
     let config = edge_config(&data, Some(link));
     let edge = Edge::start(config.clone(), StartOptions::default()).await?;
     let ingest = wait_acked(&edge, backlog, Duration::from_secs(600)).await?;
@@ -226,16 +237,17 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
     let addr = edge
         .local_addr()
         .ok_or_else(|| anyhow::anyhow!("the edge is not serving HTTP"))?;
-    let load_cfg = edge_node::bench::BenchConfig {
+    let load_cfg = pahlawan_cli::bench::BenchConfig {
         duration: cfg.duration,
         warmup: Duration::from_secs(1),
         concurrency: 32,
         rate: Some(cfg.rate),
         recipients: 0,
     };
-    let as_provider = edge_node::bench::token(&config, edge_node::auth::Role::Provider, &provider)?;
-    let load = edge_node::bench::post_load(&load_cfg, addr, &provider, &as_provider).await?;
-    let target = edge.handle().committed_seq();
+    let as_provider =
+        pahlawan_cli::bench::token(&config, edge_node::auth::Role::Provider, &provider)?;
+    let load = pahlawan_cli::bench::post_load(&load_cfg, addr, &provider, &as_provider).await?;
+    let target = edge.committed_seq();
     wait_acked(&edge, target, Duration::from_secs(120)).await?;
     let lag = hub.stats().lag_ms.lock().clone();
     edge.shutdown().await;
@@ -252,7 +264,7 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
          | replication lag per event (commit on edge → commit at hub) | p50 {:.0} ms, p95 {:.0} ms, p99 **{:.0} ms**, max {:.0} ms over {} events |\n\
          | baseline: PostgreSQL single-row autocommit inserts, 8 connections | {single_rows:.0} rows/s |\n\
          | baseline: PostgreSQL `UNNEST` inserts, 1,000 rows per statement | {batched_rows:.0} rows/s |\n",
-        edge_node::bench::machine(),
+        pahlawan_cli::bench::machine(),
         ingest.as_secs_f64(),
         backlog as f64 / ingest.as_secs_f64().max(1e-9),
         load.per_sec(),

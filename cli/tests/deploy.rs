@@ -15,13 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use cloud_hub::HubConfig;
-use cloud_hub::testing::pg;
 use common::{admin_client, post, seed, surplus_body, sync_status};
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use serde_json::{Value, json};
+use testkit::{pg, until};
 
 /// The metrics issue 6 asks the dashboard to show; the dashboard must name
 /// each of them (as a family: histograms without `_bucket`/`_count`/`_sum`).
@@ -1181,14 +1180,6 @@ async fn get_metrics(what: &str, url: String) -> (Scrape, String) {
         String::new()
     };
     (s, note)
-}
-
-async fn until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A hub and an edge syncing to it, some traffic through the whole

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cloud_hub::db::{self, apply::apply_batch, leases, queries};
-use cloud_hub::testing::pg;
 use s2::cellid::CellID;
 use s2::latlng::LatLng;
 use sync_protocol::session::hub::Apply;
@@ -13,6 +12,7 @@ use sync_protocol::{
     Mass, Provider, ProviderId, Recipient, RecipientId, SealedContact, Subject, SurplusId,
     SurplusPosted, Timestamp,
 };
+use testkit::pg;
 
 const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
 
@@ -920,7 +920,7 @@ async fn erasure_anonymises_the_subject_and_its_stored_events_and_keeps_the_impa
         &c,
         &other,
         &[x],
-        (time::OffsetDateTime::UNIX_EPOCH, uuid::Uuid::nil()),
+        sync_protocol::session::feed::Cursor::START,
         100,
     )
     .await

@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cloud_hub::config::TlsFiles;
-use cloud_hub::testing::pg;
 use cloud_hub::{Hub, HubConfig, certs, db};
+use testkit::{pg, until};
 
 /// A hub on loopback ports against `database_url`, with certificates in `dir`.
 async fn start_hub(database_url: &str, dir: &Path) -> Hub {
@@ -151,15 +150,6 @@ fn unavailable(message: &str) -> (u16, serde_json::Value) {
     )
 }
 
-/// Polls until `f` holds; a generous deadline, so only a real hang fails.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(Instant::now() < deadline, "still waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn readiness_follows_postgresql_going_away_and_coming_back() {
     let tdb = pg::fresh_database().await;
@@ -184,7 +174,7 @@ async fn readiness_follows_postgresql_going_away_and_coming_back() {
         )
         .await
         .unwrap();
-    eventually("the hub's backend to end", async || {
+    until("the hub's backend to end", async || {
         let n: i64 = admin
             .query_one(backends, &[&tdb.name])
             .await
@@ -200,7 +190,7 @@ async fn readiness_follows_postgresql_going_away_and_coming_back() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
     let unreachable = unavailable("PostgreSQL is unreachable");
-    eventually("a reconnection attempt", async || {
+    until("a reconnection attempt", async || {
         get("/readyz").await == unreachable
     })
     .await;

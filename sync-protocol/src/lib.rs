@@ -8,10 +8,13 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod backoff;
 pub mod domain;
 #[cfg(feature = "alloc")]
 pub mod event;
 pub mod geo;
+#[cfg(test)]
+mod golden_check;
 pub mod ids;
 pub mod kiosk;
 #[cfg(feature = "alloc")]
@@ -40,25 +43,3 @@ pub use time::{Duration, Timestamp};
 pub use trace::TraceContext;
 #[cfg(feature = "alloc")]
 pub use wire::{WIRE_VERSION, WireError};
-
-/// Asserts encodings equal their golden hex, printing every actual one
-/// (ready to paste after a deliberate, append-only change).
-#[cfg(test)]
-pub(crate) fn assert_golden(actual: &[alloc::string::String], golden: &[&str]) {
-    let report: alloc::string::String = actual
-        .iter()
-        .map(|h| alloc::format!("    \"{h}\",\n"))
-        .collect();
-    assert_eq!(actual, golden, "actual encodings:\n{report}");
-}
-
-/// Lowercase hex, for the golden-bytes tests.
-#[cfg(test)]
-pub(crate) fn hex(bytes: &[u8]) -> alloc::string::String {
-    use core::fmt::Write;
-    let mut s = alloc::string::String::new();
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}

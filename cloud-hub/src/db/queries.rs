@@ -12,6 +12,7 @@
 
 use serde::Serialize;
 use sync_protocol::session::RegistryEntry;
+use sync_protocol::session::feed::{Cursor, ReceivedAt};
 use sync_protocol::{EdgeId, FoodTypeSet, GeoPoint, Mass, RecipientId};
 use time::OffsetDateTime;
 use tokio_postgres::Client;
@@ -87,9 +88,11 @@ pub async fn registry(
     client: &Client,
     edge: &EdgeId,
     cells: &[u64],
-    after: (OffsetDateTime, uuid::Uuid),
+    after: Cursor,
     limit: usize,
-) -> Result<Vec<(RegistryEntry, OffsetDateTime)>, DbError> {
+) -> Result<Vec<(RegistryEntry, ReceivedAt)>, DbError> {
+    let after_at = to_odt(after.received_at);
+    let after_id = *after.id.as_uuid();
     let (lo, hi): (Vec<i64>, Vec<i64>) = cells
         .iter()
         .map(|c| s2::cellid::CellID(*c))
@@ -105,7 +108,7 @@ pub async fn registry(
                AND EXISTS (SELECT 1 FROM UNNEST($1::bigint[], $2::bigint[]) AS n(lo, hi)
                            WHERE r.leaf_cell BETWEEN n.lo AND n.hi)
              ORDER BY r.received_at, r.id LIMIT $6",
-            &[&lo, &hi, &edge.as_str(), &after.0, &after.1, &(limit as i64)],
+            &[&lo, &hi, &edge.as_str(), &after_at, &after_id, &(limit as i64)],
         )
         .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -142,9 +145,21 @@ pub async fn registry(
                 erased: false,
             }
         };
-        out.push((entry, row.get(9)));
+        out.push((entry, received_at(row.get(9))));
     }
     Ok(out)
+}
+
+/// A `timestamptz` as the feed's receive time: microseconds, exactly.
+fn received_at(t: OffsetDateTime) -> ReceivedAt {
+    ReceivedAt::from_unix_us((t.unix_timestamp_nanos() / 1_000) as i64)
+}
+
+/// The feed's receive time as a `timestamptz` (the epoch for one out of
+/// range, which no stored row has).
+fn to_odt(t: ReceivedAt) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_us()) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 #[derive(Debug, Clone, Serialize)]

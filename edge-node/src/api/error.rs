@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::dto::SurplusJson;
 use crate::commands::{Rejected, Rejection};
-use crate::service::EdgeError;
+use crate::ports::EdgeError;
 use edge_core::lifecycle::Refusal;
 
 #[derive(Debug, Serialize, ToSchema)]

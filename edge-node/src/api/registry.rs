@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::dto::{NewProviderRequest, NewRecipientRequest, ProviderJson, RecipientJson};
 use super::error::{ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, IdPath};
-use crate::service::EdgeHandle;
+use super::state::AppState;
 
 /// Register a provider (restaurant, hotel, grocery). Admins only.
 #[utoipa::path(post, path = "/providers", tag = "registry", security(("bearer" = [])),
@@ -33,14 +33,17 @@ use crate::service::EdgeHandle;
         BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_provider(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<NewProviderRequest>,
 ) -> Result<(StatusCode, Json<ProviderJson>), ApiError> {
     caller.require_admin()?;
     let new = req.validate()?;
     let contact = new.contact.clone();
-    let provider = edge.register_provider(new, Some(caller.actor())).await??;
+    let provider = edge
+        .writes
+        .register_provider(new, Some(caller.actor()))
+        .await??;
     Ok((
         StatusCode::CREATED,
         Json(ProviderJson::new(&provider, Some(&contact))),
@@ -57,12 +60,13 @@ pub async fn post_provider(
         AuthErrors,
     ))]
 pub async fn get_provider(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<ProviderId>,
 ) -> Result<Json<ProviderJson>, ApiError> {
     caller.require_provider(id)?;
     let provider = edge
+        .reads
         .provider(id)
         .await?
         .ok_or_else(|| ApiError::not_found("provider"))?;
@@ -90,15 +94,18 @@ pub async fn get_provider(
         BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_recipient(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<NewRecipientRequest>,
 ) -> Result<(StatusCode, Json<RecipientJson>), ApiError> {
     caller.require_admin()?;
     let new = req.validate()?;
-    let cell = edge.owned_cell(&new.location)?;
+    let cell = edge.writes.owned_cell(&new.location)?;
     let contact = new.contact.clone();
-    let recipient = edge.register_recipient(new, Some(caller.actor())).await??;
+    let recipient = edge
+        .writes
+        .register_recipient(new, Some(caller.actor()))
+        .await??;
     Ok((
         StatusCode::CREATED,
         Json(RecipientJson::new(&recipient, cell, Some(&contact))),
@@ -115,12 +122,13 @@ pub async fn post_recipient(
         AuthErrors,
     ))]
 pub async fn get_recipient(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<RecipientId>,
 ) -> Result<Json<RecipientJson>, ApiError> {
     caller.require_recipient(id)?;
     let (r, cell) = edge
+        .reads
         .recipient(id)
         .await?
         .ok_or_else(|| ApiError::not_found("recipient"))?;
@@ -132,7 +140,7 @@ pub async fn get_recipient(
 /// An admin's read of a subject's contact: opened, and audited before it is
 /// shown. Others see none.
 pub(super) async fn read_contact(
-    edge: &EdgeHandle,
+    edge: &AppState,
     caller: &Caller,
     sealed: &SealedContact,
     subject: &Subject,
@@ -140,7 +148,7 @@ pub(super) async fn read_contact(
     if !caller.is_admin() || sealed.is_empty() {
         return Ok(None);
     }
-    let contact = edge.open_contact(sealed, subject).map_err(|e| {
+    let contact = edge.reads.open_contact(sealed, subject).map_err(|e| {
         tracing::error!(error = %e, "a sealed contact cannot be opened");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -148,11 +156,12 @@ pub(super) async fn read_contact(
             "the contact data cannot be opened with the configured keys",
         )
     })?;
-    edge.audit(
-        caller
-            .actor()
-            .record("contact.read", subject.to_string(), 200),
-    )
-    .await?;
+    edge.writes
+        .audit(
+            caller
+                .actor()
+                .record("contact.read", subject.to_string(), 200),
+        )
+        .await?;
     Ok(contact)
 }

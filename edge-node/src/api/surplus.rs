@@ -13,8 +13,8 @@ use super::dto::{
 };
 use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, ApiQuery, IdPath, IdempotencyKeyHeader, Traceparent};
+use super::state::AppState;
 use crate::commands::SurplusAction;
-use crate::service::EdgeHandle;
 
 /// Post surplus food. It is matched at once: the reply carries the offer.
 #[utoipa::path(post, path = "/surplus", tag = "surplus", security(("bearer" = [])),
@@ -51,7 +51,7 @@ use crate::service::EdgeHandle;
         BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_surplus(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     Traceparent(trace): Traceparent,
@@ -62,6 +62,7 @@ pub async fn post_surplus(
     let _slot = edge.matching_slot().await?;
     let hints = edge.travel_hints(&new).await;
     let posted = edge
+        .writes
         .post_surplus_with(new, key, trace, Some(caller.actor()), hints)
         .await??;
     let mut resp = (
@@ -88,11 +89,12 @@ pub async fn post_surplus(
         AuthErrors,
     ))]
 pub async fn get_surplus(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     _caller: Caller,
     IdPath(id): IdPath<SurplusId>,
 ) -> Result<Json<SurplusJson>, ApiError> {
     let v = edge
+        .reads
         .surplus(id)
         .await?
         .ok_or_else(|| ApiError::not_found("surplus"))?;
@@ -109,15 +111,15 @@ pub async fn get_surplus(
         MisdirectedError, AuthErrors,
     ))]
 pub async fn list_surplus(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<NearQuery>,
 ) -> Result<Json<SurplusListJson>, ApiError> {
-    let http = &edge.config().http;
+    let http = &edge.config.http;
     let point = GeoPoint::new(q.lat, q.lon)
         .map_err(|e| ApiError::invalid("invalid_coordinates", e.to_string()))?;
-    edge.owned_cell(&point)?;
-    let radius_km = q.radius_km.unwrap_or(edge.config().matching.radius_km);
+    edge.writes.owned_cell(&point)?;
+    let radius_km = q.radius_km.unwrap_or(edge.config.matching.radius_km);
     if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= http.max_radius_km) {
         return Err(ApiError::invalid(
             "invalid_radius",
@@ -141,6 +143,7 @@ pub async fn list_surplus(
         ));
     }
     let items = edge
+        .reads
         .surplus_near(&point, radius_km, status, limit)
         .iter()
         .map(|(v, d)| SurplusNearJson {
@@ -153,7 +156,7 @@ pub async fn list_surplus(
 
 /// A recipient's action on a surplus: only as itself (or by an admin).
 pub(super) async fn act(
-    edge: &EdgeHandle,
+    edge: &AppState,
     caller: &Caller,
     id: SurplusId,
     action: SurplusAction,
@@ -161,13 +164,15 @@ pub(super) async fn act(
 ) -> Result<Json<SurplusJson>, ApiError> {
     caller.require_recipient(action.recipient_id())?;
     let started = std::time::Instant::now();
-    let answered = edge.act(id, action, trace.0, Some(caller.actor())).await;
+    let answered = edge
+        .writes
+        .act(id, action, trace.0, Some(caller.actor()))
+        .await;
     if matches!(
         action,
         SurplusAction::Claim { .. } | SurplusAction::Accept { .. }
     ) {
-        edge.shared()
-            .metrics
+        edge.metrics
             .claim_latency
             .observe(started.elapsed().as_secs_f64());
     }
@@ -190,7 +195,7 @@ pub(super) async fn act(
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn claim(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
@@ -218,7 +223,7 @@ pub async fn claim(
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn pickup(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
@@ -240,7 +245,7 @@ pub async fn pickup(
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn deliver(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,

@@ -12,9 +12,9 @@ use super::frame::{decode_plain, encode_plain};
 use super::seal::{MAX_FRAMES_PER_DIRECTION, TAG_BYTES};
 use super::*;
 use crate::domain::{FoodType, Mass};
+use crate::golden_check::{assert_golden, hex};
 use crate::ids::{DeviceId, SurplusId};
 use crate::time::Timestamp;
-use crate::{assert_golden, hex};
 
 const DEVICE: DeviceId = DeviceId::from_bytes([0xd1; 16]);
 const KEY: LinkKey = LinkKey([0x42; 32]);
@@ -187,7 +187,7 @@ const GOLDEN_PLAIN: &[&str] = &[
 #[test]
 fn golden_bytes_pin_every_kiosk_message() {
     let actual: Vec<String> = plain_frames().iter().map(|f| hex(f)).collect();
-    assert_golden(&actual, GOLDEN_PLAIN);
+    assert_golden(&actual, GOLDEN_PLAIN, "kiosk frame");
 }
 
 /// A device and an edge with the handshake done (Ready and Welcome opened).
@@ -309,7 +309,7 @@ fn sealed_frames() -> Vec<Frame> {
 #[test]
 fn golden_bytes_pin_the_sealing() {
     let actual: Vec<String> = sealed_frames().iter().map(|f| hex(f)).collect();
-    assert_golden(&actual, GOLDEN_SEALED);
+    assert_golden(&actual, GOLDEN_SEALED, "sealed kiosk frame");
 }
 
 #[test]

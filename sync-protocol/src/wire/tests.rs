@@ -9,10 +9,10 @@ use super::*;
 use crate::domain::{FoodType, FoodTypeSet, Mass, Provider, Recipient, SealedContact, Subject};
 use crate::event::{AuditRecord, ClaimVia, DeadLetterReason, Event, SurplusPosted};
 use crate::geo::GeoPoint;
+use crate::golden_check::{assert_golden, hex};
 use crate::ids::{EdgeId, ProviderId, RecipientId, SurplusId};
 use crate::time::Timestamp;
 use crate::trace::TraceContext;
-use crate::{assert_golden, hex};
 
 fn point() -> GeoPoint {
     GeoPoint::new(-6.2, 106.816666).expect("valid")
@@ -155,7 +155,7 @@ fn golden_bytes_pin_every_event_variant() {
     for (i, event) in sample_events().into_iter().enumerate() {
         actual.push(hex(&encode_envelope(&envelope(i as u64 + 1, event))));
     }
-    assert_golden(&actual, &GOLDEN);
+    assert_golden(&actual, &GOLDEN, "event");
 }
 
 #[test]

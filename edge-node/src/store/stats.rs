@@ -1,5 +1,6 @@
-//! Counters and latency histograms the writer keeps, read by `simulate`,
-//! the benchmark and (later) the metrics endpoint.
+//! The writer's own telemetry: counters and latency histograms it keeps
+//! about itself, and whether it can commit. Only the writer thread writes
+//! them; `simulate`, the benchmark and readiness read them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -7,15 +8,13 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 #[derive(Debug)]
-pub struct Stats {
+pub struct WriterStats {
     pub batches: AtomicU64,
     pub commands: AtomicU64,
     pub events: AtomicU64,
     /// Audit records written.
     pub audit_records: AtomicU64,
     pub commit_failures: AtomicU64,
-    pub alerts_fallback_offered: AtomicU64,
-    pub alerts_no_fallback: AtomicU64,
     /// False while the writer cannot commit (readiness).
     pub writer_healthy: AtomicBool,
     /// False once the writer thread has ended (readiness).
@@ -38,16 +37,14 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static bounds are valid")
 }
 
-impl Default for Stats {
-    fn default() -> Stats {
-        Stats {
+impl Default for WriterStats {
+    fn default() -> WriterStats {
+        WriterStats {
             batches: AtomicU64::new(0),
             commands: AtomicU64::new(0),
             events: AtomicU64::new(0),
             audit_records: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
-            alerts_fallback_offered: AtomicU64::new(0),
-            alerts_no_fallback: AtomicU64::new(0),
             writer_healthy: AtomicBool::new(true),
             writer_alive: AtomicBool::new(true),
             writer_panics: AtomicU64::new(0),
@@ -60,12 +57,22 @@ impl Default for Stats {
     }
 }
 
-impl Stats {
+impl WriterStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Ready when the writer is running and can commit.
+    pub fn is_ready(&self) -> bool {
+        self.writer_alive.load(Ordering::Relaxed) && self.writer_healthy.load(Ordering::Relaxed)
+    }
+
+    /// A histogram sample (at least 1: the histograms start there).
+    pub(crate) fn record(histogram: &Mutex<Histogram<u64>>, value: u64) {
+        let _ = histogram.lock().record(value.max(1));
     }
 }

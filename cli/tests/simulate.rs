@@ -1,7 +1,7 @@
 //! `simulate` is deterministic per seed, and its books balance.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use edge_node::sim::{SimConfig, run};
+use pahlawan_cli::sim::{SimConfig, run};
 
 fn small(seed: u64) -> SimConfig {
     SimConfig {

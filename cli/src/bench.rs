@@ -20,11 +20,11 @@ use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::api::dto::rfc3339;
-use crate::auth::Role;
-use crate::clock::{Clock, SystemClock};
-use crate::config::EdgeConfig;
-use crate::service::{Edge, StartOptions};
+use edge_node::api::dto::rfc3339;
+use edge_node::auth::Role;
+use edge_node::clock::{Clock, SystemClock};
+use edge_node::config::EdgeConfig;
+use edge_node::{Edge, StartOptions};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -225,7 +225,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
     )
     .await?;
     let sse_latency_us = probe.await??;
-    let stats = &edge.handle().shared().stats;
+    let stats = edge.writer_stats();
     let (mean_batch, commit_p50_ms, commit_p99_ms, group_p99_ms, group_max_ms) = {
         let b = stats.batch_size.lock();
         let c = stats.commit_ns.lock();
@@ -303,7 +303,7 @@ fn sqlite_baseline() -> anyhow::Result<(f64, usize)> {
                          food_type TEXT, status TEXT, version INTEGER, payload BLOB) WITHOUT ROWID;",
     )?;
     let mut rng = SmallRng::seed_from_u64(1);
-    let mut ids = crate::ids::IdGen::seeded(1);
+    let mut ids = edge_node::ids::IdGen::seeded(1);
     let payload = vec![7u8; 160];
     let t = Instant::now();
     for _ in 0..ROWS / BATCH {
@@ -339,7 +339,7 @@ pub fn unlimited(config: &mut EdgeConfig) {
 /// A bearer token for `role`/`sub`, signed with the key the edge created in
 /// its data dir.
 pub fn token(config: &EdgeConfig, role: Role, sub: &str) -> anyhow::Result<String> {
-    Ok(crate::auth::keys::issue(
+    Ok(edge_node::auth::keys::issue(
         &config.data_dir,
         &config.auth.issuer,
         &config.auth.audience,
@@ -423,6 +423,41 @@ async fn seed_registry(addr: SocketAddr, admin: &str, n: usize) -> anyhow::Resul
         .ok_or_else(|| anyhow::anyhow!("no provider id in {provider}"))
 }
 
+/// Opens `rid`'s offer stream; yields each offer's surplus id with the
+/// instant it arrived.
+async fn offer_stream(
+    addr: SocketAddr,
+    tokens: &Tokens,
+    rid: &str,
+) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let as_ngo = token(&tokens.config, Role::Ngo, rid)?;
+    let req = Request::get(format!("/api/v1/recipients/{rid}/offers/stream"))
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {as_ngo}"))
+        .body(Full::new(Bytes::new()))?;
+    let mut body = sender.send_request(req).await?.into_body();
+    let (seen_tx, seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if let Some(id) = block.lines().find_map(|l| l.strip_prefix("id:")) {
+                    let _ = seen_tx.send((id.trim().to_string(), Instant::now()));
+                }
+            }
+        }
+    });
+    Ok(seen_rx)
+}
+
 /// A recipient alone at the city's north-east edge listens on its offer
 /// stream while surplus are posted next to it every 10 ms (during the load):
 /// each offer goes to it, and the time from sending the post to receiving
@@ -448,31 +483,7 @@ async fn sse_probe(
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("no recipient id"))?
         .to_string();
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let as_ngo = token(&tokens.config, Role::Ngo, &rid)?;
-    let req = Request::get(format!("/api/v1/recipients/{rid}/offers/stream"))
-        .header("host", "localhost")
-        .header("authorization", format!("Bearer {as_ngo}"))
-        .body(Full::new(Bytes::new()))?;
-    let mut body = sender.send_request(req).await?.into_body();
-    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    tokio::spawn(async move {
-        let mut buf = String::new();
-        while let Some(Ok(frame)) = body.frame().await {
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            buf.push_str(&String::from_utf8_lossy(&data));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                if let Some(id) = block.lines().find_map(|l| l.strip_prefix("id:")) {
-                    let _ = seen_tx.send((id.trim().to_string(), Instant::now()));
-                }
-            }
-        }
-    });
+    let mut seen_rx = offer_stream(addr, &tokens, &rid).await?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let started = Instant::now();
     tokio::time::sleep(from).await;
@@ -578,6 +589,84 @@ async fn drive(
     rx.await?
 }
 
+/// One keep-alive connection posting until the plan's stop: closed loop
+/// (next request as soon as the last is answered) or open loop (on
+/// schedule, latency from the scheduled send).
+async fn worker(w: usize, plan: Plan, tally: Tally) -> anyhow::Result<Histogram<u64>> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("static bounds");
+    let stream = tokio::net::TcpStream::connect(plan.addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let interval = plan.interval;
+    // Stagger open-loop workers across one interval.
+    let mut next = plan.started
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(w as f64 / plan.concurrency as f64)
+        });
+    let mut i = w * 7_919;
+    loop {
+        if interval.is_some() {
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let scheduled = if interval.is_some() {
+            next
+        } else {
+            Instant::now()
+        };
+        if scheduled >= plan.stop_at {
+            break;
+        }
+        let req = Request::post("/api/v1/surplus")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .header("authorization", &*tally.auth)
+            .body(Full::new(tally.bodies.get(i)))?;
+        i += 1;
+        let ok = match sender.send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                resp.into_body().collect().await.is_ok() && status == StatusCode::CREATED
+            }
+            Err(_) => false,
+        };
+        let done = Instant::now();
+        if scheduled >= plan.measure_from {
+            if ok {
+                let _ = hist.record((done - scheduled).as_micros().max(1) as u64);
+                tally.counter.fetch_add(1, Ordering::Relaxed);
+            } else {
+                tally.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(iv) = interval {
+            next += iv;
+        }
+    }
+    Ok(hist)
+}
+
+/// One load worker's schedule: when it starts, measures and stops, and
+/// (open loop) the interval between its requests.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    addr: SocketAddr,
+    started: Instant,
+    measure_from: Instant,
+    stop_at: Instant,
+    interval: Option<Duration>,
+    concurrency: usize,
+}
+
+/// What the workers count together.
+#[derive(Clone)]
+struct Tally {
+    bodies: BodyPool,
+    auth: Arc<str>,
+    errors: Arc<AtomicU64>,
+    counter: Arc<AtomicU64>,
+}
+
 async fn load(
     cfg: BenchConfig,
     name: String,
@@ -587,75 +676,26 @@ async fn load(
 ) -> anyhow::Result<LoadResult> {
     let started = Instant::now();
     let measure_from = started + cfg.warmup;
-    let stop_at = measure_from + cfg.duration;
-    let errors = Arc::new(AtomicU64::new(0));
-    let counter = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::with_capacity(cfg.concurrency);
-    for w in 0..cfg.concurrency {
-        let (bodies, errors, counter, auth) = (
-            bodies.clone(),
-            errors.clone(),
-            counter.clone(),
-            auth.clone(),
-        );
-        let interval = cfg
+    let plan = Plan {
+        addr,
+        started,
+        measure_from,
+        stop_at: measure_from + cfg.duration,
+        interval: cfg
             .rate
-            .map(|r| Duration::from_secs_f64(cfg.concurrency as f64 / f64::from(r.max(1))));
-        workers.push(tokio::spawn(async move {
-            let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("static bounds");
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            // Stagger open-loop workers across one interval.
-            let mut next = started
-                + interval.map_or(Duration::ZERO, |i| {
-                    i.mul_f64(w as f64 / cfg.concurrency as f64)
-                });
-            let mut i = w * 7_919;
-            loop {
-                if interval.is_some() {
-                    tokio::time::sleep_until(next.into()).await;
-                }
-                let scheduled = if interval.is_some() {
-                    next
-                } else {
-                    Instant::now()
-                };
-                if scheduled >= stop_at {
-                    break;
-                }
-                let req = Request::post("/api/v1/surplus")
-                    .header("host", "localhost")
-                    .header("content-type", "application/json")
-                    .header("authorization", &*auth)
-                    .body(Full::new(bodies.get(i)))?;
-                i += 1;
-                let ok = match sender.send_request(req).await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        resp.into_body().collect().await.is_ok() && status == StatusCode::CREATED
-                    }
-                    Err(_) => false,
-                };
-                let done = Instant::now();
-                if scheduled >= measure_from {
-                    if ok {
-                        let _ = hist.record((done - scheduled).as_micros().max(1) as u64);
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                if let Some(iv) = interval {
-                    next += iv;
-                }
-            }
-            anyhow::Ok(hist)
-        }));
-    }
+            .map(|r| Duration::from_secs_f64(cfg.concurrency as f64 / f64::from(r.max(1)))),
+        concurrency: cfg.concurrency,
+    };
+    let tally = Tally {
+        bodies,
+        auth,
+        errors: Arc::new(AtomicU64::new(0)),
+        counter: Arc::new(AtomicU64::new(0)),
+    };
+    let workers: Vec<_> = (0..cfg.concurrency)
+        .map(|w| tokio::spawn(worker(w, plan, tally.clone())))
+        .collect();
+    let (errors, counter) = (tally.errors, tally.counter);
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     for w in workers {
         latency_us.add(w.await??)?;

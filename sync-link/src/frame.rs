@@ -1,13 +1,14 @@
 //! Reading and writing session frames on an async byte stream (a QUIC
-//! stream in both shells). Oversized or malformed frames are errors, never
+//! stream in both shells): a 4-byte big-endian length, then the versioned
+//! wire encoding. Oversized or malformed frames are errors, never
 //! allocations of whatever size a peer announces.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::msg::{decode_body, encode_frame, frame_len};
-use crate::wire::WireError;
+use sync_protocol::session::msg::{decode_body, encode_frame, frame_len};
+use sync_protocol::wire::WireError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -45,8 +46,8 @@ pub async fn write_frame<T: Serialize, W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::msg::{EdgeMsg, MAX_SESSION_FRAME_BYTES};
-    use crate::time::Timestamp;
+    use sync_protocol::Timestamp;
+    use sync_protocol::session::msg::{EdgeMsg, MAX_SESSION_FRAME_BYTES};
 
     #[tokio::test]
     async fn frames_round_trip_and_hostile_lengths_are_refused() {

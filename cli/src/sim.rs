@@ -23,10 +23,12 @@ use sync_protocol::{
     SurplusId, Timestamp,
 };
 
-use crate::clock::ManualClock;
-use crate::commands::{NewProvider, NewRecipient, NewSurplus, SurplusAction};
-use crate::config::EdgeConfig;
-use crate::service::{Edge, EdgeError, EdgeHandle, StartError, StartOptions};
+use edge_node::clock::ManualClock;
+use edge_node::commands::{NewProvider, NewRecipient, NewSurplus, SurplusAction};
+use edge_node::config::EdgeConfig;
+use edge_node::ports::{Reads, Writes};
+use edge_node::store::stats::WriterStats;
+use edge_node::{Edge, EdgeError, StartError, StartOptions};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -59,7 +61,7 @@ impl Default for SimConfig {
     }
 }
 
-fn refused(r: crate::commands::Rejection) -> SimError {
+fn refused(r: edge_node::commands::Rejection) -> SimError {
     SimError::Setup(format!("registration refused: {:?}", r.reason))
 }
 
@@ -203,7 +205,8 @@ enum Act {
 
 struct Sim {
     cfg: SimConfig,
-    edge: EdgeHandle,
+    writes: Writes,
+    reads: Reads,
     clock: Arc<ManualClock>,
     rng: SmallRng,
     agenda: BTreeMap<(Timestamp, u64), Act>,
@@ -245,7 +248,8 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
     .await?;
     let mut sim = Sim {
         rng: SmallRng::seed_from_u64(cfg.seed),
-        edge: edge.handle().clone(),
+        writes: edge.writes().clone(),
+        reads: edge.reads().clone(),
         clock,
         agenda: BTreeMap::new(),
         agenda_seq: 0,
@@ -260,9 +264,9 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
         cfg,
     };
     let result = sim.run().await;
-    let match_latency_ns = sim.edge.shared().stats.decide_ns.lock().clone();
-    let commits = crate::stats::Stats::get(&sim.edge.shared().stats.batches);
-    drop(sim.edge);
+    let match_latency_ns = edge.writer_stats().decide_ns.lock().clone();
+    let commits = WriterStats::get(&edge.writer_stats().batches);
+    drop((sim.writes, sim.reads));
     edge.shutdown().await;
     result?;
     Ok(SimReport {
@@ -320,7 +324,7 @@ const MAX_IN_FLIGHT: usize = 4_096;
 
 impl Sim {
     fn now(&self) -> Timestamp {
-        use crate::clock::Clock;
+        use edge_node::clock::Clock;
         self.clock.now()
     }
 
@@ -335,7 +339,9 @@ impl Sim {
         self.run_on().await
     }
 
-    async fn register_world(&mut self) -> Result<Vec<(ProviderId, GeoPoint)>, SimError> {
+    /// The food banks (seeded), and one general food bank per owned cell
+    /// as its fallback recipient.
+    fn new_recipients(&mut self) -> Vec<NewRecipient> {
         let mut recipients = Vec::with_capacity(self.cfg.recipients);
         for n in 0..self.cfg.recipients {
             let mut types: FoodTypeSet = FoodType::ALL
@@ -354,10 +360,10 @@ impl Sim {
                 contact: contact(n),
             });
         }
-        let cells: Vec<u64> = self.edge.cells().iter().collect();
+        let cells: Vec<u64> = self.writes.cells().iter().collect();
         for (i, cell) in cells.iter().enumerate() {
-            if let Some(location) =
-                crate::cells::center(*cell).filter(|p| self.edge.cells().owner_cell(p).is_ok())
+            if let Some(location) = edge_node::cells::center(*cell)
+                .filter(|p| self.writes.cells().owner_cell(p).is_ok())
             {
                 recipients.push(NewRecipient {
                     name: format!("Cell {i} general food bank"),
@@ -370,12 +376,17 @@ impl Sim {
                 self.counts.fallback_recipients += 1;
             }
         }
+        recipients
+    }
+
+    async fn register_world(&mut self) -> Result<Vec<(ProviderId, GeoPoint)>, SimError> {
+        let recipients = self.new_recipients();
         for chunk in recipients.chunks(MAX_IN_FLIGHT) {
             let done = futures::future::join_all(
                 chunk
                     .iter()
                     .cloned()
-                    .map(|r| self.edge.register_recipient(r, None)),
+                    .map(|r| self.writes.register_recipient(r, None)),
             )
             .await;
             for r in done {
@@ -397,7 +408,7 @@ impl Sim {
                 chunk
                     .iter()
                     .cloned()
-                    .map(|p| self.edge.register_provider(p, None)),
+                    .map(|p| self.writes.register_provider(p, None)),
             )
             .await;
             for p in done {
@@ -447,7 +458,7 @@ impl Sim {
                 .collect();
             for chunk in posts.chunks(MAX_IN_FLIGHT) {
                 let t = Instant::now();
-                let edge = &self.edge;
+                let edge = &self.writes;
                 let done = futures::future::join_all(chunk.iter().cloned().map(|p| async move {
                     let sent = Instant::now();
                     let r = edge.post_surplus(p, None, None, None).await;
@@ -520,7 +531,7 @@ impl Sim {
 
     /// Fires the edge's timers, then every simulated action now due.
     async fn step(&mut self) -> Result<(), SimError> {
-        self.edge.tick().await?;
+        self.writes.tick().await?;
         let now = self.now();
         let due: Vec<Act> = {
             let later = self.agenda.split_off(&(now + Duration::from_ms(1), 0));
@@ -530,7 +541,7 @@ impl Sim {
         };
         for chunk in due.chunks(MAX_IN_FLIGHT) {
             let actions = self.resolve(chunk).await?;
-            let edge = &self.edge;
+            let edge = &self.writes;
             let done = futures::future::join_all(
                 actions
                     .into_iter()
@@ -539,8 +550,8 @@ impl Sim {
             .await;
             for r in done {
                 if let Err(rej) = r? {
-                    use crate::commands::Rejected;
                     use edge_core::lifecycle::Refusal;
+                    use edge_node::commands::Rejected;
                     let lost_race = matches!(
                         rej.reason,
                         Rejected::Lifecycle(Refusal::AlreadyClaimed | Refusal::StaleVersion)
@@ -578,7 +589,7 @@ impl Sim {
                     },
                 ),
                 Act::DirectClaim { surplus, recipient } => {
-                    let version = self.edge.surplus(surplus).await?.map_or(0, |v| v.version);
+                    let version = self.reads.surplus(surplus).await?.map_or(0, |v| v.version);
                     (
                         surplus,
                         SurplusAction::Claim {
@@ -616,7 +627,7 @@ impl Sim {
     /// Reads new outbox events: counts them and plans recipients' reactions.
     async fn drain_outbox(&mut self) -> Result<(), SimError> {
         loop {
-            let events = self.edge.outbox_after(self.outbox_seq, 50_000).await?;
+            let events = self.reads.outbox_after(self.outbox_seq, 50_000).await?;
             let Some(last) = events.last() else {
                 return Ok(());
             };
@@ -627,8 +638,55 @@ impl Sim {
         }
     }
 
+    /// How the recipient answers an offer: accepts (a fallback always
+    /// does), declines, or never answers (the ACK timeout rematches it).
+    fn plan_answer(
+        &mut self,
+        at: Timestamp,
+        surplus: SurplusId,
+        recipient: RecipientId,
+        fallback: bool,
+    ) {
+        let u = hash_fraction(self.cfg.seed, surplus.as_bytes(), recipient.as_bytes(), 1);
+        let delay = |lo: i64, hi: i64| Duration::from_secs(lo + (u * 1e6) as i64 % (hi - lo));
+        let plan = if fallback || u < 0.55 {
+            Some((delay(30, 240), true))
+        } else if u < 0.75 {
+            Some((delay(30, 180), false))
+        } else {
+            None
+        };
+        if let Some((after, accept)) = plan {
+            let act = Act::Answer {
+                surplus,
+                recipient,
+                accept,
+            };
+            self.schedule(at + after, act);
+        }
+    }
+
+    /// The claimant picks the food up 15 to 45 minutes after claiming.
+    fn plan_pickup(&mut self, at: Timestamp, surplus: SurplusId, recipient: RecipientId) {
+        let u = hash_fraction(self.cfg.seed, surplus.as_bytes(), recipient.as_bytes(), 2);
+        let after = Duration::from_mins(15 + (u * 30.0) as i64);
+        self.schedule(at + after, Act::PickUp { surplus, recipient });
+    }
+
+    /// ... and delivers 85 to 100% of it 10 to 40 minutes later.
+    fn plan_delivery(&mut self, at: Timestamp, surplus: SurplusId, recipient: RecipientId) {
+        let u = hash_fraction(self.cfg.seed, surplus.as_bytes(), recipient.as_bytes(), 3);
+        let after = Duration::from_mins(10 + (u * 30.0) as i64);
+        let fraction_pct = 85 + (u * 15.0) as u64;
+        let act = Act::Deliver {
+            surplus,
+            recipient,
+            fraction_pct,
+        };
+        self.schedule(at + after, act);
+    }
+
     fn observe(&mut self, at: Timestamp, event: &Event) {
-        let seed = self.cfg.seed;
         let c = &mut self.counts;
         match event {
             Event::SurplusPosted(p) => {
@@ -646,24 +704,7 @@ impl Sim {
                 c.offers_made += 1;
                 c.surplus_offered += u64::from(*attempt == 1);
                 c.fallback_offers += u64::from(*fallback);
-                let u = hash_fraction(seed, surplus_id.as_bytes(), recipient_id.as_bytes(), 1);
-                let delay =
-                    |lo: i64, hi: i64| Duration::from_secs(lo + (u * 1e6) as i64 % (hi - lo));
-                let plan = if *fallback || u < 0.55 {
-                    Some((delay(30, 240), true))
-                } else if u < 0.75 {
-                    Some((delay(30, 180), false))
-                } else {
-                    None // never answers: the ACK timeout rematches it
-                };
-                if let Some((after, accept)) = plan {
-                    let act = Act::Answer {
-                        surplus: *surplus_id,
-                        recipient: *recipient_id,
-                        accept,
-                    };
-                    self.schedule(at + after, act);
-                }
+                self.plan_answer(at, *surplus_id, *recipient_id, *fallback);
             }
             Event::OfferDeclined { .. } => c.declined += 1,
             Event::OfferTimedOut { .. } => c.timed_out += 1,
@@ -675,15 +716,7 @@ impl Sim {
             } => {
                 c.claimed += 1;
                 c.claimed_directly += u64::from(*via == sync_protocol::ClaimVia::Direct);
-                let u = hash_fraction(seed, surplus_id.as_bytes(), recipient_id.as_bytes(), 2);
-                let after = Duration::from_mins(15 + (u * 30.0) as i64);
-                self.schedule(
-                    at + after,
-                    Act::PickUp {
-                        surplus: *surplus_id,
-                        recipient: *recipient_id,
-                    },
-                );
+                self.plan_pickup(at, *surplus_id, *recipient_id);
             }
             Event::PickedUp {
                 surplus_id,
@@ -691,17 +724,7 @@ impl Sim {
                 ..
             } => {
                 c.picked_up += 1;
-                let u = hash_fraction(seed, surplus_id.as_bytes(), recipient_id.as_bytes(), 3);
-                let after = Duration::from_mins(10 + (u * 30.0) as i64);
-                let fraction_pct = 85 + (u * 15.0) as u64;
-                self.schedule(
-                    at + after,
-                    Act::Deliver {
-                        surplus: *surplus_id,
-                        recipient: *recipient_id,
-                        fraction_pct,
-                    },
-                );
+                self.plan_delivery(at, *surplus_id, *recipient_id);
             }
             Event::Delivered {
                 surplus_id,

@@ -4,7 +4,9 @@
 //! cluster from Debian's PostgreSQL binaries (as the `postgres` user when run
 //! as root, since `initdb` refuses root) and removes it when the last
 //! database handle is dropped. [`pg_dump`] dumps a test database, for tests
-//! that look for what must not be stored.
+//! that look for what must not be stored. The admin connection is plain
+//! (loopback clusters); a `DATABASE_URL` demanding TLS (`sslmode=require`)
+//! is refused with a clear message.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -273,9 +275,10 @@ pub async fn fresh_database() -> TestDb {
             )
         }
     };
-    let admin = crate::db::connect(&admin_url)
+    let (admin, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at DATABASE_URL: {e}"));
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {admin_url}: {e}"));
+    tokio::spawn(conn);
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
