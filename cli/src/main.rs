@@ -643,7 +643,6 @@ async fn hub_export(args: HubExportArgs) -> anyhow::Result<()> {
         config.database_url = u;
     }
     config.validate()?;
-    cloud_hub::tls::install_crypto_provider();
     let mut client = cloud_hub::db::connect(&config.database_url)
         .await
         .context("connecting to PostgreSQL")?;
@@ -707,7 +706,7 @@ async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
         eprintln!(
             "edge serving on http://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json); Ctrl-C to stop"
         );
-        let data_dir = edge.handle().config().data_dir.display().to_string();
+        let data_dir = edge.config().data_dir.display().to_string();
         eprintln!(
             "every route but /healthz, /readyz and the OpenAPI document needs a bearer token; get one with\n  \
              pahlawan token issue --role admin --sub \"$USER\" --data-dir {data_dir}\n\
@@ -740,7 +739,7 @@ async fn shutdown_signal() {
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.providers >= 1, "--providers must be at least 1");
     anyhow::ensure!(args.recipients >= 1, "--recipients must be at least 1");
-    let report = edge_node::sim::run(edge_node::sim::SimConfig {
+    let report = pahlawan_cli::sim::run(pahlawan_cli::sim::SimConfig {
         providers: args.providers,
         recipients: args.recipients,
         seed: args.seed,
@@ -758,7 +757,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         args.duration_secs >= 1,
         "--duration-secs must be at least 1"
     );
-    let report = edge_node::bench::run(edge_node::bench::BenchConfig {
+    let report = pahlawan_cli::bench::run(pahlawan_cli::bench::BenchConfig {
         duration: std::time::Duration::from_secs(args.duration_secs),
         warmup: std::time::Duration::from_secs(args.warmup_secs),
         concurrency: args.concurrency,

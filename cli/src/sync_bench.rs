@@ -87,7 +87,7 @@ fn edge_config(
         ..EdgeConfig::default()
     };
     cfg.cells.bbox = [lat - 0.1, lon - 0.1, lat + 0.3, lon + 0.3];
-    edge_node::bench::unlimited(&mut cfg);
+    pahlawan_cli::bench::unlimited(&mut cfg);
     cfg
 }
 
@@ -99,7 +99,7 @@ async fn fill(
     n: u64,
 ) -> anyhow::Result<(u64, String)> {
     let edge = Edge::start(edge_config(dir, id, city, None), StartOptions::default()).await?;
-    let h = edge.handle().clone();
+    let h = edge.writes().clone();
     let provider = h
         .register_provider(
             NewProvider {
@@ -126,7 +126,8 @@ async fn fill(
         .await?
         .map_err(|r| anyhow::anyhow!("recipient refused: {:?}", r.reason))?;
     }
-    let expires = h.now() + sync_protocol::Duration::from_mins(600);
+    let expires = edge_node::clock::Clock::now(&edge_node::clock::SystemClock)
+        + sync_protocol::Duration::from_mins(600);
     let mut i = 0;
     while i < n {
         let chunk = (n - i).min(4_096);
@@ -151,7 +152,7 @@ async fn fill(
         }
         i += chunk;
     }
-    let committed = h.committed_seq();
+    let committed = edge.committed_seq();
     drop(h);
     edge.shutdown().await;
     Ok((committed, provider.id.to_string()))
@@ -160,7 +161,7 @@ async fn fill(
 async fn wait_acked(edge: &Edge, target: u64, limit: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
-        let acked = edge.handle().shared().sync.read().acked_seq;
+        let acked = edge.link_status().acked_seq;
         if acked >= target {
             return Ok(started.elapsed());
         }
@@ -229,8 +230,8 @@ fn link(hub: &Hub, certs_dir: &std::path::Path, id: &str) -> HubLinkConfig {
         key: certs_dir.join(format!("edge-{id}.key")),
         reconnect_min_ms: 50,
         reconnect_max_ms: 1_000,
-        max_batch_events: 1_024,
-        max_in_flight: 4,
+        max_batch_events: sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS,
+        max_in_flight: sync_protocol::session::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 
@@ -347,22 +348,26 @@ async fn steady_lag(
     edge: &Edge,
     provider: &str,
     cfg: &SyncBenchConfig,
-) -> anyhow::Result<(edge_node::bench::LoadResult, hdrhistogram::Histogram<u64>)> {
+) -> anyhow::Result<(
+    pahlawan_cli::bench::LoadResult,
+    hdrhistogram::Histogram<u64>,
+)> {
     hub.stats().lag_ms.lock().reset();
     let addr = edge
         .local_addr()
         .ok_or_else(|| anyhow::anyhow!("the edge is not serving HTTP"))?;
-    let load_cfg = edge_node::bench::BenchConfig {
+    let load_cfg = pahlawan_cli::bench::BenchConfig {
         duration: cfg.duration,
         warmup: Duration::from_secs(1),
         concurrency: 32,
         rate: Some(cfg.rate),
         recipients: 0,
     };
-    let config = edge.handle().config().clone();
-    let as_provider = edge_node::bench::token(&config, edge_node::auth::Role::Provider, provider)?;
-    let load = edge_node::bench::post_load(&load_cfg, addr, provider, &as_provider).await?;
-    let target = edge.handle().committed_seq();
+    let config = edge.config().clone();
+    let as_provider =
+        pahlawan_cli::bench::token(&config, edge_node::auth::Role::Provider, provider)?;
+    let load = pahlawan_cli::bench::post_load(&load_cfg, addr, provider, &as_provider).await?;
+    let target = edge.committed_seq();
     wait_acked(edge, target, Duration::from_secs(120)).await?;
     let lag = hub.stats().lag_ms.lock().clone();
     Ok((load, lag))
@@ -371,7 +376,10 @@ async fn steady_lag(
 fn report(
     cfg: &SyncBenchConfig,
     scenarios: &[Ingest],
-    (load, lag): &(edge_node::bench::LoadResult, hdrhistogram::Histogram<u64>),
+    (load, lag): &(
+        pahlawan_cli::bench::LoadResult,
+        hdrhistogram::Histogram<u64>,
+    ),
     single_rows: f64,
     batched_rows: f64,
 ) -> String {
@@ -380,7 +388,7 @@ fn report(
          | ingest (backlogs committed while the hub was away) | events | seconds | events/s | apply p50 / p99 ms | batches |\n\
          |---|---|---|---|---|---|\n",
         cfg.label,
-        edge_node::bench::machine()
+        pahlawan_cli::bench::machine()
     );
     for s in scenarios {
         let who = if s.edges == 1 {

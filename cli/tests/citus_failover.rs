@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use cloud_hub::testing::citus::CitusCluster;
 use common::*;
+use testkit::citus::CitusCluster;
 
 /// Posts until `stop`, every answer a 201 (posting never waits on the hub).
 fn keep_posting(

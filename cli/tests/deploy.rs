@@ -3,22 +3,24 @@
 //! one a running edge or hub exports on `GET /metrics`; the example edge
 //! configuration loads and validates; the systemd unit runs that edge and
 //! passes `systemd-analyze verify`; the Kubernetes manifests agree with the
-//! hub's configuration on ports.
+//! hub's configuration on ports and on where the database URL comes from.
+//! `promtool` and `systemd-analyze` check what only they can; a missing one
+//! fails its test under `CI=true` (`scripts/test` installs both).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use cloud_hub::HubConfig;
-use cloud_hub::testing::pg;
 use common::{admin_client, post, seed, surplus_body, sync_status};
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use serde_json::{Value, json};
+use testkit::{pg, until};
 
 /// The metrics issue 6 asks the dashboard to show; the dashboard must name
 /// each of them (as a family: histograms without `_bucket`/`_count`/`_sum`).
@@ -674,15 +676,39 @@ fn without_variables(expr: &str) -> String {
     out
 }
 
-/// Prometheus' own parser, where it is installed: every panel query as a
-/// recording rule for `promtool check rules`.
+#[test]
+fn a_missing_tool_fails_its_check_under_ci_and_skips_it_loudly_elsewhere() {
+    let problem = tools::probe("pahlawan-no-such-tool".into()).expect_err("no such program");
+    assert!(problem.contains("pahlawan-no-such-tool"), "{problem}");
+    assert!(tools::missing("a check", &problem, "install it", false).is_none());
+    let under_ci =
+        std::panic::catch_unwind(|| tools::missing("a check", &problem, "install it", true));
+    let message = under_ci.expect_err("a missing tool fails under CI");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("a check") && message.contains("install it"),
+        "{message}"
+    );
+    assert!(
+        tools::probe("true".into()).is_ok(),
+        "a tool that runs is found"
+    );
+}
+
+/// Prometheus' own parser: every panel query as a recording rule for
+/// `promtool check rules`.
 #[test]
 fn promtool_parses_every_dashboard_query() {
-    let Ok(out) = Command::new("promtool").arg("--version").output() else {
-        eprintln!("promtool is not installed: skipping the PromQL syntax check");
+    let Some(promtool) = tools::outside_tool(
+        "promtool",
+        "the PromQL syntax check of the dashboard",
+        "install Debian's `prometheus` package (scripts/test does)",
+    ) else {
         return;
     };
-    assert!(out.status.success(), "promtool --version failed");
     let mut exprs = Vec::new();
     panel_exprs(&dashboard()["panels"], "?", &mut exprs);
     assert!(!exprs.is_empty());
@@ -693,21 +719,30 @@ fn promtool_parses_every_dashboard_query() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.yml"); // JSON is YAML
-    std::fs::write(
-        &file,
-        json!({"groups": [{"name": "dashboard", "rules": rules}]}).to_string(),
-    )
-    .unwrap();
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .expect("run promtool");
+    let check_rules = |group: &str, rules: Value| {
+        let doc = json!({"groups": [{"name": group, "rules": rules}]});
+        std::fs::write(&file, doc.to_string()).unwrap();
+        Command::new(&promtool)
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+            .expect("run promtool")
+    };
+    let out = check_rules("dashboard", Value::Array(rules));
     assert!(
         out.status.success(),
         "promtool check rules on the dashboard's queries:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The same check refuses a broken query: it is not a no-op.
+    let refused = check_rules(
+        "broken",
+        json!([{"record": "dashboard:broken", "expr": "sum(rate(http_request_duration_seconds_bucket[5m])"}]),
+    );
+    assert!(
+        !refused.status.success(),
+        "promtool accepted an unbalanced query"
     );
     assert_eq!(
         without_variables(r#"rate(x{job=~"$edge_job"}[$__rate_interval]) / ${v}"#),
@@ -861,9 +896,17 @@ fn the_hub_manifests_agree_with_the_hub_configuration() {
     let file = dir.path().join("hub.toml");
     std::fs::write(&file, &toml).unwrap();
     let mut cfg = HubConfig::load(Some(&file)).expect("the ConfigMap's hub.toml loads");
+    // The database URL (a password) comes from the Secret, through
+    // $DATABASE_URL, which the hub reads only when no configuration layer
+    // names a database: so the ConfigMap must name none.
+    let table: toml::Table = toml.parse().expect("the ConfigMap's hub.toml is TOML");
     assert!(
-        cfg.database_url.is_empty() || std::env::var("DATABASE_URL").is_ok(),
-        "the database URL comes from the Secret, not the ConfigMap"
+        !table.contains_key("database_url"),
+        "the ConfigMap's hub.toml names a database; it must come from the Secret: {table:?}"
+    );
+    assert!(
+        !cm.contains("postgres://") && !cm.contains("postgresql://"),
+        "no database URL anywhere in the ConfigMap"
     );
     cfg.database_url = "postgres://placeholder/pahlawan".into();
     cfg.validate().expect("the ConfigMap's hub.toml validates");
@@ -883,8 +926,7 @@ fn the_hub_manifests_agree_with_the_hub_configuration() {
         "prometheus.io/scrape: \"true\"".to_string(),
         "path: /healthz".to_string(),
         "path: /readyz".to_string(),
-        "name: DATABASE_URL".to_string(),
-        "secretKeyRef:".to_string(),
+        "- name: DATABASE_URL\n              valueFrom:\n                secretKeyRef:".to_string(),
         "\"hub\", \"run\", \"--config\", \"/etc/pahlawan/hub.toml\"".to_string(),
         "mountPath: /etc/pahlawan/certs".to_string(),
         "requests:".to_string(),
@@ -989,29 +1031,37 @@ fn the_systemd_unit_runs_the_example_edge_hardened() {
     // systemd's own opinion. It insists that ExecStart's binary exists, so
     // the copy it checks runs the one this test was built with. A misspelt
     // directive is only a warning (exit 0), hence the empty stderr.
-    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze is not installed: skipping `systemd-analyze verify`");
+    let Some(systemd_analyze) = tools::outside_tool(
+        "systemd-analyze",
+        "`systemd-analyze verify` of the edge's unit",
+        "install Debian's `systemd` package (scripts/test does)",
+    ) else {
         return;
     };
-    assert!(out.status.success(), "systemd-analyze --version failed");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("pahlawan-edge.service");
-    std::fs::write(
-        &copy,
-        text.replace("/usr/local/bin/pahlawan", env!("CARGO_BIN_EXE_pahlawan")),
-    )
-    .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("run systemd-analyze verify");
+    let verify = |unit: &str| {
+        let unit = unit.replace("/usr/local/bin/pahlawan", env!("CARGO_BIN_EXE_pahlawan"));
+        std::fs::write(&copy, unit).unwrap();
+        Command::new(&systemd_analyze)
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .expect("run systemd-analyze verify")
+    };
+    let out = verify(&text);
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "systemd-analyze verify {}: {}\n{}",
         unit_path.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The same check speaks up on a misspelt directive: it is not a no-op.
+    let misspelt = verify(&text.replace("NoNewPrivileges=", "NoNewPrivilege="));
+    assert!(
+        !misspelt.stderr.is_empty(),
+        "systemd-analyze said nothing of NoNewPrivilege="
     );
 }
 
@@ -1130,14 +1180,6 @@ async fn get_metrics(what: &str, url: String) -> (Scrape, String) {
         String::new()
     };
     (s, note)
-}
-
-async fn until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A hub and an edge syncing to it, some traffic through the whole

@@ -5,14 +5,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use cloud_hub::testing::pg;
 use common::{in_minutes, post, sync_status};
 use edge_node::config::HubLinkConfig;
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use s2::cellid::CellID;
 use serde_json::{Value, json};
+use testkit::{pg, until};
 
 async fn edge(
     name: &str,
@@ -33,14 +32,6 @@ async fn edge(
     let e = Edge::start(cfg, StartOptions::default()).await.unwrap();
     let base = format!("http://{}", e.local_addr().unwrap());
     (e, base)
-}
-
-async fn until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

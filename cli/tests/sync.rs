@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cloud_hub::testing::pg;
-use cloud_hub::testing::udp_proxy::{Faults, UdpProxy};
 use common::*;
 use serde_json::json;
+use testkit::pg;
+use testkit::udp_proxy::{Faults, UdpProxy};
 
 const LOSSY: Faults = Faults {
     drop: 0.02,
@@ -73,30 +73,22 @@ async fn post_all(
     }
 }
 
-async fn until(done: &AtomicU64, n: u64) {
-    while done.load(Ordering::Relaxed) < n {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn posted(done: &AtomicU64, n: u64) {
+    testkit::until(&format!("{n} posts"), async || {
+        done.load(Ordering::Relaxed) >= n
+    })
+    .await
 }
 
 /// Waits until the hub has acknowledged more than `seq`: the link is up and
 /// streaming. Returns the new acknowledged mark.
 async fn until_acked_above(c: &reqwest::Client, base: &str, seq: u64) -> u64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let acked = sync_status(c, base)
-            .await
-            .and_then(|s| s["acked_seq"].as_u64())
-            .unwrap_or(0);
-        if acked > seq {
-            return acked;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the link never streamed past {seq}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the link to stream past {seq}");
+    testkit::eventually(&what, async || {
+        let s = sync_status(c, base).await?;
+        s["acked_seq"].as_u64().filter(|acked| *acked > seq)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -137,20 +129,20 @@ async fn ten_thousand_posts_survive_hub_restarts_a_partition_and_a_lossy_link() 
         done.clone(),
     ));
     // 1. A clean hub restart.
-    until(&done, 1_500).await;
+    posted(&done, 1_500).await;
     let acked = until_acked_above(&c, &edge.base, 0).await;
     hub.terminate();
     gate.store(4_000, Ordering::Relaxed);
     hub = start_hub(&db.url, port, certs.path());
     // 2. A four-second partition.
-    until(&done, 4_000).await;
+    posted(&done, 4_000).await;
     let acked = until_acked_above(&c, &edge.base, acked).await;
     proxy.partition(true);
     gate.store(6_500, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(4)).await;
     proxy.set(LOSSY);
     // 3. The hub killed with SIGKILL.
-    until(&done, 6_500).await;
+    posted(&done, 6_500).await;
     until_acked_above(&c, &edge.base, acked).await;
     hub.kill9();
     gate.store(10_000, Ordering::Relaxed);
@@ -234,7 +226,7 @@ async fn an_edge_killed_mid_batch_still_delivers_exactly_once() {
                 }
             }
         });
-        until(&done, 400).await;
+        posted(&done, 400).await;
         // The link is up and streaming (this session acknowledged something)...
         let before = sync_status(&c, &edge.base)
             .await
@@ -326,18 +318,10 @@ async fn poll_status(
     base: &str,
     ok: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = sync_status(c, base).await.unwrap_or_default();
-        if ok(&s) {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "status never got there: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    testkit::eventually("the sync status to get there", async || {
+        sync_status(c, base).await.filter(|s| ok(s))
+    })
+    .await
 }
 
 /// Every kind of lifecycle event — offers accepted and declined, direct

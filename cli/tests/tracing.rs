@@ -12,24 +12,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloud_hub::testing::pg;
 use common::{post, sync_status};
 use edge_node::{Edge, EdgeConfig, StartOptions};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::json;
+use testkit::{pg, until};
 use tracing_subscriber::layer::SubscriberExt;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
-
-async fn until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_trace_id_covers_kiosk_edge_and_hub() {
@@ -155,7 +147,7 @@ async fn one_trace_id_covers_kiosk_edge_and_hub() {
     };
     let hub_text = scrape(format!("http://{}/metrics", hub.http_addr())).await;
     let edge_text = scrape(format!("{base}/metrics")).await;
-    let committed = edge.handle().committed_seq() as f64;
+    let committed = edge.committed_seq() as f64;
     assert_eq!(value(&hub_text, "hub_events_applied_total"), committed);
     assert_eq!(value(&hub_text, "hub_sessions_open"), 1.0);
     assert_eq!(

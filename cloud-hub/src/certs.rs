@@ -151,7 +151,7 @@ pub fn issue_edge(dir: &Path, edge: &EdgeId) -> Result<Created, CertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{edge_id_of, read_certs};
+    use sync_link::tls::{edge_id_of, read_certs};
 
     #[test]
     fn init_then_issue_names_the_edge_and_refuses_to_clobber() {

@@ -26,6 +26,8 @@ pub struct HubConfig {
     /// How often each session re-sends neighbouring recipients that changed.
     pub registry_refresh_secs: u64,
     /// Concurrent edge sessions, at most (each holds a PostgreSQL connection).
+    /// Counted from before the TLS handshake: a connection over the cap is
+    /// refused without one.
     pub max_sessions: usize,
     /// Stored events and operational rows (surplus, offers) the hub received
     /// more than this many days ago are deleted, hourly — whole monthly

@@ -13,9 +13,6 @@ pub mod metrics;
 pub mod quic;
 pub mod region;
 pub mod stats;
-#[cfg(feature = "testing")]
-pub mod testing;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +28,7 @@ pub enum HubError {
     #[error(transparent)]
     Db(#[from] db::DbError),
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] sync_link::tls::TlsError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -52,10 +49,10 @@ pub struct Hub {
 impl Hub {
     pub async fn start(cfg: HubConfig) -> Result<Hub, HubError> {
         cfg.validate()?;
-        tls::install_crypto_provider();
+        sync_link::tls::install_crypto_provider();
         let mut client = db::connect(&cfg.database_url).await?;
         let citus = db::migrate(&mut client).await?;
-        let server = tls::server_config(&cfg.tls)?;
+        let server = sync_link::tls::server_config(&cfg.tls.ca_cert, &cfg.tls.cert, &cfg.tls.key)?;
         let endpoint =
             quinn::Endpoint::server(server, cfg.listen_quic).map_err(|source| HubError::Bind {
                 addr: cfg.listen_quic,
@@ -71,8 +68,11 @@ impl Hub {
             database_url: cfg.database_url.clone(),
             lease_ttl: sync_protocol::Duration::from_secs(cfg.lease_ttl_secs as i64),
             registry_refresh: std::time::Duration::from_secs(cfg.registry_refresh_secs),
-            max_sessions: cfg.max_sessions,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                cfg.max_sessions.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             stats: stats.clone(),
+            clock: Arc::new(sync_link::SystemClock),
         });
         let quic_task = tokio::spawn(quic::serve(endpoint.clone(), ctx, stopped.clone()));
         let housekeeping = tokio::spawn(db::retention::housekeeping(

@@ -1,48 +1,56 @@
 //! The QUIC side of the hub: accept edges (mutual TLS), and for each one run
-//! a [`HubSession`] core against its stream and a PostgreSQL connection of its
-//! own. A protocol violation or a failed apply ends the session; the edge
-//! reconnects and resumes from the stored high-water mark.
+//! a [`HubSession`] core on the shared link driver (`sync_link::drive`)
+//! against its stream and a PostgreSQL connection of its own. The shell here
+//! only runs queries: when to renew leases (`lease::Renewal`) and which
+//! neighbours to push (`session::feed::RegistryFeed`) are decided by
+//! I/O-free cores. A protocol violation or a failed apply ends the session;
+//! the edge reconnects and resumes from the stored high-water mark.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use s2::cellid::CellID;
-use sync_protocol::session::hub::{Action, HubSession};
-use sync_protocol::session::io::{FrameError, read_frame, write_frame};
+use sync_link::{Clock, FrameError, Shell, Work};
+use sync_protocol::lease::Renewal;
+use sync_protocol::session::RefusalReason;
+use sync_protocol::session::feed::RegistryFeed;
+use sync_protocol::session::hub::{Action, Apply, Hello, HubSession, HubSessionError};
 use sync_protocol::session::msg::MAX_REGISTRY_ENTRIES;
-use sync_protocol::session::{EdgeMsg, HubMsg, RefusalReason};
-use sync_protocol::{Duration, EdgeId, RecipientId, Timestamp};
-use time::OffsetDateTime;
-use tokio::sync::{mpsc, watch};
+use sync_protocol::{Duration, EdgeId, Timestamp};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::Instrument;
 
 use crate::db::{self, DbError, apply, leases, queries};
 use crate::stats::HubStats;
 
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp::from_unix_ms(ms)
-}
-
 /// What every session needs.
-#[derive(Debug)]
 pub struct Ctx {
     pub database_url: String,
     pub lease_ttl: Duration,
     pub registry_refresh: StdDuration,
-    pub max_sessions: usize,
+    /// One permit per session (`max_sessions`), taken before the handshake
+    /// and held until the session ends: a burst of handshakes cannot pass
+    /// the cap.
+    pub slots: Arc<Semaphore>,
     pub stats: Arc<HubStats>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("lease_ttl", &self.lease_ttl)
+            .field("registry_refresh", &self.registry_refresh)
+            .field("free_slots", &self.slots.available_permits())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum SessionEnd {
     #[error("connection: {0}")]
     Connection(#[from] quinn::ConnectionError),
-    #[error("stream: {0}")]
-    Write(#[from] quinn::WriteError),
     #[error("{0}")]
     Frame(#[from] FrameError),
     #[error("database: {0}")]
@@ -53,27 +61,45 @@ enum SessionEnd {
     Idle,
 }
 
-/// Accepts connections until `stop` flips.
-pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            incoming = endpoint.accept() => match incoming {
-                Some(incoming) => {
-                    tokio::spawn(connection(incoming, ctx.clone(), stop.clone()));
-                }
-                None => break,
-            },
-            () = stopped(&mut stop) => break,
+impl From<HubSessionError> for SessionEnd {
+    fn from(e: HubSessionError) -> SessionEnd {
+        match e {
+            HubSessionError::Refused(r) => SessionEnd::Refused(r),
+            HubSessionError::IdleTimeout => SessionEnd::Idle,
         }
     }
 }
 
-async fn connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, stop: watch::Receiver<bool>) {
-    if HubStats::get(&ctx.stats.sessions_open) as usize >= ctx.max_sessions {
-        HubStats::add(&ctx.stats.sessions_refused, 1);
-        incoming.refuse();
-        return;
+/// Accepts connections until `stop` flips. A connection beyond the session
+/// cap is refused before its handshake.
+pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => match ctx.slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        tokio::spawn(connection(incoming, slot, ctx.clone(), stop.clone()));
+                    }
+                    Err(_) => {
+                        HubStats::add(&ctx.stats.sessions_refused, 1);
+                        incoming.refuse();
+                    }
+                },
+                None => break,
+            },
+            () = sync_link::task::stopped(&mut stop) => break,
+        }
     }
+}
+
+/// One connection, holding its session slot (`_slot`) until it ends,
+/// however it ends.
+async fn connection(
+    incoming: quinn::Incoming,
+    _slot: OwnedSemaphorePermit,
+    ctx: Arc<Ctx>,
+    stop: watch::Receiver<bool>,
+) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
@@ -83,7 +109,7 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, stop: watch::Recei
             return;
         }
     };
-    let edge = match crate::tls::edge_identity(&conn) {
+    let edge = match sync_link::tls::peer_edge_id(&conn) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(%remote, error = %e, "edge certificate names no edge");
@@ -93,7 +119,7 @@ async fn connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, stop: watch::Recei
     };
     let _open = OpenSession::new(&ctx.stats);
     let span = tracing::info_span!("sync_session", %edge);
-    let result = tracing::Instrument::instrument(run(&conn, edge.clone(), &ctx, stop), span).await;
+    let result = run(&conn, edge.clone(), &ctx, stop).instrument(span).await;
     match result {
         Ok(()) => tracing::info!(%edge, "session closed"),
         Err(e) => tracing::warn!(%edge, error = %e, "session ended"),
@@ -120,6 +146,8 @@ impl Drop for OpenSession<'_> {
     }
 }
 
+/// The cells around `cells` (at each cell's own level) that are not among
+/// them: where the neighbours whose recipients this edge may match live.
 fn neighbours(cells: &[u64]) -> Vec<u64> {
     let own: BTreeSet<u64> = cells.iter().copied().collect();
     let mut out = BTreeSet::new();
@@ -141,122 +169,162 @@ async fn run(
     conn: &quinn::Connection,
     edge: EdgeId,
     ctx: &Ctx,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), SessionEnd> {
-    let (mut send, mut recv) = conn.accept_bi().await?;
-    let mut db = db::connect(&ctx.database_url).await?;
+    let (mut send, recv) = conn.accept_bi().await?;
+    let db = db::connect(&ctx.database_url).await?;
     let hw = queries::progress(&db, &edge)
         .await?
         .map_or(0, |p| p.high_water);
-    let mut session = HubSession::new(edge.clone(), hw, now());
-    // Set at Hello: where this edge's log lives.
-    let mut home_region = None;
-    // Frames are read by their own task so reading is never cancelled halfway.
-    let (tx, mut rx) = mpsc::channel::<Result<Option<EdgeMsg>, FrameError>>(4);
-    let reader = tokio::spawn(async move {
-        loop {
-            let frame = read_frame::<EdgeMsg, _>(&mut recv).await;
-            let end = !matches!(frame, Ok(Some(_)));
-            if tx.send(frame).await.is_err() || end {
-                break;
-            }
+    let clock = &*ctx.clock;
+    let mut core = HubSession::new(edge.clone(), hw, clock.now());
+    let mut shell = HubShell {
+        db,
+        edge,
+        ctx,
+        home_region: None,
+        feed: None,
+        renewal: None,
+        registry_tick: tokio::time::interval(ctx.registry_refresh),
+    };
+    sync_link::drive(&mut core, &mut shell, recv, &mut send, clock, stop).await?;
+    Ok(())
+}
+
+/// The hub's shell around one session: PostgreSQL and the stats.
+struct HubShell<'a> {
+    db: tokio_postgres::Client,
+    edge: EdgeId,
+    ctx: &'a Ctx,
+    /// Set at Hello: where this edge's log lives.
+    home_region: Option<i64>,
+    /// Set at Hello: the neighbours' recipients this edge is fed.
+    feed: Option<RegistryFeed>,
+    /// Set at Hello: when to extend this edge's leases.
+    renewal: Option<Renewal>,
+    registry_tick: tokio::time::Interval,
+}
+
+impl Shell<HubSession> for HubShell<'_> {
+    type Error = SessionEnd;
+
+    /// Renews the leases when due, then reads one page of the registry pass
+    /// under way, if any (the next page comes on the next turn, so a large
+    /// registry never sits in memory whole).
+    async fn prepare(
+        &mut self,
+        core: &mut HubSession,
+        clock: &dyn Clock,
+    ) -> Result<Work, SessionEnd> {
+        let now = clock.now();
+        if let Some(renewal) = self.renewal.as_mut().filter(|r| r.due(now)) {
+            leases::renew(&self.db, &self.edge, renewal.renewed(now)).await?;
         }
-    });
-    let _reader = AbortOnDrop(reader);
-    let mut feed = RegistryFeed::default();
-    let mut registry_tick = tokio::time::interval(ctx.registry_refresh);
-    let mut renewed = now();
-    loop {
-        while let Some(msg) = session.poll_transmit(now()) {
-            write_frame(&mut send, &msg).await?;
+        let Some(feed) = self.feed.as_mut() else {
+            return Ok(Work::Done);
+        };
+        let Some(after) = feed.next_page() else {
+            return Ok(Work::Done);
+        };
+        let rows = queries::registry(
+            &self.db,
+            &self.edge,
+            feed.cells(),
+            after,
+            MAX_REGISTRY_ENTRIES,
+        )
+        .await?;
+        let fresh = feed.page(rows, MAX_REGISTRY_ENTRIES);
+        if !fresh.is_empty() {
+            core.push_registry(fresh);
         }
-        if session.is_closed() {
-            finish(&mut send).await;
-            return Ok(());
+        Ok(match feed.next_page() {
+            Some(_) => Work::More,
+            None => Work::Done,
+        })
+    }
+
+    async fn act(
+        &mut self,
+        core: &mut HubSession,
+        action: Action,
+        clock: &dyn Clock,
+    ) -> Result<(), SessionEnd> {
+        match action {
+            Action::None => Ok(()),
+            Action::Greet(hello) => self.greet(core, hello, clock).await,
+            Action::Apply(batch) => self.apply(core, batch, clock).await,
         }
-        let wake = session
-            .poll_timeout()
-            .map_or(StdDuration::from_secs(1), |t| {
-                StdDuration::from_millis((t - now()).as_ms().clamp(0, 60_000) as u64)
-            });
-        tokio::select! {
-            frame = rx.recv() => {
-                let msg = match frame {
-                    Some(Ok(Some(m))) => m,
-                    Some(Ok(None)) | None => return Ok(()),
-                    Some(Err(FrameError::Wire(_))) => {
-                        write_frame(&mut send, &HubMsg::Refused { reason: RefusalReason::Malformed }).await?;
-                        finish(&mut send).await;
-                        return Err(SessionEnd::Refused(RefusalReason::Malformed));
-                    }
-                    Some(Err(e)) => return Err(e.into()),
-                };
-                match session.handle(now(), msg) {
-                    Ok(Action::None) => {}
-                    Ok(Action::Greet(hello)) => {
-                        let registered = queries::register(&db, &edge, &hello.cells).await?;
-                        home_region = Some(registered.home_region);
-                        let t = now();
-                        let granted = leases::grant(&mut db, &edge, &hello.cells, hello.lease_epoch, t, ctx.lease_ttl).await?;
-                        session.greet(t, granted.epoch, granted.conflicts);
-                        feed.cells = neighbours(&hello.cells);
-                        feed.push(&db, &edge, &mut session).await?;
-                        renewed = t;
-                    }
-                    Ok(Action::Apply(batch)) => {
-                        let started = std::time::Instant::now();
-                        let home = home_region.ok_or_else(|| DbError::Integrity("a batch before Hello".into()))?;
-                        // Its own root: a session lasts hours, a batch
-                            // milliseconds.
-                            let span = tracing::info_span!(
-                            parent: None,
-                            "hub.apply",
-                            edge.id = %edge,
-                            first_seq = batch.first_seq,
-                            last_seq = batch.last_seq
-                        );
-                        let applied = apply::apply_batch(&mut db, &edge, home, &batch)
-                            .instrument(span)
-                            .await?;
-                        let t = now();
-                        record(ctx, &applied, started, t);
-                        session.applied(t, batch.last_seq);
-                    }
-                    Err(reason) => {
-                        while let Some(msg) = session.poll_transmit(now()) {
-                            write_frame(&mut send, &msg).await?;
-                        }
-                        finish(&mut send).await;
-                        return Err(SessionEnd::Refused(reason));
-                    }
-                }
-            }
-            () = tokio::time::sleep(wake) => {
-                if session.handle_timeout(now()).is_err() {
-                    return Err(SessionEnd::Idle);
-                }
-            }
-            _ = registry_tick.tick() => {
-                if !feed.cells.is_empty() {
-                    feed.push(&db, &edge, &mut session).await?;
-                }
-            }
-            () = stopped(&mut stop) => {
-                finish(&mut send).await;
-                return Ok(());
-            }
-        }
-        // Keep the leases of a live edge from lapsing.
-        let t = now();
-        if t - renewed >= Duration::from_ms(ctx.lease_ttl.as_ms() / 4) {
-            leases::renew(&db, &edge, t, ctx.lease_ttl).await?;
-            renewed = t;
+    }
+
+    /// A registry refresh is due: start a pass (the tick is cancel-safe).
+    async fn wake(&mut self) {
+        self.registry_tick.tick().await;
+        if let Some(feed) = self.feed.as_mut() {
+            feed.start_pass();
         }
     }
 }
 
-fn record(ctx: &Ctx, applied: &apply::Applied, started: std::time::Instant, t: Timestamp) {
-    let s = &ctx.stats;
+impl HubShell<'_> {
+    /// Registers the edge, grants its leases, answers the Hello and starts
+    /// feeding it its neighbours.
+    async fn greet(
+        &mut self,
+        core: &mut HubSession,
+        hello: Hello,
+        clock: &dyn Clock,
+    ) -> Result<(), SessionEnd> {
+        let registered = queries::register(&self.db, &self.edge, &hello.cells).await?;
+        self.home_region = Some(registered.home_region);
+        let t = clock.now();
+        let ttl = self.ctx.lease_ttl;
+        let granted = leases::grant(
+            &mut self.db,
+            &self.edge,
+            &hello.cells,
+            hello.lease_epoch,
+            t,
+            ttl,
+        )
+        .await?;
+        core.greet(t, granted.epoch, granted.conflicts);
+        self.renewal = Some(Renewal::new(ttl, t));
+        let mut feed = RegistryFeed::new(neighbours(&hello.cells));
+        feed.start_pass();
+        self.feed = Some(feed);
+        Ok(())
+    }
+
+    async fn apply(
+        &mut self,
+        core: &mut HubSession,
+        batch: Apply,
+        clock: &dyn Clock,
+    ) -> Result<(), SessionEnd> {
+        let started = std::time::Instant::now();
+        let home = self
+            .home_region
+            .ok_or_else(|| DbError::Integrity("a batch before Hello".into()))?;
+        // Its own root: a session lasts hours, a batch milliseconds.
+        let span = tracing::info_span!(
+            parent: None,
+            "hub.apply",
+            edge.id = %self.edge,
+            first_seq = batch.first_seq,
+            last_seq = batch.last_seq
+        );
+        let applied = apply::apply_batch(&mut self.db, &self.edge, home, &batch)
+            .instrument(span)
+            .await?;
+        let t = clock.now();
+        record(&self.ctx.stats, &applied, started, t);
+        core.applied(t, batch.last_seq);
+        Ok(())
+    }
+}
+
+fn record(s: &HubStats, applied: &apply::Applied, started: std::time::Instant, t: Timestamp) {
     HubStats::add(&s.batches, 1);
     HubStats::add(&s.events, applied.events as u64);
     HubStats::add(&s.fenced, applied.fenced as u64);
@@ -275,82 +343,5 @@ fn record(ctx: &Ctx, applied: &apply::Applied, started: std::time::Instant, t: T
         let ms = (t - *at).as_ms().max(1) as u64;
         let _ = lag.record(ms);
         s.metrics.replication_lag.observe(ms as f64 / 1_000.0);
-    }
-}
-
-/// Re-reading this far behind the newest registration pushed covers rows
-/// whose transaction began (and took its `received_at`) before an earlier
-/// read but committed after it.
-const REGISTRY_OVERLAP: time::Duration = time::Duration::seconds(60);
-
-/// The neighbour registry of one session: recipients of other edges in the
-/// cells around this edge's, pushed once each, newest registrations
-/// followed by the hub's own clock.
-#[derive(Default)]
-struct RegistryFeed {
-    cells: Vec<u64>,
-    /// The newest `received_at` pushed.
-    newest: Option<OffsetDateTime>,
-    /// What was pushed inside the overlap window (so it is not sent again).
-    sent: HashMap<RecipientId, OffsetDateTime>,
-}
-
-impl RegistryFeed {
-    async fn push(
-        &mut self,
-        db: &tokio_postgres::Client,
-        edge: &EdgeId,
-        session: &mut HubSession,
-    ) -> Result<(), DbError> {
-        let since = self
-            .newest
-            .map_or(OffsetDateTime::UNIX_EPOCH, |t| t - REGISTRY_OVERLAP);
-        let mut after = (since, uuid::Uuid::nil());
-        let mut fresh = Vec::new();
-        loop {
-            let page =
-                queries::registry(db, edge, &self.cells, after, MAX_REGISTRY_ENTRIES).await?;
-            let full = page.len() == MAX_REGISTRY_ENTRIES;
-            for (entry, at) in page {
-                after = (at, *entry.id.as_uuid());
-                // New, or changed since it was sent (an erasure bumps
-                // `received_at`): send it; the same version again: skip.
-                if self.sent.insert(entry.id, at) != Some(at) {
-                    fresh.push(entry);
-                }
-                self.newest = self.newest.max(Some(at));
-            }
-            if !full {
-                break;
-            }
-        }
-        if let Some(newest) = self.newest {
-            self.sent.retain(|_, at| *at >= newest - REGISTRY_OVERLAP);
-        }
-        if !fresh.is_empty() {
-            session.push_registry(fresh);
-        }
-        Ok(())
-    }
-}
-
-/// Finishes the stream and waits (briefly) until the peer has it all:
-/// closing the connection at once would discard a last `Refused`.
-async fn finish(send: &mut quinn::SendStream) {
-    if send.finish().is_ok() {
-        let _ = tokio::time::timeout(StdDuration::from_secs(2), send.stopped()).await;
-    }
-}
-
-/// Resolves when `stop` flips to true (the guard is dropped inside).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -6,12 +6,12 @@
 mod common;
 
 use cloud_hub::db::{self, apply::apply_batch, leases, queries};
-use cloud_hub::testing::pg;
 use common::{Log, T0, cell, log_of, offer, posted, rid, setup, sid};
 use sync_protocol::{
     AuditRecord, ClaimVia, Duration, EdgeId, Event, FoodTypeSet, GeoPoint, Mass, Provider,
     ProviderId, Recipient, RecipientId, SealedContact, Subject,
 };
+use testkit::pg;
 
 async fn row(
     c: &tokio_postgres::Client,
@@ -837,7 +837,7 @@ async fn erasure_anonymises_the_subject_and_its_stored_events_and_keeps_the_impa
         &c,
         &other,
         &[x],
-        (time::OffsetDateTime::UNIX_EPOCH, uuid::Uuid::nil()),
+        sync_protocol::session::feed::Cursor::START,
         100,
     )
     .await

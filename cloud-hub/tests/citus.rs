@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use cloud_hub::db::{self, apply, partitions, queries};
 use cloud_hub::region::region_of;
-use cloud_hub::testing::citus;
-use cloud_hub::testing::pg::TestDb;
 use common::{cell, log_of, offer, posted_at, sid};
 use futures::StreamExt;
 use sync_protocol::EdgeId;
+use testkit::citus;
+use testkit::pg::TestDb;
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client};

@@ -29,7 +29,7 @@ fn ts(t: OffsetDateTime) -> Timestamp {
 }
 
 /// July and August in Jakarta, August also in Surabaya, November kept.
-async fn seeded() -> (cloud_hub::testing::pg::TestDb, tokio_postgres::Client, i64) {
+async fn seeded() -> (testkit::pg::TestDb, tokio_postgres::Client, i64) {
     let edge = EdgeId::new("jkt-1").unwrap();
     let x = cell(-6.2, 106.8);
     let (tdb, mut c, home) = setup(&[&edge], x).await;
@@ -102,7 +102,7 @@ async fn old_months_become_parquet_per_month_and_region_and_leave_postgresql() {
     );
     let left = partitions::list(&c, "event_log").await.unwrap();
     assert!(
-        left.iter().all(|m| m.label() >= "2026-09".to_string()),
+        left.iter().all(|m| m.label().as_str() >= "2026-09"),
         "{left:?}"
     );
     let rows: i64 = c

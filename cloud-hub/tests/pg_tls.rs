@@ -7,9 +7,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use cloud_hub::testing::{citus, pg};
 use cloud_hub::{certs, db};
 use sync_protocol::EdgeId;
+use testkit::{citus, pg};
 
 /// The role that signs in with a client certificate (its common name).
 const CERT_USER: &str = "tlsclient";

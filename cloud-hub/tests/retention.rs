@@ -88,7 +88,7 @@ async fn retention_drops_old_months_folds_their_kilograms_and_keeps_the_audit_lo
 
     let left = partitions::list(&c, "surplus").await.unwrap();
     assert!(
-        left.iter().all(|m| m.label() >= "2026-09".to_string()),
+        left.iter().all(|m| m.label().as_str() >= "2026-09"),
         "{left:?}"
     );
     assert_eq!(

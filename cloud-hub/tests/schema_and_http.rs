@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cloud_hub::config::TlsFiles;
-use cloud_hub::testing::{self, pg};
 use cloud_hub::{Hub, HubConfig, certs, db};
+use testkit::{self, pg, until};
 
 /// A hub on loopback ports against `database_url`, with certificates in `dir`.
 async fn start_hub(database_url: &str, dir: &Path) -> Hub {
@@ -49,7 +48,7 @@ async fn every_distributed_table_keys_on_its_distribution_column() {
     let citus = db::migrate(&mut c).await.unwrap();
     assert_eq!(
         citus,
-        testing::citus::wanted(),
+        testkit::citus::wanted(),
         "distribution applied exactly where Citus is"
     );
     for (_, ddl) in db::CITUS_DDL {
@@ -155,15 +154,6 @@ fn unavailable(message: &str) -> (u16, serde_json::Value) {
     )
 }
 
-/// Polls until `f` holds; a generous deadline, so only a real hang fails.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f().await {
-        assert!(Instant::now() < deadline, "still waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn readiness_follows_postgresql_going_away_and_coming_back() {
     let tdb = pg::fresh_database().await;
@@ -191,7 +181,7 @@ async fn readiness_follows_postgresql_going_away_and_coming_back() {
         )
         .await
         .unwrap();
-    eventually("the hub's backend to end", async || {
+    until("the hub's backend to end", async || {
         let n: i64 = admin
             .query_one(backends, &[&tdb.name])
             .await
@@ -207,7 +197,7 @@ async fn readiness_follows_postgresql_going_away_and_coming_back() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
     let unreachable = unavailable("PostgreSQL is unreachable");
-    eventually("a reconnection attempt", async || {
+    until("a reconnection attempt", async || {
         get("/readyz").await == unreachable
     })
     .await;
@@ -283,7 +273,7 @@ async fn a_v3_database_with_rows_moves_into_monthly_partitions() {
     let tdb = pg::fresh_database().await;
     let mut c = db::connect(&tdb.url).await.unwrap();
     db::migrate_to(&mut c, 3).await.unwrap();
-    if testing::citus::wanted() {
+    if testkit::citus::wanted() {
         c.batch_execute("SET citus.enable_unsafe_triggers TO on")
             .await
             .unwrap();
@@ -312,7 +302,7 @@ async fn a_v3_database_with_rows_moves_into_monthly_partitions() {
     .await
     .unwrap();
 
-    assert_eq!(db::migrate(&mut c).await.unwrap(), testing::citus::wanted());
+    assert_eq!(db::migrate(&mut c).await.unwrap(), testkit::citus::wanted());
     let months = |table: &'static str| {
         let c = &c;
         async move {

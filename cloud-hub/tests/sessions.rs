@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use cloud_hub::config::TlsFiles;
-use cloud_hub::testing::{client_config, pg};
 use cloud_hub::{Hub, HubConfig, certs};
-use sync_protocol::session::io::{read_frame, write_frame};
+use sync_link::tls::client_config;
+use sync_link::{read_frame, write_frame};
 use sync_protocol::session::{BatchEvent, EdgeMsg, HubMsg, PROTOCOL_VERSION, RefusalReason};
 use sync_protocol::wire::encode_envelope;
 use sync_protocol::{EdgeId, Envelope, Event, SurplusId, Timestamp};
+use testkit::pg;
 
 struct Fixture {
     db: pg::TestDb,
@@ -59,7 +60,7 @@ async fn connect(
     key: &Path,
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
     let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    ep.set_default_client_config(client_config(&dir.join(certs::CA_CERT), cert, key));
+    ep.set_default_client_config(client_config(&dir.join(certs::CA_CERT), cert, key).unwrap());
     ep.connect(f.hub.quic_addr(), certs::DEFAULT_HUB_NAME)
         .unwrap()
         .await
@@ -221,6 +222,78 @@ async fn an_edge_cannot_speak_for_another() {
     assert_eq!(log_of(&f, &other).await, (0, 0));
 }
 
+/// Connects as `e` and says Hello: `Ok` with the live connection and its
+/// stream once the hub welcomed it (dropping either half would end the
+/// session), `Err` when the hub refused the connection.
+async fn try_session(
+    f: &Fixture,
+    e: &EdgeId,
+) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), quinn::ConnectionError> {
+    let dir = f.certs.path();
+    let conn = connect(
+        f,
+        dir,
+        &certs::edge_cert_path(dir, e),
+        &certs::edge_key_path(dir, e),
+    )
+    .await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let welcome = hello(&mut send, &mut recv, e, 0).await;
+    assert!(matches!(welcome, HubMsg::Welcome { .. }), "{welcome:?}");
+    Ok((conn, send, recv))
+}
+
+/// The session cap is taken before the handshake and held for the
+/// session's life: a burst of CAP + EXTRA concurrent connection attempts
+/// gets exactly CAP sessions, the rest are refused; a session that ends
+/// frees its slot for the next edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_handshakes_cannot_pass_the_session_cap() {
+    const CAP: usize = 3;
+    const EXTRA: usize = 5;
+    let f = start_with(|c| c.max_sessions = CAP).await;
+    let edges: Vec<EdgeId> = (0..CAP + EXTRA)
+        .map(|i| edge(&format!("cap-{i}")))
+        .collect();
+    for e in &edges {
+        certs::issue_edge(f.certs.path(), e).unwrap();
+    }
+    let attempts = futures::future::join_all(edges.iter().map(|e| try_session(&f, e))).await;
+    let (sessions, refused): (Vec<_>, Vec<_>) = attempts.into_iter().partition(Result::is_ok);
+    assert_eq!((sessions.len(), refused.len()), (CAP, EXTRA), "{refused:?}");
+    for r in &refused {
+        assert!(
+            matches!(r, Err(quinn::ConnectionError::ConnectionClosed(c)) if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED),
+            "refused before the handshake: {r:?}"
+        );
+    }
+    let stats = f.hub.stats();
+    assert_eq!(
+        cloud_hub::stats::HubStats::get(&stats.sessions_open),
+        CAP as u64
+    );
+    assert_eq!(
+        cloud_hub::stats::HubStats::get(&stats.sessions_refused),
+        EXTRA as u64
+    );
+
+    // One session ends: its slot lets another edge in.
+    let mut sessions: Vec<_> = sessions.into_iter().map(Result::unwrap).collect();
+    let (ended, _, _) = sessions.pop().unwrap();
+    ended.close(0u32.into(), b"done");
+    let late = edge("cap-late");
+    certs::issue_edge(f.certs.path(), &late).unwrap();
+    let admitted = testkit::eventually("a freed slot", || async {
+        try_session(&f, &late).await.ok()
+    })
+    .await;
+    assert_eq!(
+        cloud_hub::stats::HubStats::get(&stats.sessions_open),
+        CAP as u64
+    );
+    drop((admitted, sessions));
+}
+
 #[tokio::test]
 async fn unknown_and_self_signed_certificates_cannot_connect() {
     let f = start().await;
@@ -236,11 +309,14 @@ async fn unknown_and_self_signed_certificates_cannot_connect() {
     )
     .unwrap();
     let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    ep.set_default_client_config(client_config(
-        &rogue.path().join("real-ca.crt"),
-        &certs::edge_cert_path(rogue.path(), &me),
-        &certs::edge_key_path(rogue.path(), &me),
-    ));
+    ep.set_default_client_config(
+        client_config(
+            &rogue.path().join("real-ca.crt"),
+            &certs::edge_cert_path(rogue.path(), &me),
+            &certs::edge_key_path(rogue.path(), &me),
+        )
+        .unwrap(),
+    );
     let refused = async {
         let conn = ep
             .connect(f.hub.quic_addr(), certs::DEFAULT_HUB_NAME)
@@ -272,11 +348,14 @@ async fn unknown_and_self_signed_certificates_cannot_connect() {
     let selfsigned = tempfile::tempdir().unwrap();
     certs::init(selfsigned.path(), &[], false).unwrap();
     let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    ep.set_default_client_config(client_config(
-        &f.certs.path().join(certs::CA_CERT),
-        &selfsigned.path().join(certs::CA_CERT),
-        &selfsigned.path().join(certs::CA_KEY),
-    ));
+    ep.set_default_client_config(
+        client_config(
+            &f.certs.path().join(certs::CA_CERT),
+            &selfsigned.path().join(certs::CA_CERT),
+            &selfsigned.path().join(certs::CA_KEY),
+        )
+        .unwrap(),
+    );
     let refused = async {
         let conn = ep
             .connect(f.hub.quic_addr(), certs::DEFAULT_HUB_NAME)

@@ -6,10 +6,15 @@
 //! - [`lifecycle`]: one surplus's state machine.
 //! - [`engine`]: all live surplus together, their timers, and the policy that
 //!   ties matching to the lifecycle (rematch, dead-letter queue, fallback).
-//! - [`breaker`]: the circuit breaker around the routing service.
+//! - [`breaker`]: the routing service's circuit breaker (time passed in).
+//! - [`idempotency`]: `Idempotency-Key` replay decisions.
+//! - [`neighbours`]: which entries of the hub's registry feed change the
+//!   registry, and which are repeats.
 
 pub mod breaker;
 pub mod engine;
+pub mod idempotency;
 pub mod index;
 pub mod lifecycle;
 pub mod matching;
+pub mod neighbours;

@@ -5,26 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use sync_protocol::{Duration, Timestamp};
 
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> Timestamp;
-    /// A manual clock only moves when told; the writer must not sleep on it.
-    fn is_manual(&self) -> bool {
-        false
-    }
-}
-
-/// The system's wall clock, in UTC.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Timestamp::from_unix_ms(ms)
-    }
-}
+pub use sync_link::clock::{Clock, SystemClock};
 
 /// A clock that stands still until advanced.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ use sync_protocol::{
 };
 
 use edge_core::engine::CommandRefusal;
+use edge_core::idempotency::Fingerprint;
 use edge_core::lifecycle::Refusal;
 use sync_protocol::Surplus;
 
@@ -38,23 +39,17 @@ pub struct NewSurplus {
 
 impl NewSurplus {
     /// A stable fingerprint of the request, so an `Idempotency-Key` reused
-    /// with a different body is caught (FNV-1a over the fields).
+    /// with a different body is caught.
     pub fn fingerprint(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for b in bytes {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        feed(self.provider_id.as_bytes());
-        feed(&self.location.lat().to_bits().to_le_bytes());
-        feed(&self.location.lon().to_bits().to_le_bytes());
-        feed(&self.quantity.grams().to_le_bytes());
-        feed(self.food_type.as_str().as_bytes());
-        feed(&self.expires_at.unix_ms().to_le_bytes());
-        feed(self.description.as_bytes());
-        h
+        Fingerprint::new()
+            .feed(self.provider_id.as_bytes())
+            .feed(&self.location.lat().to_bits().to_le_bytes())
+            .feed(&self.location.lon().to_bits().to_le_bytes())
+            .feed(&self.quantity.grams().to_le_bytes())
+            .feed(self.food_type.as_str().as_bytes())
+            .feed(&self.expires_at.unix_ms().to_le_bytes())
+            .feed(self.description.as_bytes())
+            .finish()
     }
 }
 

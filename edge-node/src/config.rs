@@ -155,10 +155,10 @@ fn default_reconnect_max_ms() -> u64 {
     30_000
 }
 fn default_batch_events() -> usize {
-    1_024
+    sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS
 }
 fn default_in_flight() -> usize {
-    4
+    sync_protocol::session::DEFAULT_MAX_IN_FLIGHT
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +179,14 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Commands waiting for the writer, at most; more get 503 + Retry-After.
     pub queue_capacity: usize,
+    /// Background commands (the hub link's marks and imports, retention,
+    /// re-sealing, audit records) waiting for the writer, at most; more wait
+    /// for room. The writer takes them after each group's requests.
+    pub background_capacity: usize,
+    /// How long a request waits for room to queue the audit record it must
+    /// not answer without (a refusal, a read of contact data); after that it
+    /// gets 503 + Retry-After.
+    pub audit_wait_ms: u64,
     /// Idle read-only connections kept open.
     pub read_connections: usize,
     /// Unfinished surplus held at once, at most; more get 503.
@@ -265,6 +273,8 @@ impl Default for StoreConfig {
         StoreConfig {
             max_batch: 1_024,
             queue_capacity: 16_384,
+            background_capacity: 1_024,
+            audit_wait_ms: 1_000,
             read_connections: 4,
             max_live_surplus: 1_000_000,
             max_recipients: 100_000,
@@ -332,9 +342,36 @@ impl EdgeConfig {
         } else {
             CellSet::from_tokens(self.cells.level, &self.cells.tokens)?
         };
+        let checks = self.core_checks().into_iter().chain(self.shell_checks());
+        if let Some((_, msg)) = checks.into_iter().find(|(ok, _)| !ok) {
+            return Err(ConfigError::Invalid(msg.to_string()));
+        }
+        self.routing
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("routing: {e}")))?;
+        let engine = EngineConfig {
+            matching: self.matching,
+            lifecycle: self.lifecycle,
+            utc_offset_minutes: self.utc_offset_minutes,
+            max_live_surplus: self.store.max_live_surplus,
+            max_recipients: self.store.max_recipients,
+            max_providers: self.store.max_providers,
+            max_open_claims: self.rate_limits.max_open_claims_per_recipient,
+            ..EngineConfig::default()
+        };
+        Ok(Validated {
+            raw: self,
+            edge_id,
+            cells,
+            engine,
+        })
+    }
+
+    /// The matching, lifecycle and store bounds: (holds, what must hold).
+    fn core_checks(&self) -> [(bool, &'static str); 10] {
         let m = &self.matching;
         let positive = |v: f64| v.is_finite() && v > 0.0;
-        let checks = [
+        [
             (
                 positive(m.radius_km) && m.radius_km <= 500.0,
                 "matching.radius_km must be in (0, 500]",
@@ -368,9 +405,21 @@ impl EdgeConfig {
                 "store.max_batch and store.queue_capacity must be ≥ 1",
             ),
             (
+                self.store.background_capacity >= 1
+                    && (1..=60_000).contains(&self.store.audit_wait_ms),
+                "store.background_capacity must be ≥ 1 and store.audit_wait_ms in 1..=60000",
+            ),
+            (
                 self.store.max_live_surplus >= 1,
                 "store.max_live_surplus must be ≥ 1",
             ),
+        ]
+    }
+
+    /// The HTTP, link, auth and admission bounds: (holds, what must hold).
+    fn shell_checks(&self) -> [(bool, &'static str); 8] {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        [
             (
                 self.http.max_body_bytes >= 1_024,
                 "http.max_body_bytes must be ≥ 1024",
@@ -416,35 +465,13 @@ impl EdgeConfig {
                     && self.matching_pool.queue <= 1_000_000,
                 "matching_pool: workers 1 to 65536, queue at most 1000000",
             ),
-        ];
-        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
-            return Err(ConfigError::Invalid((*msg).to_string()));
-        }
-        self.routing
-            .validate()
-            .map_err(|e| ConfigError::Invalid(format!("routing: {e}")))?;
-        let engine = EngineConfig {
-            matching: self.matching,
-            lifecycle: self.lifecycle,
-            utc_offset_minutes: self.utc_offset_minutes,
-            max_live_surplus: self.store.max_live_surplus,
-            max_recipients: self.store.max_recipients,
-            max_providers: self.store.max_providers,
-            max_open_claims: self.rate_limits.max_open_claims_per_recipient,
-            ..EngineConfig::default()
-        };
-        Ok(Validated {
-            raw: self,
-            edge_id,
-            cells,
-            engine,
-        })
+        ]
     }
 
     /// The JWKS file in effect.
     pub fn jwks_path(&self) -> PathBuf {
         self.auth.jwks_file.clone().unwrap_or_else(|| {
-            crate::auth::keys::keys_dir(&self.data_dir).join(crate::auth::keys::JWKS)
+            crate::keyfiles::keys_dir(&self.data_dir).join(crate::keyfiles::JWKS)
         })
     }
 

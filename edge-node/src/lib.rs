@@ -6,24 +6,25 @@
 
 pub mod api;
 pub mod auth;
-pub mod bench;
 pub mod cells;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod housekeeping;
 pub mod ids;
+pub mod keyfiles;
 pub mod metrics;
 pub mod pii;
 pub mod pool;
+pub mod ports;
+pub mod publish;
 pub mod ratelimit;
 pub mod read_model;
 pub mod routing;
 pub mod service;
-pub mod shared;
-pub mod sim;
-pub mod stats;
 pub mod store;
 pub mod sync;
 
 pub use config::EdgeConfig;
-pub use service::{Edge, EdgeError, EdgeHandle, StartError, StartOptions};
+pub use ports::EdgeError;
+pub use service::{Edge, StartError, StartOptions};

@@ -2,10 +2,12 @@
 //! text). The seed's three — `surplus_claim_latency_seconds`,
 //! `food_waste_prevented_tons_total`, `matching_engine_saturation_ratio` —
 //! plus request duration by route and status, the outbox backlog, sync lag,
-//! the dead-letter queue, offers by outcome and the routing breaker's state.
+//! the dead-letter queue, offers by outcome, operator alerts by kind and the
+//! routing breaker's state.
 //!
-//! Counters that follow committed state (tons, offers) are fed by the writer
-//! after its commit, so a rolled-back group never counts. Gauges that mirror
+//! Counters that follow committed state (tons, offers, alerts) are fed by
+//! the publisher from what a writer group committed, so a rolled-back group
+//! never counts. Gauges that mirror
 //! state (backlog, lag, DLQ, breaker) are read at scrape time.
 
 use std::sync::atomic::AtomicU64;
@@ -17,9 +19,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::store::writer::GroupCounts;
+use edge_core::engine::Alert;
+
 /// Every metric family an edge exports (the deploy examples are tested
 /// against the scrape itself, not this list).
-pub const FAMILIES: [&str; 9] = [
+pub const FAMILIES: [&str; 10] = [
     "surplus_claim_latency_seconds",
     "food_waste_prevented_tons_total",
     "matching_engine_saturation_ratio",
@@ -29,6 +34,7 @@ pub const FAMILIES: [&str; 9] = [
     "dlq_size",
     "offers_total",
     "routing_breaker_state",
+    "alerts_total",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +49,31 @@ pub struct HttpLabels {
 pub struct OutcomeLabels {
     /// made | accepted | declined | timed_out
     pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// fallback_offered | no_fallback
+    pub kind: &'static str,
+}
+
+/// The `kind` label of an alert.
+pub fn alert_kind(alert: &Alert) -> &'static str {
+    match alert {
+        Alert::FallbackOffered { .. } => "fallback_offered",
+        Alert::NoFallback { .. } => "no_fallback",
+    }
+}
+
+/// Registers `metric` under `name` and hands back the handle kept to feed it.
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Request and claim latencies, 1 ms to 30 s, with the 1 s SLA bound as an
@@ -66,6 +97,7 @@ pub struct Metrics {
     pub dlq_size: Gauge,
     pub offers: Family<OutcomeLabels, Counter>,
     pub breaker_state: Gauge,
+    pub alerts: Family<AlertLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -76,73 +108,72 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let claim_latency = Histogram::new(latency_buckets());
-        registry.register(
-            "surplus_claim_latency_seconds",
-            "Time to answer a claim (direct claim or accepted offer), request to durable reply",
-            claim_latency.clone(),
-        );
-        let tons_prevented = Counter::<f64, AtomicU64>::default();
-        registry.register(
-            "food_waste_prevented_tons",
-            "Delivered food, in tonnes (from delivered kg)",
-            tons_prevented.clone(),
-        );
-        let saturation = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "matching_engine_saturation_ratio",
-            "Busy matching workers / matching pool size",
-            saturation.clone(),
-        );
-        let http = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(latency_buckets())
-        });
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request duration by route template, method and status",
-            http.clone(),
-        );
-        let outbox_backlog = Gauge::default();
-        registry.register(
-            "outbox_backlog_events",
-            "Committed events the hub has not acknowledged (0 without a hub)",
-            outbox_backlog.clone(),
-        );
-        let sync_lag = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "sync_lag_seconds",
-            "Age of the oldest event the hub has not acknowledged",
-            sync_lag.clone(),
-        );
-        let dlq_size = Gauge::default();
-        registry.register(
-            "dlq_size",
-            "Surplus in the dead-letter queue now",
-            dlq_size.clone(),
-        );
-        let offers = Family::<OutcomeLabels, Counter>::default();
-        registry.register("offers", "Offers by outcome", offers.clone());
+        let mut r = Registry::default();
+        let offers = register(&mut r, "offers", "Offers by outcome", Family::default());
         for outcome in ["made", "accepted", "declined", "timed_out"] {
             let _ = offers.get_or_create(&OutcomeLabels { outcome });
         }
-        let breaker_state = Gauge::default();
-        registry.register(
-            "routing_breaker_state",
-            "Travel-time service circuit breaker: 0 closed, 1 open, 2 half-open",
-            breaker_state.clone(),
+        let alerts = register(
+            &mut r,
+            "alerts",
+            "Dead-letter queue alerts by kind: offered to the cell's fallback recipient, or no fallback took it",
+            Family::default(),
         );
+        for kind in ["fallback_offered", "no_fallback"] {
+            let _ = alerts.get_or_create(&AlertLabels { kind });
+        }
         Metrics {
-            registry,
-            claim_latency,
-            tons_prevented,
-            saturation,
-            http,
-            outbox_backlog,
-            sync_lag,
-            dlq_size,
+            claim_latency: register(
+                &mut r,
+                "surplus_claim_latency_seconds",
+                "Time to answer a claim (direct claim or accepted offer), request to durable reply",
+                Histogram::new(latency_buckets()),
+            ),
+            tons_prevented: register(
+                &mut r,
+                "food_waste_prevented_tons",
+                "Delivered food, in tonnes (from delivered kg)",
+                Counter::default(),
+            ),
+            saturation: register(
+                &mut r,
+                "matching_engine_saturation_ratio",
+                "Busy matching workers / matching pool size",
+                Gauge::default(),
+            ),
+            http: register(
+                &mut r,
+                "http_request_duration_seconds",
+                "HTTP request duration by route template, method and status",
+                Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            ),
+            outbox_backlog: register(
+                &mut r,
+                "outbox_backlog_events",
+                "Committed events the hub has not acknowledged (0 without a hub)",
+                Gauge::default(),
+            ),
+            sync_lag: register(
+                &mut r,
+                "sync_lag_seconds",
+                "Age of the oldest event the hub has not acknowledged",
+                Gauge::default(),
+            ),
+            dlq_size: register(
+                &mut r,
+                "dlq_size",
+                "Surplus in the dead-letter queue now",
+                Gauge::default(),
+            ),
+            breaker_state: register(
+                &mut r,
+                "routing_breaker_state",
+                "Travel-time service circuit breaker: 0 closed, 1 open, 2 half-open",
+                Gauge::default(),
+            ),
             offers,
-            breaker_state,
+            alerts,
+            registry: r,
         }
     }
 
@@ -152,6 +183,15 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// One committed alert.
+    pub fn alert(&self, alert: &Alert) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                kind: alert_kind(alert),
+            })
+            .inc();
     }
 
     /// Committed effects of one writer group.
@@ -171,34 +211,6 @@ impl Metrics {
                     .get_or_create(&OutcomeLabels { outcome })
                     .inc_by(n);
             }
-        }
-    }
-}
-
-/// What one writer group changed that counters follow; applied after its
-/// commit, dropped on rollback.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct GroupCounts {
-    pub delivered_g: u64,
-    pub offers_made: u64,
-    pub offers_accepted: u64,
-    pub offers_declined: u64,
-    pub offers_timed_out: u64,
-}
-
-impl GroupCounts {
-    pub fn observe(&mut self, event: &sync_protocol::Event) {
-        use sync_protocol::{ClaimVia, Event};
-        match event {
-            Event::Delivered { delivered, .. } => self.delivered_g += delivered.grams(),
-            Event::OfferMade { .. } => self.offers_made += 1,
-            Event::OfferDeclined { .. } => self.offers_declined += 1,
-            Event::OfferTimedOut { .. } => self.offers_timed_out += 1,
-            Event::Claimed {
-                via: ClaimVia::OfferAccepted,
-                ..
-            } => self.offers_accepted += 1,
-            _ => {}
         }
     }
 }
@@ -242,5 +254,21 @@ mod tests {
             );
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn each_alert_counts_under_its_kind() {
+        let m = Metrics::new();
+        let surplus_id = sync_protocol::SurplusId::from_bytes([1; 16]);
+        m.alert(&Alert::NoFallback { surplus_id });
+        let text = m.encode();
+        assert!(
+            text.contains("alerts_total{kind=\"no_fallback\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("alerts_total{kind=\"fallback_offered\"} 0\n"),
+            "{text}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use rand::TryRngCore;
 use sync_protocol::Contact;
 
-use crate::auth::keys::{KEYS_DIR, PII_KEYS};
+use crate::keyfiles::{KEYS_DIR, PII_KEYS};
 
 /// The environment variable that may hold the keys (same JSON as the file).
 pub const ENV_KEYS: &str = "PAHLAWAN_PII_KEYS";
@@ -202,7 +202,7 @@ impl PiiKeys {
         let path = data_dir.join(KEYS_DIR).join(PII_KEYS);
         let mut keys = PiiKeys::load(data_dir)?;
         let id = keys.rotate();
-        crate::auth::keys::write_file(&path, keys.to_json().as_bytes(), true)
+        crate::keyfiles::write_file(&path, keys.to_json().as_bytes(), true)
             .map_err(|e| PiiError::BadKeys(e.to_string()))?;
         Ok(id)
     }

@@ -1,7 +1,7 @@
 //! The in-memory read side: a snapshot of every unfinished surplus (and those
 //! finished within the recent window), an R-tree over them for "near me"
-//! queries, and pending offers by recipient. Only the writer updates it, and
-//! only with committed state, after the commit.
+//! queries, and pending offers by recipient. Only the publisher updates it
+//! (on the writer thread), and only with committed state, after the commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -252,55 +252,5 @@ mod tests {
         assert!(m.get(&SurplusId::from_bytes([2; 16])).is_some());
         let here = GeoPoint::new(-6.2, 106.8).expect("valid");
         assert_eq!(m.near(&here, 5.0, None, 10).len(), 1);
-    }
-}
-
-/// Where the matchable recipients are, for asking a routing service about
-/// the ones a match will consider before the writer matches. Rebuilt by the
-/// writer after a group that changed recipients (only when a routing
-/// service is configured).
-#[derive(Debug, Default)]
-pub struct RecipientDirectory {
-    tree: RTree<GeomWithData<[f64; 3], (RecipientId, GeoPoint, sync_protocol::FoodTypeSet)>>,
-}
-
-impl RecipientDirectory {
-    pub fn new(
-        entries: impl IntoIterator<Item = (RecipientId, GeoPoint, sync_protocol::FoodTypeSet)>,
-    ) -> RecipientDirectory {
-        RecipientDirectory {
-            tree: RTree::bulk_load(
-                entries
-                    .into_iter()
-                    .map(|(id, p, f)| GeomWithData::new(p.unit_vector(), (id, p, f)))
-                    .collect(),
-            ),
-        }
-    }
-
-    /// Up to `limit` recipients taking `food` within `radius_km`, nearest first.
-    pub fn nearest(
-        &self,
-        point: &GeoPoint,
-        radius_km: f64,
-        food: sync_protocol::FoodType,
-        limit: usize,
-    ) -> Vec<(RecipientId, GeoPoint)> {
-        let max = chord_squared_for_km(radius_km);
-        self.tree
-            .nearest_neighbor_iter_with_distance_2(&point.unit_vector())
-            .take_while(|(_, d2)| *d2 <= max)
-            .filter(|(n, _)| n.data.2.contains(food))
-            .take(limit)
-            .map(|(n, _)| (n.data.0, n.data.1))
-            .collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.tree.size()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tree.size() == 0
     }
 }

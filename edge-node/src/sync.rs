@@ -4,28 +4,30 @@
 //! read-only pool; what it hands the writer (acknowledged marks, the lease
 //! epoch, neighbouring recipients in slices) waits for room in the queue
 //! rather than failing. When the hub is gone it retries with jittered
-//! exponential backoff (back to the shortest wait after each established
-//! session), for as long as it takes, and catches up from the hub's
-//! high-water mark. Backlog and lag stay current while disconnected.
+//! exponential backoff ([`sync_protocol::backoff::Backoff`]: back to the
+//! shortest wait after each established session), for as long as it takes,
+//! and catches up from the hub's high-water mark. Backlog and lag stay
+//! current while disconnected. Everything it reaches goes through its port,
+//! [`LinkPort`]; its status goes out on the port's `watch`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as StdDuration;
 use tracing::Instrument;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sync_link::task::{AbortOnDrop, stopped};
+use sync_link::{End, FrameError, Shell, Work, drive};
 use sync_protocol::Timestamp;
+use sync_protocol::backoff::Backoff;
 use sync_protocol::session::edge::{EdgeSession, EdgeSessionConfig, SessionError};
-use sync_protocol::session::io::{FrameError, read_frame, write_frame};
-use sync_protocol::session::{ALPN, HubMsg};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::HubLinkConfig;
-use crate::service::{EdgeError, EdgeHandle};
+use crate::ports::{EdgeError, LinkPort};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncSetupError {
@@ -61,58 +63,31 @@ enum LinkError {
     Panicked(String),
 }
 
-fn read_file_err(path: &std::path::Path, e: impl std::fmt::Display) -> SyncSetupError {
-    SyncSetupError::File {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
-}
-
 /// TLS 1.3 client config: trust only the hub's CA, present this edge's cert.
 pub fn client_config(link: &HubLinkConfig) -> Result<quinn::ClientConfig, SyncSetupError> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in
-        CertificateDer::pem_file_iter(&link.ca_cert).map_err(|e| read_file_err(&link.ca_cert, e))?
-    {
-        roots
-            .add(ca.map_err(|e| read_file_err(&link.ca_cert, e))?)
-            .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    }
-    let certs = CertificateDer::pem_file_iter(&link.cert)
-        .map_err(|e| read_file_err(&link.cert, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| read_file_err(&link.cert, e))?;
-    let key = PrivateKeyDer::from_pem_file(&link.key).map_err(|e| read_file_err(&link.key, e))?;
-    let mut tls = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| SyncSetupError::Tls(e.to_string()))?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-            60_000,
-        ))))
-        .keep_alive_interval(Some(StdDuration::from_secs(5)));
-    cfg.transport_config(Arc::new(transport));
-    Ok(cfg)
+    sync_link::tls::client_config(&link.ca_cert, &link.cert, &link.key).map_err(|e| match e {
+        sync_link::tls::TlsError::File { path, reason } => SyncSetupError::File { path, reason },
+        e => SyncSetupError::Tls(e.to_string()),
+    })
 }
 
 /// Starts the link in the background; it runs until `stop` flips.
+/// `published` is the hub's high-water mark as last stored: the backlog
+/// counts from there, from the first request on.
 pub fn spawn(
-    edge: EdgeHandle,
+    edge: LinkPort,
     link: HubLinkConfig,
+    published: u64,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, SyncSetupError> {
     let client = client_config(&link)?;
     let bind: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut endpoint = quinn::Endpoint::client(bind).map_err(SyncSetupError::Bind)?;
     endpoint.set_default_client_config(client);
-    edge.shared().sync.write().enabled = true;
+    edge.update_status(|s| {
+        s.enabled = true;
+        s.acked_seq = published;
+    });
     Ok(tokio::spawn(run(endpoint, edge, link, stop)))
 }
 
@@ -120,13 +95,9 @@ fn now() -> Timestamp {
     SystemClock.now()
 }
 
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 async fn run(
     endpoint: quinn::Endpoint,
-    edge: EdgeHandle,
+    edge: LinkPort,
     link: HubLinkConfig,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -134,13 +105,20 @@ async fn run(
     let mut rng = SmallRng::from_os_rng();
     let status = AbortOnDrop(tokio::spawn(track_lag(edge.clone())));
     loop {
-        let sessions_before = edge.shared().sync.read().sessions;
+        // Set once the session got as far as Welcome: that proves the hub
+        // is back, and the backoff starts from the shortest wait again.
+        let established = Arc::new(AtomicBool::new(false));
         // Each session runs in its own task: a bug that panics one is logged
         // and the link retried, instead of silently ending sync for good.
         let task = tokio::spawn({
-            let (endpoint, edge, link, stop) =
-                (endpoint.clone(), edge.clone(), link.clone(), stop.clone());
-            async move { session(&endpoint, &edge, &link, stop).await }
+            let (endpoint, edge, link, stop, established) = (
+                endpoint.clone(),
+                edge.clone(),
+                link.clone(),
+                stop.clone(),
+                established.clone(),
+            );
+            async move { session(&endpoint, &edge, &link, stop, &established).await }
         });
         let abort = task.abort_handle();
         let result = tokio::select! {
@@ -150,24 +128,19 @@ async fn run(
                 break;
             }
         };
-        {
-            let mut s = edge.shared().sync.write();
+        edge.update_status(|s| {
             s.connected = false;
             if let Err(e) = &result {
                 s.last_error = Some(e.to_string());
             }
-        }
-        // A session that got as far as Welcome proves the hub is back: the
-        // next reconnect starts from the shortest wait again.
-        if edge.shared().sync.read().sessions > sessions_before {
-            backoff.reset();
-        }
-        let wait = backoff.next_wait(&mut rng);
+        });
+        let wait = backoff.after_session(established.load(Ordering::Relaxed), rng.random());
+        let wait = StdDuration::from_millis(u64::try_from(wait.as_ms()).unwrap_or(0));
         if let Err(e) = &result {
-            tracing::warn!(error = %e, retry_in_ms = wait, "hub link down");
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "hub link down");
         }
         tokio::select! {
-            () = tokio::time::sleep(StdDuration::from_millis(wait)) => {}
+            () = tokio::time::sleep(wait) => {}
             () = stopped(&mut stop) => break,
         }
     }
@@ -175,60 +148,28 @@ async fn run(
     endpoint.close(0u32.into(), b"edge stopping");
 }
 
-/// Reconnect waits: doubling from `min` to `max`, back to `min` once a
-/// session is established.
-#[derive(Debug, Clone)]
-struct Backoff {
-    min: u64,
-    max: u64,
-    current: u64,
-}
-
-impl Backoff {
-    fn new(min: u64, max: u64) -> Backoff {
-        Backoff {
-            min,
-            max,
-            current: min,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.current = self.min;
-    }
-
-    /// The next wait in ms, jittered over [current/2, current] so edges that
-    /// lost the hub together do not all come back in the same millisecond.
-    fn next_wait(&mut self, rng: &mut impl Rng) -> u64 {
-        let wait = rng.random_range(self.current / 2..=self.current.max(1));
-        self.current = self.current.saturating_mul(2).min(self.max);
-        wait
-    }
-}
-
 /// Keeps `lag_seconds` current whether or not the hub is reachable: the age
 /// of the oldest committed event the hub has not acknowledged.
-async fn track_lag(edge: EdgeHandle) {
+async fn track_lag(edge: LinkPort) {
     let mut tick = tokio::time::interval(StdDuration::from_secs(1));
     loop {
         tick.tick().await;
-        let acked = edge.shared().sync.read().acked_seq;
+        let acked = edge.status().acked_seq;
         let oldest = if edge.committed_seq() > acked {
             edge.event_time(acked + 1).await.ok().flatten()
         } else {
             None
         };
         let lag = oldest.map_or(0.0, |t| (now() - t).as_secs_f64().max(0.0));
-        edge.shared().sync.write().lag_seconds = lag;
+        edge.update_status(|s| s.lag_seconds = lag);
     }
 }
 
-async fn session(
+/// Connects to the hub and opens the session's stream.
+async fn connect(
     endpoint: &quinn::Endpoint,
-    edge: &EdgeHandle,
     link: &HubLinkConfig,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), LinkError> {
+) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), LinkError> {
     let addr = tokio::net::lookup_host(&link.address)
         .await
         .map_err(LinkError::Lookup)?
@@ -239,145 +180,144 @@ async fn session(
     let conn = tokio::time::timeout(StdDuration::from_secs(10), connecting)
         .await
         .map_err(|_| LinkError::Timeout)??;
-    let (mut send, mut recv) = conn.open_bi().await?;
+    let (send, recv) = conn.open_bi().await?;
     tracing::debug!(%addr, "connected; saying hello");
+    Ok((conn, send, recv))
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    edge: &LinkPort,
+    link: &HubLinkConfig,
+    stop: watch::Receiver<bool>,
+    established: &AtomicBool,
+) -> Result<(), LinkError> {
+    let (conn, mut send, recv) = connect(endpoint, link).await?;
     let (published, epoch) = edge.sync_state().await?;
     let mut committed = edge.subscribe_committed();
-    let mut cfg = EdgeSessionConfig::new(
-        sync_protocol::EdgeId::new(&edge.config().edge_id).map_err(|_| LinkError::Closed)?,
-        edge.cells().iter().collect(),
-    );
+    let mut cfg = EdgeSessionConfig::new(edge.edge_id().clone(), edge.cells().to_vec());
     cfg.max_batch_events = link.max_batch_events;
     cfg.max_in_flight = link.max_in_flight;
     let mut core = EdgeSession::new(cfg, now(), *committed.borrow_and_update(), epoch);
-    let (tx, mut rx) = mpsc::channel::<Result<Option<HubMsg>, FrameError>>(8);
-    let reader = tokio::spawn(async move {
-        loop {
-            let frame = read_frame::<HubMsg, _>(&mut recv).await;
-            let end = !matches!(frame, Ok(Some(_)));
-            if tx.send(frame).await.is_err() || end {
-                break;
-            }
+    let mut shell = EdgeShell {
+        edge,
+        committed,
+        marked: published,
+        stored_epoch: epoch,
+        established,
+    };
+    let end = drive(&mut core, &mut shell, recv, &mut send, &SystemClock, stop).await?;
+    match end {
+        End::Stopped => {
+            conn.close(0u32.into(), b"edge stopping");
+            Ok(())
         }
-    });
-    let _reader = AbortOnDrop(reader);
-    let mut marked = published;
-    loop {
-        core.set_committed(*committed.borrow_and_update());
-        while let Some(want) = core.wants() {
-            // A batch carries events of many traces: its span is a root of
-            // its own (each event's trace continues at the hub from the
-            // context in its envelope).
-            let publish = tracing::info_span!(
-                parent: None,
-                "outbox.publish",
-                first_seq = want.after + 1,
-                events = tracing::field::Empty
-            );
-            let events = edge
-                .outbox_batch(want.after, want.max_events)
-                .instrument(publish.clone())
-                .await?;
-            if events.is_empty() {
-                break;
-            }
-            publish.record("events", events.len());
-            let _publish = publish.entered();
-            // Rows read are committed, even if committed after we last looked.
-            core.set_committed(want.after + events.len() as u64);
-            core.send_events(now(), want.after + 1, events);
+        End::PeerFinished | End::Closed => Err(LinkError::Closed),
+    }
+}
+
+/// The edge's side of the shared link driver: the outbox read through the
+/// read pool, acknowledgements marked, the lease epoch and neighbouring
+/// recipients handed to the writer.
+struct EdgeShell<'a> {
+    edge: &'a LinkPort,
+    committed: watch::Receiver<u64>,
+    /// The highest seq marked published in the store.
+    marked: u64,
+    stored_epoch: u64,
+    established: &'a AtomicBool,
+}
+
+impl Shell<EdgeSession> for EdgeShell<'_> {
+    type Error = LinkError;
+
+    async fn prepare(&mut self, core: &mut EdgeSession, _: &dyn Clock) -> Result<Work, LinkError> {
+        core.set_committed(*self.committed.borrow_and_update());
+        ship(self.edge, core).await?;
+        if core.acked() > self.marked {
+            self.edge.mark_published(core.acked()).await?;
+            self.marked = core.acked();
+            let marked = self.marked;
+            self.edge.update_status(|s| s.acked_seq = marked);
         }
-        while let Some(msg) = core.poll_transmit(now()) {
-            write_frame(&mut send, &msg).await?;
+        Ok(Work::Done)
+    }
+
+    async fn act(
+        &mut self,
+        core: &mut EdgeSession,
+        (): (),
+        _: &dyn Clock,
+    ) -> Result<(), LinkError> {
+        if core.is_streaming() && !self.established.load(Ordering::Relaxed) {
+            welcomed(self.edge, core, self.stored_epoch).await?;
+            self.established.store(true, Ordering::Relaxed);
         }
-        if core.acked() > marked {
-            edge.mark_published(core.acked()).await?;
-            marked = core.acked();
-            edge.shared().sync.write().acked_seq = marked;
+        if let Some(entries) = core.take_registry() {
+            let n = self.edge.import_recipients(entries).await?;
+            self.edge
+                .update_status(|s| s.neighbours_imported += n as u64);
         }
-        let wake = core.poll_timeout().map_or(StdDuration::from_secs(1), |t| {
-            StdDuration::from_millis((t - now()).as_ms().clamp(1, 1_000) as u64)
-        });
-        tokio::select! {
-            frame = rx.recv() => {
-                let msg = match frame {
-                    Some(Ok(Some(m))) => m,
-                    Some(Ok(None)) | None => return Err(LinkError::Closed),
-                    Some(Err(e)) => return Err(e.into()),
-                };
-                let was_streaming = core.is_streaming();
-                core.handle(now(), msg)?;
-                if !was_streaming && core.is_streaming() {
-                    welcomed(edge, &core, epoch).await?;
-                }
-                if let Some(entries) = core.take_registry() {
-                    let n = edge.import_recipients(entries).await?;
-                    edge.shared().sync.write().neighbours_imported += n as u64;
-                }
-            }
-            _ = committed.changed() => {}
-            () = tokio::time::sleep(wake) => core.handle_timeout(now())?,
-            () = stopped(&mut stop) => {
-                let _ = send.finish();
-                conn.close(0u32.into(), b"edge stopping");
-                return Ok(());
-            }
+        Ok(())
+    }
+
+    async fn wake(&mut self) {
+        // The writer gone means the edge is stopping; the stop signal ends
+        // the session, so never wake for that.
+        if self.committed.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
 
-async fn welcomed(
-    edge: &EdgeHandle,
-    core: &EdgeSession,
-    stored_epoch: u64,
-) -> Result<(), LinkError> {
+/// Reads the committed outbox rows the session wants and hands them to the
+/// core (the driver sends them, with whatever else the core has to say).
+async fn ship(edge: &LinkPort, core: &mut EdgeSession) -> Result<(), LinkError> {
+    while let Some(want) = core.wants() {
+        // A batch carries events of many traces: its span is a root of
+        // its own (each event's trace continues at the hub from the
+        // context in its envelope).
+        let publish = tracing::info_span!(
+            parent: None,
+            "outbox.publish",
+            first_seq = want.after + 1,
+            events = tracing::field::Empty
+        );
+        let events = edge
+            .outbox_batch(want.after, want.max_events)
+            .instrument(publish.clone())
+            .await?;
+        if events.is_empty() {
+            break;
+        }
+        publish.record("events", events.len());
+        let _publish = publish.entered();
+        // Rows read are committed, even if committed after we last looked.
+        core.set_committed(want.after + events.len() as u64);
+        core.send_events(now(), want.after + 1, events);
+    }
+    Ok(())
+}
+
+async fn welcomed(edge: &LinkPort, core: &EdgeSession, stored_epoch: u64) -> Result<(), LinkError> {
     if core.lease_epoch() != stored_epoch {
         edge.set_lease_epoch(core.lease_epoch()).await?;
     }
     if !core.conflicts().is_empty() {
         tracing::warn!(cells = ?core.conflicts(), "another edge holds the lease of some of our cells; the hub fences our events there");
     }
-    let mut s = edge.shared().sync.write();
-    s.connected = true;
-    s.lease_epoch = core.lease_epoch();
-    s.conflicts = core.conflicts().to_vec();
-    s.acked_seq = core.acked();
-    s.last_error = None;
-    s.sessions += 1;
+    edge.update_status(|s| {
+        s.connected = true;
+        s.lease_epoch = core.lease_epoch();
+        s.conflicts = core.conflicts().to_vec();
+        s.acked_seq = core.acked();
+        s.last_error = None;
+        s.sessions += 1;
+    });
     tracing::info!(
         acked = core.acked(),
         lease_epoch = core.lease_epoch(),
         "hub link up"
     );
     Ok(())
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets_after_a_session() {
-        let mut rng = SmallRng::seed_from_u64(1);
-        let mut b = Backoff::new(200, 30_000);
-        let waits: Vec<u64> = (0..12).map(|_| b.next_wait(&mut rng)).collect();
-        for (i, w) in waits.iter().enumerate() {
-            let cap = (200u64 << i).min(30_000);
-            assert!(
-                (cap / 2..=cap).contains(w),
-                "wait {i}: {w} outside [{}, {cap}]",
-                cap / 2
-            );
-        }
-        b.reset();
-        assert!(b.next_wait(&mut rng) <= 200, "back to the shortest wait");
-    }
 }

@@ -1140,8 +1140,8 @@ async fn a_full_registry_says_so() {
 async fn readiness_follows_the_writer() {
     let mut t = TestEdge::start().await;
     let edge = t.edge.take().unwrap();
-    let handle = edge.handle().clone();
-    assert!(handle.is_ready());
+    let writer = edge.writer_stats().clone();
+    assert!(writer.is_ready());
     edge.shutdown().await;
-    assert!(!handle.is_ready(), "a stopped writer is not ready");
+    assert!(!writer.is_ready(), "a stopped writer is not ready");
 }

@@ -238,9 +238,9 @@ async fn a_full_matching_pool_answers_503_and_the_gauge_says_so() {
     .await;
     let p = t.provider().await;
     t.recipient(-6.21, 106.82).await;
-    let edge = t.edge.as_ref().unwrap().handle().clone();
+    let edge = t.edge.as_ref().unwrap();
     // Hold the only matching slot, as a long match would.
-    let slot = edge.matching_slot().await.unwrap();
+    let slot = edge.matching().enter().await.unwrap();
     let (_, m) = scrape(&t).await;
     assert_eq!(m["matching_engine_saturation_ratio"], 1.0);
     let counts = t.table_counts();
@@ -286,4 +286,40 @@ async fn the_dead_letter_queue_and_declines_are_counted() {
     assert_eq!(m["offers_total{outcome=\"declined\"}"], 1.0);
     assert_eq!(m["offers_total{outcome=\"made\"}"], 1.0);
     assert_eq!(m["dlq_size"], 2.0, "declined by the only candidate");
+}
+
+#[tokio::test]
+async fn each_dead_letter_alert_moves_its_kind_by_exactly_one() {
+    // No DLQ retries: a surplus nobody can take goes to its cell's fallback
+    // recipient at once, or raises "no fallback" when there is none.
+    let t = TestEdge::start_with(|c| c.lifecycle.dlq_max_retries = 0).await;
+    let p = t.provider().await;
+    let alerts = |m: &BTreeMap<String, f64>| {
+        (
+            m["alerts_total{kind=\"fallback_offered\"}"],
+            m["alerts_total{kind=\"no_fallback\"}"],
+        )
+    };
+    let (_, m) = scrape(&t).await;
+    assert_eq!(
+        alerts(&m),
+        (0.0, 0.0),
+        "both kinds are exported from the start"
+    );
+    // No recipient at all: nobody to fall back to.
+    let s = t.surplus(&p, json!({})).await;
+    assert_eq!(s["status"], "dead_lettered");
+    let (_, m) = scrape(&t).await;
+    assert_eq!(alerts(&m), (0.0, 1.0), "no fallback");
+    // The cell's food bank is too small for a normal offer of 12.5 kg, but
+    // daily capacity does not bind the last resort.
+    let fallback = t
+        .recipient_with(json!({"is_fallback": true, "capacity_kg_per_day": 1.0,
+            "lat": -6.2, "lon": 106.816}))
+        .await;
+    let s = t.surplus(&p, json!({})).await;
+    assert_eq!(s["status"], "offered", "{s}");
+    assert_eq!(s["offer"]["recipient_id"], fallback.as_str());
+    let (_, m) = scrape(&t).await;
+    assert_eq!(alerts(&m), (1.0, 1.0), "offered to the fallback");
 }

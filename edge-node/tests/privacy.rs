@@ -590,7 +590,7 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(Timestamp::from_unix_ms(1_790_000_000_000)));
     let edge = start_on_clock(dir.path(), &clock).await;
-    let h = edge.handle().clone();
+    let h = edge.writes().clone();
     let actor = edge_node::commands::Actor {
         sub: "ops".into(),
         role: "admin".into(),
@@ -666,10 +666,10 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
     }
     clock.advance(Duration::from_mins(180));
     h.tick().await.unwrap();
-    let gone = h.surplus(expiring.id).await.unwrap().unwrap();
+    let gone = edge.reads().surplus(expiring.id).await.unwrap().unwrap();
     assert_eq!(gone.status, sync_protocol::SurplusStatus::Expired);
     // Pretend the hub acknowledged everything so far.
-    let acked = h.committed_seq();
+    let acked = edge.committed_seq();
     h.mark_published(acked).await.unwrap();
 
     let db = dir.path().join(edge_node::store::DB_FILE);
@@ -683,11 +683,11 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
     assert!(audit_before >= 2);
     // Not yet old: nothing is deleted.
     clock.advance(Duration::from_mins(60 * 24 * 89));
-    assert_eq!(h.retain().await.unwrap(), 0);
+    assert_eq!(edge.retain().await.unwrap(), 0);
     assert_eq!(count("SELECT count(*) FROM surplus"), 2);
 
     clock.advance(Duration::from_mins(60 * 24 * 2));
-    let deleted = h.retain().await.unwrap();
+    let deleted = edge.retain().await.unwrap();
     assert!(deleted > 0);
     assert_eq!(count("SELECT count(*) FROM surplus"), 0);
     assert_eq!(count("SELECT count(*) FROM offers"), 0);
@@ -718,9 +718,9 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
     // restart with an empty outbox (the hub would refuse a restarted seq).
     edge.shutdown().await;
     let edge = start_on_clock(dir.path(), &clock).await;
-    let h = edge.handle().clone();
+    let h = edge.writes().clone();
     assert_eq!(
-        h.committed_seq(),
+        edge.committed_seq(),
         acked,
         "numbering survives the empty outbox"
     );
@@ -728,8 +728,8 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
         .await
         .unwrap()
         .unwrap();
-    assert!(h.committed_seq() > acked);
+    assert!(edge.committed_seq() > acked);
     assert_eq!(count("SELECT min(seq) FROM outbox"), acked as i64 + 1);
-    assert_eq!(h.retain().await.unwrap(), 0, "idempotent");
+    assert_eq!(edge.retain().await.unwrap(), 0, "idempotent");
     edge.shutdown().await;
 }

@@ -211,7 +211,7 @@ async fn shutdown_ends_open_streams_and_outliving_handles_get_unavailable() {
     let mut sse = SseReader::new(resp);
     assert_eq!(sse.next().await.0, "offer");
     let edge = t.edge.take().unwrap();
-    let handle = edge.handle().clone();
+    let writes = edge.writes().clone();
     // A kiosk holding a stream open must not keep the edge from stopping.
     tokio::time::timeout(Duration::from_secs(30), edge.shutdown())
         .await
@@ -225,7 +225,7 @@ async fn shutdown_ends_open_streams_and_outliving_handles_get_unavailable() {
     })
     .await;
     assert!(rest.is_ok(), "the stream ended");
-    let err = handle.tick().await.expect_err("the writer has stopped");
+    let err = writes.tick().await.expect_err("the writer has stopped");
     assert!(
         matches!(err, edge_node::EdgeError::Unavailable(_)),
         "{err:?}"

@@ -1,15 +1,20 @@
 //! Domain types shared by edge, hub, CLI and firmware: food types, mass,
 //! the surplus status, providers and recipients, and the limits on each.
 
+#[cfg(feature = "alloc")]
 use alloc::string::String;
+#[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 use core::fmt;
 use core::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "alloc")]
 use crate::geo::GeoPoint;
-use crate::ids::{ProviderId, RecipientId, SurplusId};
+#[cfg(feature = "alloc")]
+use crate::ids::SurplusId;
+use crate::ids::{ProviderId, RecipientId};
 use crate::time::Timestamp;
 
 /// Named maxima for every user-supplied value (TigerBeetle style: limits on
@@ -275,6 +280,7 @@ impl fmt::Debug for SurplusStatus {
     }
 }
 
+#[cfg(feature = "alloc")]
 /// How to reach a provider or recipient. Personal data: never logged.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
@@ -282,12 +288,14 @@ pub struct Contact {
     pub email: String,
 }
 
+#[cfg(feature = "alloc")]
 impl fmt::Debug for Contact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Contact(<redacted>)")
     }
 }
 
+#[cfg(feature = "alloc")]
 /// Contact data as an edge sealed it: AES-256-GCM under a key id, bound to
 /// the subject's id. Opaque to anyone without the edge's PII keys (the hub
 /// stores it as is); empty once the subject is erased, or for a neighbour's
@@ -295,6 +303,7 @@ impl fmt::Debug for Contact {
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedContact(pub Vec<u8>);
 
+#[cfg(feature = "alloc")]
 impl SealedContact {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
@@ -305,6 +314,7 @@ impl SealedContact {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl fmt::Debug for SealedContact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SealedContact({} bytes)", self.0.len())
@@ -345,6 +355,7 @@ impl fmt::Display for Subject {
     }
 }
 
+#[cfg(feature = "alloc")]
 /// A restaurant, hotel or grocery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {
@@ -354,6 +365,7 @@ pub struct Provider {
     pub contact: SealedContact,
 }
 
+#[cfg(feature = "alloc")]
 /// An NGO, food bank or shelter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recipient {
@@ -378,6 +390,7 @@ pub struct Offer {
     pub fallback: bool,
 }
 
+#[cfg(feature = "alloc")]
 /// A surplus as readers see it: a snapshot of its committed state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Surplus {
@@ -444,6 +457,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "alloc")]
     #[test]
     fn contact_is_redacted_in_debug() {
         let c = Contact {

@@ -1,6 +1,7 @@
 //! Typed identifiers: UUID v7 for entities (time-ordered, so SQLite's B-tree
 //! appends), and a short validated name for an edge.
 
+#[cfg(feature = "alloc")]
 use alloc::string::String;
 use core::fmt;
 use core::str::FromStr;
@@ -63,10 +64,16 @@ uuid_id!(
     /// An NGO, food bank or shelter that receives offers.
     RecipientId
 );
+uuid_id!(
+    /// A paired embedded kiosk: the public half of its device credential
+    /// (the other half is its link key, which never travels).
+    DeviceId
+);
 
 /// The longest edge name accepted.
 pub const EDGE_ID_MAX_LEN: usize = 64;
 
+#[cfg(feature = "alloc")]
 /// An edge node's name, e.g. `jakarta-1`: 1–64 characters of `a-z 0-9 - _ .`,
 /// starting with a letter or digit. It is also the common name in the edge's
 /// certificate, so it must be safe in file names and SQL.
@@ -84,6 +91,7 @@ pub enum EdgeIdError {
     Charset,
 }
 
+#[cfg(feature = "alloc")]
 impl EdgeId {
     pub fn new(s: &str) -> Result<EdgeId, EdgeIdError> {
         if s.is_empty() || s.len() > EDGE_ID_MAX_LEN {
@@ -102,6 +110,7 @@ impl EdgeId {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<'de> Deserialize<'de> for EdgeId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -109,6 +118,7 @@ impl<'de> Deserialize<'de> for EdgeId {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl FromStr for EdgeId {
     type Err = EdgeIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -116,12 +126,14 @@ impl FromStr for EdgeId {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl fmt::Display for EdgeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
+#[cfg(feature = "alloc")]
 impl fmt::Debug for EdgeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EdgeId({})", self.0)
@@ -132,6 +144,7 @@ impl fmt::Debug for EdgeId {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "alloc")]
     #[test]
     fn edge_ids_are_validated() {
         for ok in ["jakarta-1", "a", "edge_2.bandung"] {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::EdgeId;
-use crate::time::Timestamp;
+use crate::time::{Duration, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -74,10 +74,53 @@ pub fn is_fenced(lease: Option<&Lease>, edge: &EdgeId, event_epoch: u64) -> bool
     }
 }
 
+/// When a hub session extends the leases of the edge it serves: every
+/// quarter of the TTL while the session lives, so a live edge's leases never
+/// lapse even when a renewal or two is late (a slow database, a busy hub).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    ttl: Duration,
+    last: Timestamp,
+}
+
+impl Renewal {
+    /// Leases granted (or renewed) for `ttl` at `at`.
+    pub fn new(ttl: Duration, at: Timestamp) -> Renewal {
+        Renewal { ttl, last: at }
+    }
+
+    /// The renewal interval: a quarter of the TTL, at least a millisecond.
+    pub fn interval(&self) -> Duration {
+        Duration::from_ms((self.ttl.as_ms() / 4).max(1))
+    }
+
+    /// When the next renewal is due.
+    pub fn next_due(&self) -> Timestamp {
+        self.last + self.interval()
+    }
+
+    /// Whether to renew at `now`. A clock that stepped back waits for the
+    /// time it stepped over: the leases written then last that long.
+    pub fn due(&self, now: Timestamp) -> bool {
+        now >= self.next_due()
+    }
+
+    /// The leases were renewed at `now`: they now run to the returned time.
+    pub fn renewed(&mut self, now: Timestamp) -> Timestamp {
+        self.last = now;
+        now + self.ttl
+    }
+
+    /// Until when the leases run, as last written.
+    pub fn expires_at(&self) -> Timestamp {
+        self.last + self.ttl
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::Duration;
+    use proptest::prelude::*;
 
     fn e(s: &str) -> EdgeId {
         EdgeId::new(s).expect("valid")
@@ -139,6 +182,50 @@ mod tests {
                 fenced,
                 "{lease:?} {edge} {epoch}"
             );
+        }
+    }
+
+    #[test]
+    fn renewal_is_due_every_quarter_ttl() {
+        let ttl = Duration::from_secs(20);
+        let mut r = Renewal::new(ttl, T);
+        assert_eq!(r.interval(), Duration::from_secs(5));
+        assert!(!r.due(T + Duration::from_ms(4_999)));
+        assert!(r.due(T + Duration::from_secs(5)));
+        let at = T + Duration::from_secs(6);
+        assert_eq!(r.renewed(at), at + ttl);
+        assert_eq!(r.next_due(), at + Duration::from_secs(5));
+        assert!(!r.due(T), "a clock stepped back waits");
+        assert_eq!(
+            Renewal::new(Duration::from_ms(2), T).interval(),
+            Duration::from_ms(1),
+            "never a zero interval"
+        );
+    }
+
+    proptest! {
+        /// A session that checks at least every quarter TTL (its loop wakes
+        /// at least once a second; the TTL is at least five) keeps the
+        /// leases alive at every check, whatever the steps between checks,
+        /// and renews no more often than every quarter TTL.
+        #[test]
+        fn checked_often_enough_the_leases_never_lapse(
+            ttl_s in 5i64..120,
+            steps in proptest::collection::vec(0.0f64..1.0, 1..200),
+        ) {
+            let ttl = Duration::from_secs(ttl_s);
+            let mut r = Renewal::new(ttl, T);
+            let mut now = T;
+            let mut renewals = 0i64;
+            for f in steps {
+                now = now + Duration::from_ms((f * (ttl.as_ms() / 4) as f64) as i64);
+                prop_assert!(now < r.expires_at(), "lapsed at {now:?}");
+                if r.due(now) {
+                    r.renewed(now);
+                    renewals += 1;
+                }
+            }
+            prop_assert!(renewals <= now.since(T).as_ms() / r.interval().as_ms());
         }
     }
 }

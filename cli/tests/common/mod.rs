@@ -235,21 +235,12 @@ pub async fn sync_status(c: &reqwest::Client, base: &str) -> Option<Value> {
 
 /// Waits until the hub has acknowledged everything the edge committed.
 pub async fn wait_caught_up(c: &reqwest::Client, base: &str, what: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some(s) = sync_status(c, base).await
-            && s["backlog"] == 0
-            && s["acked_seq"].as_u64().unwrap_or(0) > 0
-        {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: the hub never caught up: {:?}",
-            sync_status(c, base).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{what}: the hub to catch up");
+    let caught_up = |s: &Value| s["backlog"] == 0 && s["acked_seq"].as_u64().unwrap_or(0) > 0;
+    testkit::eventually_within(&what, Duration::from_secs(180), async || {
+        sync_status(c, base).await.filter(caught_up)
+    })
+    .await
 }
 
 /// An event log as (seq, envelope bytes).

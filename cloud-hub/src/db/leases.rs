@@ -110,17 +110,13 @@ pub async fn grant(
     Ok(Granted { epoch, conflicts })
 }
 
-/// Extends every lease `edge` holds (on each heartbeat or batch).
-pub async fn renew(
-    client: &Client,
-    edge: &EdgeId,
-    now: Timestamp,
-    ttl: Duration,
-) -> Result<(), DbError> {
+/// Extends every lease `edge` holds to `expires_at` (while its session
+/// lives, at the cadence `sync_protocol::lease::Renewal` decides).
+pub async fn renew(client: &Client, edge: &EdgeId, expires_at: Timestamp) -> Result<(), DbError> {
     client
         .execute(
             "UPDATE cell_leases SET expires_at = $2 WHERE holder = $1",
-            &[&edge.as_str(), &odt(now + ttl)],
+            &[&edge.as_str(), &odt(expires_at)],
         )
         .await?;
     Ok(())

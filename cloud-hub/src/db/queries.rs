@@ -13,6 +13,7 @@
 
 use serde::Serialize;
 use sync_protocol::session::RegistryEntry;
+use sync_protocol::session::feed::{Cursor, ReceivedAt};
 use sync_protocol::{EdgeId, FoodTypeSet, GeoPoint, Mass, RecipientId};
 use time::OffsetDateTime;
 use tokio_postgres::Client;
@@ -107,9 +108,11 @@ pub async fn registry(
     client: &Client,
     edge: &EdgeId,
     cells: &[u64],
-    after: (OffsetDateTime, uuid::Uuid),
+    after: Cursor,
     limit: usize,
-) -> Result<Vec<(RegistryEntry, OffsetDateTime)>, DbError> {
+) -> Result<Vec<(RegistryEntry, ReceivedAt)>, DbError> {
+    let after_at = to_odt(after.received_at);
+    let after_id = *after.id.as_uuid();
     let (lo, hi): (Vec<i64>, Vec<i64>) = cells
         .iter()
         .map(|c| s2::cellid::CellID(*c))
@@ -123,8 +126,8 @@ pub async fn registry(
                 &lo,
                 &hi,
                 &edge.as_str(),
-                &after.0,
-                &after.1,
+                &after_at,
+                &after_id,
                 &(limit as i64),
             ],
         )
@@ -163,9 +166,21 @@ pub async fn registry(
                 erased: false,
             }
         };
-        out.push((entry, row.get(9)));
+        out.push((entry, received_at(row.get(9))));
     }
     Ok(out)
+}
+
+/// A `timestamptz` as the feed's receive time: microseconds, exactly.
+fn received_at(t: OffsetDateTime) -> ReceivedAt {
+    ReceivedAt::from_unix_us((t.unix_timestamp_nanos() / 1_000) as i64)
+}
+
+/// The feed's receive time as a `timestamptz` (the epoch for one out of
+/// range, which no stored row has).
+fn to_odt(t: ReceivedAt) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_us()) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Every edge with its progress: the fleet table (asks every shard of

@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use cloud_hub::db::{self, queries};
-use cloud_hub::testing::pg;
 use s2::cellid::CellID;
 use s2::latlng::LatLng;
 use sync_protocol::session::hub::Apply;
@@ -11,6 +10,7 @@ use sync_protocol::{
     ClaimVia, Duration, EdgeId, Envelope, Event, FoodType, GeoPoint, Mass, ProviderId, RecipientId,
     SurplusId, SurplusPosted, Timestamp,
 };
+use testkit::pg;
 
 pub const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
 

@@ -8,16 +8,17 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sync_protocol::{ProviderId, RecipientId};
 
 use super::error::ApiError;
+use super::state::AppState;
 use crate::auth::{AuthError, Principal, Role};
 use crate::commands::Actor;
+use crate::ports::EdgeError;
 use crate::ratelimit::Decision;
-use crate::service::EdgeHandle;
 
 /// Where a request came from, for the audit log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,11 +70,34 @@ fn unauthorized(e: AuthError) -> ApiError {
 }
 
 /// The middleware on protected routes.
-pub async fn authenticate(
-    State(edge): State<EdgeHandle>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn authenticate(State(edge): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (caller, decision) = match admit(&edge, &req) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
+    };
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
+    let method = req.method().clone();
+    req.extensions_mut().insert(caller.clone());
+    let mut resp = next.run(req).await;
+    if let Some(action) = refusal_action(&method, &resp) {
+        let what = format!("{method} {path}");
+        let record = caller.actor().record(action, what, resp.status().as_u16());
+        resp = audited(resp, edge.writes.audit(record).await);
+    }
+    for (name, value) in rate_headers(&decision) {
+        resp.headers_mut().insert(name, value);
+    }
+    resp
+}
+
+/// The verified caller and its rate-limit decision, or the refusal to send:
+/// 429 for an address that keeps presenting refused tokens (before its next
+/// token costs a signature check), 401 for a missing or bad token, 429 for
+/// an empty bucket.
+fn admit(edge: &AppState, req: &Request) -> Result<(Caller, Decision), Box<Response>> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -82,72 +106,66 @@ pub async fn authenticate(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    // An address that keeps presenting refused tokens is turned away before
-    // its next token costs a signature check.
-    if let Some(secs) = peer.and_then(|ip| edge.failed_auth().blocked(ip)) {
-        return ApiError {
-            retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_failed_tokens",
-                "too many refused tokens from this address; wait before trying again",
-            )
-        }
-        .into_response();
+    if let Some(secs) = peer.and_then(|ip| edge.security.failed_auth.blocked(ip)) {
+        return Err(Box::new(
+            ApiError {
+                retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_failed_tokens",
+                    "too many refused tokens from this address; wait before trying again",
+                )
+            }
+            .into_response(),
+        ));
     }
-    let principal = match edge.verifier().verify(authorization, edge.now()) {
+    let principal = match edge.security.verifier.verify(authorization, edge.now()) {
         Ok(p) => p,
         Err(e) => {
             if e != AuthError::Missing
                 && let Some(ip) = peer
             {
-                let _ = edge.failed_auth().failed(ip);
+                let _ = edge.security.failed_auth.failed(ip);
             }
-            return unauthorized(e).into_response();
+            return Err(Box::new(unauthorized(e).into_response()));
         }
     };
-    let decision = edge.limits().check(&principal);
+    let decision = edge.security.limits.check(&principal);
     if let Some(secs) = decision.retry_after_secs {
-        return ApiError {
-            retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
-            headers: rate_headers(&decision),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests for this subject; slow down",
-            )
-        }
-        .into_response();
+        return Err(Box::new(
+            ApiError {
+                retry_after_secs: Some(u32::try_from(secs).unwrap_or(u32::MAX)),
+                headers: rate_headers(&decision),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests for this subject; slow down",
+                )
+            }
+            .into_response(),
+        ));
     }
     let meta = RequestMeta {
-        ip: req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string()),
+        ip: peer.map(|ip| ip.to_string()),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(MAX_USER_AGENT).collect()),
     };
-    let caller = Caller { principal, meta };
-    let path = req
-        .extensions()
-        .get::<axum::extract::OriginalUri>()
-        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
-    let method = req.method().clone();
-    let what = format!("{method} {path}");
-    req.extensions_mut().insert(caller.clone());
-    let mut resp = next.run(req).await;
+    Ok((Caller { principal, meta }, decision))
+}
+
+/// The audit action for a refusal of an authenticated caller the store did
+/// not audit itself: every 403, and a mutating call refused before it
+/// reached the store (bad input, a point outside the cells, an unknown
+/// subject). Overload refusals (503) are counted in metrics instead:
+/// auditing them would add writes exactly when the edge is saturated. Their
+/// rate is bounded by the caller's bucket.
+fn refusal_action(method: &Method, resp: &Response) -> Option<&'static str> {
     let status = resp.status();
-    let mutating = !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD);
-    // Refusals of an authenticated caller the store did not audit itself:
-    // every 403, and a mutating call refused before it reached the store
-    // (bad input, a point outside the cells, an unknown subject). Overload
-    // refusals (503) are counted in metrics instead: auditing them would add
-    // writes exactly when the edge is saturated. Their rate is bounded by
-    // the caller's bucket above.
-    let action = if status == StatusCode::FORBIDDEN {
+    let mutating = !matches!(*method, Method::GET | Method::HEAD);
+    if status == StatusCode::FORBIDDEN {
         Some("forbidden")
     } else if mutating
         && status.is_client_error()
@@ -159,17 +177,21 @@ pub async fn authenticate(
         Some("refused")
     } else {
         None
-    };
-    if let Some(action) = action {
-        let record = caller.actor().record(action, what, status.as_u16());
-        if let Err(e) = edge.audit(record).await {
-            tracing::warn!(error = %e, "could not write the audit record of a refusal");
+    }
+}
+
+/// A refusal leaves only once its audit record is written. The audit waits
+/// a bounded time for room in the writer's background queue
+/// (`store.audit_wait_ms`); when it could not be written the caller gets
+/// 503 + `Retry-After` instead of an unaudited refusal.
+fn audited(refusal: Response, audit: Result<(), EdgeError>) -> Response {
+    match audit {
+        Ok(()) => refusal,
+        Err(e) => {
+            tracing::warn!(error = %e, status = refusal.status().as_u16(), "the audit record of a refusal could not be written: answering 503");
+            ApiError::from(e).into_response()
         }
     }
-    for (name, value) in rate_headers(&decision) {
-        resp.headers_mut().insert(name, value);
-    }
-    resp
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -240,6 +262,73 @@ impl Caller {
                 "forbidden_role",
                 "only the recipient (or an admin) may do this",
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::writer::Unavailable;
+
+    fn refusal(status: StatusCode) -> Response {
+        ApiError::new(status, "x", "refused").into_response()
+    }
+
+    #[test]
+    fn which_refusals_the_middleware_audits() {
+        let audited_by_store = {
+            let mut r = refusal(StatusCode::CONFLICT);
+            r.extensions_mut()
+                .insert(super::super::error::AuditedByStore);
+            r
+        };
+        for (method, resp, want) in [
+            (
+                Method::GET,
+                refusal(StatusCode::FORBIDDEN),
+                Some("forbidden"),
+            ),
+            (
+                Method::POST,
+                refusal(StatusCode::FORBIDDEN),
+                Some("forbidden"),
+            ),
+            (
+                Method::POST,
+                refusal(StatusCode::UNPROCESSABLE_ENTITY),
+                Some("refused"),
+            ),
+            (
+                Method::DELETE,
+                refusal(StatusCode::NOT_FOUND),
+                Some("refused"),
+            ),
+            (Method::GET, refusal(StatusCode::NOT_FOUND), None),
+            (Method::POST, audited_by_store, None),
+            (Method::POST, refusal(StatusCode::SERVICE_UNAVAILABLE), None),
+            (Method::POST, StatusCode::CREATED.into_response(), None),
+        ] {
+            assert_eq!(
+                refusal_action(&method, &resp),
+                want,
+                "{method} {}",
+                resp.status()
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_whose_audit_could_not_be_written_becomes_a_503() {
+        let kept = audited(refusal(StatusCode::FORBIDDEN), Ok(()));
+        assert_eq!(kept.status(), StatusCode::FORBIDDEN);
+        for e in [
+            EdgeError::Busy,
+            EdgeError::Unavailable(Unavailable("the writer has stopped".into())),
+        ] {
+            let resp = audited(refusal(StatusCode::FORBIDDEN), Err(e.clone()));
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");
+            assert_eq!(resp.headers()["retry-after"], "1", "{e}");
         }
     }
 }

@@ -1,21 +1,191 @@
 //! JSON bodies of the API and their validation into commands. Units are in
 //! the names (`quantity_kg`), times are RFC 3339 strings, food types are
 //! snake_case names. Validation failures are 422s with a specific code.
+//!
+//! The OpenAPI schemas state exactly what the validators enforce: each
+//! string rule is one pattern constant below, used by both the schema and
+//! the validator's tests, so a generated client or an API fuzzer can trust
+//! the document (`tests/openapi_contract.rs` checks validator and schema
+//! agree on random input; schemathesis checks the running edge).
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use sync_protocol::{
     Contact, FoodType, FoodTypeSet, GeoPoint, Mass, Provider, Recipient, RecipientId, SurplusId,
-    Timestamp, Validation,
+    SurplusStatus, Timestamp, Validation,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::auth::Role;
 use crate::cells;
 use crate::commands::{NewProvider, NewRecipient, NewSurplus};
 use sync_protocol::Surplus;
+
+/// Control characters (Unicode `Cc`, what `char::is_control` refuses), as
+/// an ECMA-262 character-class body.
+const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
+/// Control characters and Unicode `White_Space` (what `char::is_whitespace`
+/// and `str::trim` take), as an ECMA-262 character-class body.
+const CONTROL_OR_SPACE: &str =
+    r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// A name: no control characters, and something besides white space
+/// (surrounding white space is trimmed off before it is stored).
+pub fn name_pattern() -> String {
+    format!("^[^{CONTROL}]*[^{CONTROL_OR_SPACE}][^{CONTROL}]*$")
+}
+
+/// A phone number: digits, spaces and `+ - ( ) .`, at least one digit.
+pub const PHONE_PATTERN: &str = r"^[0-9 +\-().]*[0-9][0-9 +\-().]*$";
+/// The fewest characters a phone number has.
+pub const MIN_PHONE_CHARS: usize = 3;
+
+/// An e-mail address: one `@`, something before it, and a domain holding a
+/// dot that neither starts nor ends it; no white space or control characters.
+pub fn email_pattern() -> String {
+    let x = CONTROL_OR_SPACE;
+    format!("^[^@{x}]+@[^@.{x}][^@{x}]*\\.[^@{x}]*[^@.{x}]$")
+}
+
+/// A description: no control characters but line feed and tab.
+pub const DESCRIPTION_PATTERN: &str = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$";
+
+/// The least mass the edge keeps (it stores whole grams).
+pub const MIN_KG: f64 = 0.001;
+
+fn string_schema(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+}
+
+fn string_enum<'a>(description: &str, names: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+    string_schema(description)
+        .enum_values(Some(names.into_iter().map(str::to_string)))
+        .into()
+}
+
+/// Declares a schema-only type: its name in `components/schemas` and its schema.
+macro_rules! schema_type {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $schema:expr) => {
+        $(#[$doc])*
+        pub struct $ty;
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                $schema
+            }
+        }
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+schema_type!(
+    /// A provider's or recipient's name.
+    NameText,
+    "Name",
+    string_schema("1 to 200 characters, not only white space, no control characters; trimmed when stored")
+        .min_length(Some(1))
+        .max_length(Some(Validation::MAX_NAME_CHARS))
+        .pattern(Some(name_pattern()))
+        .into()
+);
+schema_type!(
+    /// A contact phone number.
+    PhoneText,
+    "Phone",
+    string_schema("3 to 32 characters of digits, spaces and + - ( ) .")
+        .min_length(Some(MIN_PHONE_CHARS))
+        .max_length(Some(Validation::MAX_PHONE_CHARS))
+        .pattern(Some(PHONE_PATTERN))
+        .into()
+);
+schema_type!(
+    /// A contact e-mail address.
+    EmailText,
+    "Email",
+    string_schema("An e-mail address, at most 254 characters")
+        .max_length(Some(Validation::MAX_EMAIL_CHARS))
+        .pattern(Some(email_pattern()))
+        .into()
+);
+schema_type!(
+    /// A surplus's free-text description.
+    DescriptionText,
+    "Description",
+    string_schema("At most 2,000 characters, no control characters but line feed and tab")
+        .max_length(Some(Validation::MAX_DESCRIPTION_CHARS))
+        .pattern(Some(DESCRIPTION_PATTERN))
+        .into()
+);
+schema_type!(
+    /// A food type's snake_case name.
+    FoodTypeName,
+    "FoodType",
+    string_enum("A food type", FoodType::ALL.iter().map(|t| t.as_str()))
+);
+schema_type!(
+    /// A surplus status's snake_case name.
+    SurplusStatusName,
+    "SurplusStatus",
+    string_enum(
+        "Where a surplus is in its life",
+        SurplusStatus::ALL.iter().map(|s| s.as_str())
+    )
+);
+schema_type!(
+    /// A token's role.
+    RoleName,
+    "Role",
+    string_enum("A caller's role", ROLES.iter().map(|r| r.as_str()))
+);
+schema_type!(
+    /// What became of an offer.
+    OfferOutcomeName,
+    "OfferOutcome",
+    string_enum("What became of an offer", OFFER_OUTCOMES)
+);
+
+schema_type!(
+    /// What a probe answers.
+    HealthStatusName,
+    "HealthStatus",
+    string_enum("`ok` (/healthz) or `ready` (/readyz)", ["ok", "ready"])
+);
+schema_type!(
+    /// Which kind of data subject an id names.
+    SubjectKindName,
+    "SubjectKind",
+    string_enum("A data subject's kind", ["provider", "recipient"])
+);
+
+/// Every role a token can carry.
+const ROLES: [Role; 3] = [Role::Provider, Role::Ngo, Role::Admin];
+
+/// A new [`Role`] must be added to [`ROLES`]: this match stops compiling.
+const _: fn(Role) = |r| match r {
+    Role::Provider | Role::Ngo | Role::Admin => {}
+};
+
+/// What the offers table records as an offer's outcome.
+pub const OFFER_OUTCOMES: [&str; 6] = [
+    "pending",
+    "accepted",
+    "declined",
+    "timed_out",
+    "superseded",
+    "expired",
+];
 
 pub fn rfc3339(t: Timestamp) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
@@ -24,8 +194,25 @@ pub fn rfc3339(t: Timestamp) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 date-time as JSON Schema's `format: date-time` reads one:
+/// the `time` crate also takes a space for the `T`, which it does not, and
+/// refuses a leap second (`23:59:60` in UTC), which it takes; a leap second
+/// reads as the instant after 23:59:59.
 fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let d = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
+    let d = if s.get(17..19) == Some("60") {
+        let before = format!("{}59{}", &s[..17], &s[19..]);
+        let d = OffsetDateTime::parse(&before, &Rfc3339).ok()?;
+        let utc = d.to_offset(time::UtcOffset::UTC);
+        if (utc.hour(), utc.minute(), utc.second()) != (23, 59, 59) {
+            return None;
+        }
+        d + time::Duration::SECOND
+    } else {
+        OffsetDateTime::parse(s, &Rfc3339).ok()?
+    };
     let ms = d.unix_timestamp_nanos() / 1_000_000;
     i64::try_from(ms).ok().map(Timestamp::from_unix_ms)
 }
@@ -34,11 +221,12 @@ fn point(lat: f64, lon: f64) -> Result<GeoPoint, ApiError> {
     GeoPoint::new(lat, lon).map_err(|e| ApiError::invalid("invalid_coordinates", e.to_string()))
 }
 
+/// A name as [`NameText`] states it; stored trimmed.
 fn name(s: String) -> Result<String, ApiError> {
     let t = s.trim();
     if t.is_empty()
-        || t.chars().count() > Validation::MAX_NAME_CHARS
-        || t.chars().any(char::is_control)
+        || s.chars().count() > Validation::MAX_NAME_CHARS
+        || s.chars().any(char::is_control)
     {
         return Err(ApiError::invalid(
             "invalid_name",
@@ -51,8 +239,9 @@ fn name(s: String) -> Result<String, ApiError> {
     Ok(t.to_string())
 }
 
+/// A phone as [`PhoneText`] states it, an e-mail as [`EmailText`] does.
 fn contact(phone: String, email: String) -> Result<Contact, ApiError> {
-    let phone_ok = (3..=Validation::MAX_PHONE_CHARS).contains(&phone.len())
+    let phone_ok = (MIN_PHONE_CHARS..=Validation::MAX_PHONE_CHARS).contains(&phone.len())
         && phone.chars().any(|c| c.is_ascii_digit())
         && phone
             .chars()
@@ -63,7 +252,7 @@ fn contact(phone: String, email: String) -> Result<Contact, ApiError> {
             "contact_phone must be 3 to 32 characters of digits, spaces and + - ( ) .",
         ));
     }
-    let email_ok = email.len() <= Validation::MAX_EMAIL_CHARS
+    let email_ok = email.chars().count() <= Validation::MAX_EMAIL_CHARS
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
@@ -88,13 +277,14 @@ fn food_type(s: &str) -> Result<FoodType, ApiError> {
         })
 }
 
+/// A mass of at least one gram ([`MIN_KG`]) and at most `max_kg`.
 fn positive_kg(kg: f64, max_kg: f64, code: &'static str, field: &str) -> Result<Mass, ApiError> {
-    let ok = kg.is_finite() && kg > 0.0 && kg <= max_kg;
+    let ok = kg.is_finite() && (MIN_KG..=max_kg).contains(&kg);
     match Mass::from_kg(kg).filter(|m| ok && m.grams() > 0) {
         Some(m) => Ok(m),
         None => Err(ApiError::invalid(
             code,
-            format!("{field} must be more than 0 and at most {max_kg}"),
+            format!("{field} must be at least {MIN_KG} (a gram) and at most {max_kg}"),
         )),
     }
 }
@@ -103,10 +293,15 @@ fn positive_kg(kg: f64, max_kg: f64, code: &'static str, field: &str) -> Result<
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProviderRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    #[schema(value_type = PhoneText)]
     pub contact_phone: String,
+    #[schema(value_type = EmailText)]
     pub contact_email: String,
 }
 
@@ -123,8 +318,11 @@ impl NewProviderRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProviderJson {
     pub id: Uuid,
+    /// As registered, or empty once erased.
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
     /// Contact data: shown to admins only (`null` otherwise).
     pub contact_phone: Option<String>,
@@ -145,26 +343,39 @@ impl ProviderJson {
     }
 }
 
+/// The longest `accepted_food_types` list (repeats are allowed).
+pub const MAX_ACCEPTED_FOOD_TYPES: usize = 2 * FoodType::ALL.len();
+
 /// `POST /recipients`
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRecipientRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    /// At least a gram, at most 1,000 t.
+    #[schema(minimum = 0.001, maximum = 1_000_000.0)]
     pub capacity_kg_per_day: f64,
-    /// snake_case food type names, e.g. `["prepared_meals", "bakery"]`.
+    /// snake_case food type names, e.g. `["prepared_meals", "bakery"]`
+    /// (repeats allowed, at most twice as many as there are food types).
+    #[schema(value_type = Vec<FoodTypeName>, min_items = 1, max_items = 14)]
     pub accepted_food_types: Vec<String>,
     #[serde(default)]
+    #[schema(default = false)]
     pub is_fallback: bool,
+    #[schema(value_type = PhoneText)]
     pub contact_phone: String,
+    #[schema(value_type = EmailText)]
     pub contact_email: String,
 }
 
 impl NewRecipientRequest {
     pub fn validate(self) -> Result<NewRecipient, ApiError> {
         if self.accepted_food_types.is_empty()
-            || self.accepted_food_types.len() > 2 * FoodType::ALL.len()
+            || self.accepted_food_types.len() > MAX_ACCEPTED_FOOD_TYPES
         {
             return Err(ApiError::invalid(
                 "invalid_food_types",
@@ -195,12 +406,16 @@ impl NewRecipientRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RecipientJson {
     pub id: Uuid,
+    /// As registered, or empty once erased.
     pub name: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
     /// The S2 cell token the recipient lies in.
     pub cell: String,
     pub capacity_kg_per_day: f64,
+    #[schema(value_type = Vec<FoodTypeName>, min_items = 1)]
     pub accepted_food_types: Vec<String>,
     pub is_fallback: bool,
     /// Contact data: shown to admins only (`null` otherwise).
@@ -234,16 +449,24 @@ impl RecipientJson {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSurplusRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub provider_id: Uuid,
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    /// At least a gram, at most ten tonnes.
+    #[schema(minimum = 0.001, maximum = 10_000.0)]
     pub quantity_kg: f64,
-    /// One of `prepared_meals`, `bakery`, `produce`, `dairy`, `meat_fish`,
-    /// `dry_goods`, `frozen`.
+    #[schema(value_type = FoodTypeName)]
     pub food_type: String,
-    /// RFC 3339, in the future (at most 14 days).
+    /// RFC 3339, in the future and at most 14 days away (422
+    /// `expiry_in_past` / `invalid_expiry` otherwise: a rule on the clock,
+    /// which no schema can state).
+    #[schema(format = DateTime)]
     pub expires_at: String,
     #[serde(default)]
+    #[schema(value_type = Option<DescriptionText>)]
     pub description: Option<String>,
 }
 
@@ -300,6 +523,7 @@ impl NewSurplusRequest {
 pub struct OfferJson {
     pub recipient_id: Uuid,
     /// When the offer lapses if not accepted (RFC 3339).
+    #[schema(format = DateTime)]
     pub expires_at: String,
     /// Offered to the cell's fallback recipient after the DLQ gave up.
     pub fallback: bool,
@@ -314,13 +538,16 @@ pub struct SurplusJson {
     /// The S2 cell token the surplus lies in.
     pub cell: String,
     pub quantity_kg: f64,
+    #[schema(value_type = FoodTypeName)]
     pub food_type: String,
     pub description: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(format = DateTime)]
     pub posted_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
-    /// `available`, `offered`, `claimed`, `picked_up`, `delivered`, `expired`
-    /// or `dead_lettered`.
+    #[schema(value_type = SurplusStatusName)]
     pub status: String,
     /// Send this back when claiming: first commit wins.
     pub version: u64,
@@ -380,22 +607,108 @@ pub struct OfferListJson {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct NearQuery {
+    #[param(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[param(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
-    /// Defaults to 15 km.
+    /// More than 0, at most `http.max_radius_km`; defaults to
+    /// `matching.radius_km` (the served document states this edge's values).
+    #[param(exclusive_minimum = 0.0, maximum = 100.0)]
     pub radius_km: Option<f64>,
     /// Only surplus in this status.
+    #[param(value_type = Option<SurplusStatusName>)]
     pub status: Option<String>,
-    /// At most this many items (default and maximum: 500).
+    /// At most this many items, 1 to `http.max_list_items` (also the default).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "integral_usize")]
     pub limit: Option<usize>,
+}
+
+/// A UUID as the document's `format: uuid` states one: the hyphenated
+/// 8-4-4-4-12 spelling only (the `uuid` crate also reads the simple, braced
+/// and URN spellings, which no client is told of).
+pub fn hyphenated_uuid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    parse_hyphenated(&s).ok_or_else(|| {
+        serde::de::Error::invalid_value(serde::de::Unexpected::Str(&s), &"a hyphenated UUID")
+    })
+}
+
+/// `s` as a UUID, if it is spelt hyphenated (8-4-4-4-12).
+pub fn parse_hyphenated(s: &str) -> Option<Uuid> {
+    (s.len() == 36).then(|| Uuid::try_parse(s).ok()).flatten()
+}
+
+/// The largest whole number every JSON reader holds exactly (2^53 − 1):
+/// the most an integer field takes, so the document's `maximum` means the
+/// same to every client.
+pub const MAX_JSON_INTEGER: u64 = (1 << 53) - 1;
+
+/// A whole number as JSON Schema's `integer` reads one: `3` and `3.0`
+/// alike (and `"3"` in a query string), 0 to [`MAX_JSON_INTEGER`].
+struct Integral;
+
+impl serde::de::Visitor<'_> for Integral {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a whole number from 0 to {MAX_JSON_INTEGER}")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        if v <= MAX_JSON_INTEGER {
+            Ok(v)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        match u64::try_from(v) {
+            Ok(n) => self.visit_u64(n),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+        }
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u64, E> {
+        // Exact: every whole f64 up to 2^53 is a whole number there.
+        if v.fract() == 0.0 && (0.0..=MAX_JSON_INTEGER as f64).contains(&v) {
+            Ok(v as u64)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+        match (v.parse::<u64>(), v.parse::<f64>()) {
+            (Ok(n), _) => Ok(n),
+            (Err(_), Ok(f)) if f.is_finite() => self.visit_f64(f),
+            _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+        }
+    }
+}
+
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(Integral)
+}
+
+/// [`integral`], for a count (a number beyond `usize` is refused).
+fn integral_usize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n = integral(d)?;
+    usize::try_from(n)
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom("a count beyond this machine's range"))
 }
 
 /// `POST /surplus/{id}/claim`
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub recipient_id: Uuid,
     /// The `version` the recipient read.
+    #[serde(deserialize_with = "integral")]
+    #[schema(maximum = 9_007_199_254_740_991_u64)]
     pub version: u64,
 }
 
@@ -403,6 +716,7 @@ pub struct ClaimRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub recipient_id: Uuid,
 }
 
@@ -410,8 +724,11 @@ pub struct RecipientRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverRequest {
+    #[serde(deserialize_with = "hyphenated_uuid")]
     pub recipient_id: Uuid,
-    /// The mass that reached people: the impact figure.
+    /// The mass that reached people: the impact figure. At most the
+    /// quantity posted (422 `delivered_exceeds_quantity` otherwise).
+    #[schema(minimum = 0.0, maximum = 10_000.0)]
     pub delivered_kg: f64,
 }
 
@@ -465,6 +782,8 @@ pub struct SyncJson {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthJson {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    #[schema(value_type = HealthStatusName)]
     pub status: &'static str,
 }
 
@@ -482,6 +801,64 @@ mod tests {
             Some(Timestamp::from_unix_ms(1_795_539_600_000))
         );
         assert_eq!(parse_rfc3339("tomorrow"), None);
+        assert_eq!(
+            parse_rfc3339("2026-11-24 17:00:00Z"),
+            None,
+            "a space is not a T"
+        );
+        assert_eq!(
+            parse_rfc3339("2016-12-31T23:59:60Z"),
+            parse_rfc3339("2017-01-01T00:00:00Z"),
+            "a leap second is the instant after 23:59:59"
+        );
+        assert_eq!(
+            parse_rfc3339("2017-01-01T06:59:60+07:00"),
+            parse_rfc3339("2017-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2016-12-31T10:59:60Z"),
+            None,
+            "not at 23:59 UTC"
+        );
+    }
+
+    #[test]
+    fn integers_are_read_as_json_schema_reads_them() {
+        let read = |v: serde_json::Value| integral(v).ok();
+        assert_eq!(read(serde_json::json!(3)), Some(3));
+        assert_eq!(read(serde_json::json!(3.0)), Some(3));
+        assert_eq!(read(serde_json::json!("3")), Some(3), "a query string's");
+        assert_eq!(
+            read(serde_json::json!(MAX_JSON_INTEGER)),
+            Some(MAX_JSON_INTEGER)
+        );
+        for no in [
+            serde_json::json!(MAX_JSON_INTEGER + 1),
+            serde_json::json!(3.5),
+            serde_json::json!(-1),
+            serde_json::json!(1e300),
+            serde_json::json!("three"),
+            serde_json::json!(null),
+        ] {
+            assert_eq!(read(no.clone()), None, "{no}");
+        }
+    }
+
+    #[test]
+    fn uuids_are_hyphenated_only() {
+        let u = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(parse_hyphenated(&u.hyphenated().to_string()), Some(u));
+        assert_eq!(
+            parse_hyphenated(&u.hyphenated().to_string().to_uppercase()),
+            Some(u)
+        );
+        for other in [
+            u.simple().to_string(),
+            u.braced().to_string(),
+            u.urn().to_string(),
+        ] {
+            assert_eq!(parse_hyphenated(&other), None, "{other}");
+        }
     }
 
     #[test]

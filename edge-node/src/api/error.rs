@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::dto::SurplusJson;
 use crate::commands::{Rejected, Rejection};
-use crate::service::EdgeError;
+use crate::ports::EdgeError;
 use edge_core::lifecycle::Refusal;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -37,14 +37,62 @@ pub struct ErrorDetail {
 #[allow(dead_code)] // only its schema is used
 pub enum AuthErrors {
     /// No bearer token, or one that does not verify (`WWW-Authenticate` says why).
-    #[response(status = 401)]
+    #[response(status = 401, headers(("WWW-Authenticate" = String,
+        description = "`Bearer realm=\"pahlawan\"`, with `error` and `error_description` for a refused token")))]
     Unauthorized(ErrorBody),
     /// The caller's role or subject may not do this.
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// Too many requests for this subject (`Retry-After`, `RateLimit-*`).
-    #[response(status = 429)]
+    /// Too many requests: for this subject (`rate_limited`, with
+    /// `RateLimit-*`), refused tokens from this address, open streams or
+    /// uncollected claims of this subject.
+    #[response(status = 429, headers(("Retry-After" = u32, description = "Seconds to wait")))]
     TooManyRequests(ErrorBody),
+}
+
+/// The refusals of a JSON body, on every route that takes one.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its schema is used
+pub enum BodyErrors {
+    /// The body is not JSON (`malformed_json`).
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// The body exceeds `http.max_body_bytes` (`payload_too_large`).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not `application/json` (`unsupported_media_type`).
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}
+
+/// 421: a point this edge does not serve.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its schema is used
+pub enum MisdirectedError {
+    /// The point lies in a cell this edge does not own (`cell` names it).
+    #[response(status = 421)]
+    Misdirected(ErrorBody),
+}
+
+/// The refusals of an action on a surplus (claim, accept, decline, pick
+/// up, deliver) besides its own 422s.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its schema is used
+pub enum ActionErrors {
+    /// No such surplus (or the id is not a UUID).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Lost a claim race, a stale version, no pending offer to this
+    /// recipient, not the claimant, or not in a state that allows this;
+    /// `current` holds the surplus now.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The surplus has expired; `current` holds it.
+    #[response(status = 410)]
+    Gone(ErrorBody),
+    /// The edge is saturated or its store failing.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 #[derive(Debug)]

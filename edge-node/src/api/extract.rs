@@ -82,7 +82,8 @@ fn data_error_message(body: &str) -> String {
     out
 }
 
-/// A typed id from the path; anything unparsable is simply not found.
+/// A typed id from the path, spelt as the document's `format: uuid` says
+/// (hyphenated); anything else is simply not found.
 pub struct IdPath<T>(pub T);
 
 impl<S: Send + Sync, T: FromStr> FromRequestParts<S> for IdPath<T> {
@@ -92,9 +93,10 @@ impl<S: Send + Sync, T: FromStr> FromRequestParts<S> for IdPath<T> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found("resource"))?;
-        raw.parse()
+        super::dto::parse_hyphenated(&raw)
+            .and_then(|_| raw.parse().ok())
             .map(IdPath)
-            .map_err(|_| ApiError::not_found("resource (the id is not a UUID)"))
+            .ok_or_else(|| ApiError::not_found("resource (the id is not a UUID)"))
     }
 }
 

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use super::auth::Caller;
 use super::dto::{HealthJson, SyncJson};
 use super::error::{ApiError, AuthErrors, ErrorBody};
-use crate::service::EdgeHandle;
+use super::state::AppState;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health",
@@ -18,8 +18,9 @@ pub async fn healthz() -> Json<HealthJson> {
 
 /// The edge can commit writes.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = HealthJson), (status = 503, body = ErrorBody)))]
-pub async fn readyz(State(edge): State<EdgeHandle>) -> Result<Json<HealthJson>, ApiError> {
+    responses((status = 200, body = HealthJson),
+        (status = 503, description = "The store cannot commit", body = ErrorBody)))]
+pub async fn readyz(State(edge): State<AppState>) -> Result<Json<HealthJson>, ApiError> {
     if edge.is_ready() {
         Ok(Json(HealthJson { status: "ready" }))
     } else {
@@ -35,12 +36,12 @@ pub async fn readyz(State(edge): State<EdgeHandle>) -> Result<Json<HealthJson>, 
 #[utoipa::path(get, path = "/sync", tag = "health", security(("bearer" = [])),
     responses((status = 200, body = SyncJson), AuthErrors))]
 pub async fn sync_status(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
 ) -> Result<Json<SyncJson>, ApiError> {
     caller.require_admin()?;
     let committed = edge.committed_seq();
-    let s = edge.shared().sync.read().clone();
+    let s = edge.link.borrow().clone();
     let backlog = committed.saturating_sub(s.acked_seq);
     Ok(Json(SyncJson {
         enabled: s.enabled,

@@ -9,17 +9,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::state::AppState;
 use crate::metrics::HttpLabels;
-use crate::service::EdgeHandle;
 
-pub async fn metrics(State(edge): State<EdgeHandle>) -> Response {
+pub async fn metrics(State(edge): State<AppState>) -> Response {
     edge.refresh_gauges();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        edge.shared().metrics.encode(),
+        edge.metrics.encode(),
     )
         .into_response()
 }
@@ -30,13 +30,12 @@ struct Timed;
 
 /// The outer layer: times what no route matched (404/405 fallbacks) under
 /// the route `unmatched`, so probes of unknown paths show up too.
-pub async fn track_unmatched(State(edge): State<EdgeHandle>, req: Request, next: Next) -> Response {
+pub async fn track_unmatched(State(edge): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
     if resp.extensions().get::<Timed>().is_none() {
-        edge.shared()
-            .metrics
+        edge.metrics
             .http
             .get_or_create(&HttpLabels {
                 route: "unmatched".into(),
@@ -50,7 +49,7 @@ pub async fn track_unmatched(State(edge): State<EdgeHandle>, req: Request, next:
 
 /// Times a request from arrival to its response head, inside an
 /// `http.request` span continuing the caller's `traceparent`.
-pub async fn track(State(edge): State<EdgeHandle>, req: Request, next: Next) -> Response {
+pub async fn track(State(edge): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -74,8 +73,7 @@ pub async fn track(State(edge): State<EdgeHandle>, req: Request, next: Next) -> 
     let mut resp = next.run(req).instrument(span.clone()).await;
     resp.extensions_mut().insert(Timed);
     span.record("http.status", resp.status().as_u16());
-    edge.shared()
-        .metrics
+    edge.metrics
         .http
         .get_or_create(&HttpLabels {
             route,

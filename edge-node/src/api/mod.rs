@@ -1,5 +1,6 @@
 //! The HTTP API (axum), JSON under `/api/v1`. Handlers are thin: extract and
-//! validate, call the [`EdgeHandle`], map the outcome to a status. The
+//! validate, call a port through the [`AppState`], map the outcome to a
+//! status. The
 //! OpenAPI 3.1 description is generated from the same handler declarations
 //! (utoipa) and served at `/api/v1/openapi.json`.
 
@@ -11,8 +12,11 @@ mod health;
 mod metrics;
 pub mod offers;
 mod registry;
+mod state;
 mod subjects;
 mod surplus;
+
+pub use state::{AppState, Parts, Security};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +32,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::ApiError;
-use crate::service::{EdgeHandle, StartError};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -61,7 +64,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Routes that need a verified, rate-limited caller.
-fn protected() -> OpenApiRouter<EdgeHandle> {
+fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(registry::post_provider))
         .routes(routes!(registry::get_provider))
@@ -81,14 +84,14 @@ fn protected() -> OpenApiRouter<EdgeHandle> {
         .routes(routes!(subjects::erase))
 }
 
-fn public() -> OpenApiRouter<EdgeHandle> {
+fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }
 
 /// The API routes and their OpenAPI description, built from one declaration.
-pub fn routes(edge: &EdgeHandle) -> (Router<EdgeHandle>, utoipa::openapi::OpenApi) {
+pub fn routes(edge: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let guarded = protected().route_layer(axum::middleware::from_fn_with_state(
         edge.clone(),
         auth::authenticate,
@@ -103,11 +106,75 @@ pub fn routes(edge: &EdgeHandle) -> (Router<EdgeHandle>, utoipa::openapi::OpenAp
     (router, openapi)
 }
 
+/// The served OpenAPI document: the generated one, with this edge's
+/// configured limits (the listing's size and radius) where the declarations
+/// hold the defaults, so the document states what this edge enforces.
+fn document(openapi: &utoipa::openapi::OpenApi, config: &crate::config::EdgeConfig) -> String {
+    let mut doc = serde_json::to_value(openapi).unwrap_or_default();
+    let listing = doc
+        .pointer_mut("/paths/~1api~1v1~1surplus/get/parameters")
+        .and_then(serde_json::Value::as_array_mut);
+    for param in listing.into_iter().flatten() {
+        let name = param["name"].as_str().unwrap_or_default().to_string();
+        let schema = &mut param["schema"];
+        match name.as_str() {
+            "radius_km" => {
+                schema["maximum"] = config.http.max_radius_km.into();
+                schema["default"] = config.matching.radius_km.into();
+            }
+            "limit" => {
+                schema["maximum"] = config.http.max_list_items.into();
+                schema["default"] = config.http.max_list_items.into();
+            }
+            _ => {}
+        }
+    }
+    camel_case_links(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
+}
+
+/// utoipa 5.5 writes a Link Object's fields in snake_case (`operation_id`,
+/// `request_body`); OpenAPI spells them `operationId`, `operationRef` and
+/// `requestBody`, and clients ignore the others.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let paths = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut());
+    let operations = paths
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|i| i.values_mut());
+    let responses = operations
+        .filter_map(|op| {
+            op.get_mut("responses")
+                .and_then(serde_json::Value::as_object_mut)
+        })
+        .flat_map(|r| r.values_mut());
+    let links = responses
+        .filter_map(|r| {
+            r.get_mut("links")
+                .and_then(serde_json::Value::as_object_mut)
+        })
+        .flat_map(|l| l.values_mut())
+        .filter_map(serde_json::Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_string(), v);
+            }
+        }
+    }
+}
+
 /// The whole application for one edge.
-pub fn app(edge: EdgeHandle) -> Router {
+pub fn app(edge: AppState) -> Router {
     let (router, openapi) = routes(&edge);
-    let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".into()));
-    let max_body = edge.config().http.max_body_bytes;
+    let spec = Arc::new(document(&openapi, &edge.config));
+    let max_body = edge.config.http.max_body_bytes;
     router
         .route(
             "/api/v1/openapi.json",
@@ -146,6 +213,14 @@ pub fn app(edge: EdgeHandle) -> Router {
         .with_state(edge)
 }
 
+/// The API's address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("binding {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
 /// A running HTTP server.
 pub struct Server {
     addr: SocketAddr,
@@ -154,14 +229,14 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(edge: EdgeHandle) -> Result<Server, StartError> {
-        let addr = edge.config().listen;
+    pub async fn bind(edge: AppState) -> Result<Server, BindError> {
+        let addr = edge.config.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+            .map_err(|source| BindError { addr, source })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
+            .map_err(|source| BindError { addr, source })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = app(edge);
         let task = tokio::spawn(async move {

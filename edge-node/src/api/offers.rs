@@ -17,11 +17,11 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::auth::Caller;
 use super::dto::{OfferListJson, RecipientRequest, SurplusJson, recipient_id};
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody};
 use super::extract::{ApiJson, IdPath, Traceparent};
+use super::state::AppState;
 use super::surplus::act;
 use crate::commands::SurplusAction;
-use crate::service::EdgeHandle;
 use sync_protocol::Surplus;
 
 /// Accept the offer of a surplus: it becomes claimed by the recipient.
@@ -29,16 +29,16 @@ use sync_protocol::Surplus;
     params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, description = "Claimed", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "No pending offer to this recipient", body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Claimed", body = SurplusJson, links(
+            ("PickUpSurplus" = (operation_id = "pickup",
+                parameters(("id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn accept(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
@@ -55,15 +55,16 @@ pub async fn accept(
     params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, description = "Declined; the surplus as rematched", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Declined; the surplus as rematched", body = SurplusJson, links(
+            ("AcceptNextOffer" = (operation_id = "accept",
+                parameters(("surplus_id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn decline(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
@@ -79,8 +80,8 @@ pub async fn decline(
     act(&edge, &caller, id, action, trace).await
 }
 
-async fn known_recipient(edge: &EdgeHandle, id: RecipientId) -> Result<(), ApiError> {
-    match edge.recipient(id).await? {
+async fn known_recipient(edge: &AppState, id: RecipientId) -> Result<(), ApiError> {
+    match edge.reads.recipient(id).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found("recipient")),
     }
@@ -91,17 +92,19 @@ async fn known_recipient(edge: &EdgeHandle, id: RecipientId) -> Result<(), ApiEr
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, body = OfferListJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such recipient (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn pending(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<RecipientId>,
 ) -> Result<Json<OfferListJson>, ApiError> {
     caller.require_recipient(id)?;
     known_recipient(&edge, id).await?;
     let items = edge
+        .reads
         .pending_offers(&id)
         .iter()
         .map(SurplusJson::from)
@@ -136,6 +139,46 @@ impl Drop for SlotGuard {
     }
 }
 
+impl SlotGuard {
+    /// A stream slot for `sub`: 429 when the subject holds
+    /// [`MAX_STREAMS_PER_SUBJECT`] already, 503 when `max` are open.
+    fn take(slots: Arc<StreamSlots>, sub: String, max: usize) -> Result<SlotGuard, ApiError> {
+        {
+            let mut per = slots.per_subject.lock();
+            let mine = per.entry(sub.clone()).or_default();
+            if *mine >= MAX_STREAMS_PER_SUBJECT {
+                if *mine == 0 {
+                    per.remove(&sub);
+                }
+                return Err(ApiError {
+                    retry_after_secs: Some(5),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_streams_for_subject",
+                        "this subject already holds the most open offer streams allowed",
+                    )
+                });
+            }
+            if slots.total.fetch_add(1, Ordering::Relaxed) >= max {
+                slots.total.fetch_sub(1, Ordering::Relaxed);
+                if *mine == 0 {
+                    per.remove(&sub);
+                }
+                return Err(ApiError {
+                    retry_after_secs: Some(5),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too_many_streams",
+                        "too many open offer streams",
+                    )
+                });
+            }
+            *mine += 1;
+        }
+        Ok(SlotGuard(slots, sub))
+    }
+}
+
 fn offer_event(v: &Surplus) -> Event {
     Event::default()
         .event("offer")
@@ -152,59 +195,32 @@ fn offer_event(v: &Surplus) -> Event {
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, description = "text/event-stream of `offer` events", content_type = "text/event-stream", body = SurplusJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such recipient (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "Too many open streams on this edge (`Retry-After`), or the store is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn stream_offers(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     axum::Extension(slots): axum::Extension<Arc<StreamSlots>>,
     IdPath(id): IdPath<RecipientId>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require_recipient(id)?;
     known_recipient(&edge, id).await?;
-    let max = edge.config().http.max_streams;
     let sub = caller.principal.sub.clone();
-    {
-        let mut per = slots.per_subject.lock();
-        let mine = per.entry(sub.clone()).or_default();
-        if *mine >= MAX_STREAMS_PER_SUBJECT {
-            if *mine == 0 {
-                per.remove(&sub);
-            }
-            return Err(ApiError {
-                retry_after_secs: Some(5),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_streams_for_subject",
-                    "this subject already holds the most open offer streams allowed",
-                )
-            });
-        }
-        if slots.total.fetch_add(1, Ordering::Relaxed) >= max {
-            slots.total.fetch_sub(1, Ordering::Relaxed);
-            if *mine == 0 {
-                per.remove(&sub);
-            }
-            return Err(ApiError {
-                retry_after_secs: Some(5),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too_many_streams",
-                    "too many open offer streams",
-                )
-            });
-        }
-        *mine += 1;
-    }
-    let guard = SlotGuard(slots, sub);
+    let guard = SlotGuard::take(slots, sub, edge.config.http.max_streams)?;
     // The stream lives no longer than the token that opened it: the client
     // reconnects with a fresh one.
     let token_left = (caller.principal.expires_at - edge.now()).as_ms().max(0) as u64;
     let token_expired = tokio::time::sleep(Duration::from_millis(token_left));
     // Subscribe before reading the snapshot, so no offer falls between them.
-    let live = BroadcastStream::new(edge.subscribe_offers());
-    let snapshot: Vec<_> = edge.pending_offers(&id).iter().map(offer_event).collect();
+    let live = BroadcastStream::new(edge.reads.subscribe_offers());
+    let snapshot: Vec<_> = edge
+        .reads
+        .pending_offers(&id)
+        .iter()
+        .map(offer_event)
+        .collect();
     let live = live.filter_map(move |msg| {
         let _hold = &guard;
         let out = match msg {
@@ -216,7 +232,7 @@ pub async fn stream_offers(
         };
         futures::future::ready(out)
     });
-    let shutdown = edge.shared().shutdown_signal();
+    let shutdown = edge.shutdown_signal();
     let end = async move {
         tokio::select! {
             () = shutdown => {}
@@ -224,6 +240,6 @@ pub async fn stream_offers(
         }
     };
     let events = stream::iter(snapshot).chain(live).take_until(end).map(Ok);
-    let keepalive = Duration::from_secs(edge.config().http.sse_keepalive_secs.max(1));
+    let keepalive = Duration::from_secs(edge.config.http.sse_keepalive_secs.max(1));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive)))
 }

@@ -8,29 +8,42 @@ use sync_protocol::{Contact, ProviderId, RecipientId, SealedContact, Subject};
 
 use super::auth::Caller;
 use super::dto::{NewProviderRequest, NewRecipientRequest, ProviderJson, RecipientJson};
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, IdPath};
-use crate::service::EdgeHandle;
+use super::state::AppState;
 
 /// Register a provider (restaurant, hotel, grocery). Admins only.
 #[utoipa::path(post, path = "/providers", tag = "registry", security(("bearer" = [])),
     request_body = NewProviderRequest,
     responses(
-        (status = 201, description = "Registered", body = ProviderJson),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 201, description = "Registered", body = ProviderJson, links(
+            ("GetProvider" = (operation_id = "get_provider",
+                parameters(("id" = "$response.body#/id")))),
+            ("PostSurplus" = (operation_id = "post_surplus",
+                description = "Post surplus as this provider, where it stands",
+                request_body = json!({"provider_id": "$response.body#/id",
+                    "lat": "$response.body#/lat", "lon": "$response.body#/lon"}))),
+            ("ExportSubject" = (operation_id = "export",
+                parameters(("id" = "$response.body#/id")))),
+            ("EraseSubject" = (operation_id = "erase",
+                parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 422, description = "A field breaks the schema", body = ErrorBody),
+        (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_provider(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<NewProviderRequest>,
 ) -> Result<(StatusCode, Json<ProviderJson>), ApiError> {
     caller.require_admin()?;
     let new = req.validate()?;
     let contact = new.contact.clone();
-    let provider = edge.register_provider(new, Some(caller.actor())).await??;
+    let provider = edge
+        .writes
+        .register_provider(new, Some(caller.actor()))
+        .await??;
     Ok((
         StatusCode::CREATED,
         Json(ProviderJson::new(&provider, Some(&contact))),
@@ -42,16 +55,18 @@ pub async fn post_provider(
     params(("id" = uuid::Uuid, Path, description = "Provider id")),
     responses(
         (status = 200, body = ProviderJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such provider (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store, or the key that opens contact data, is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn get_provider(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<ProviderId>,
 ) -> Result<Json<ProviderJson>, ApiError> {
     caller.require_provider(id)?;
     let provider = edge
+        .reads
         .provider(id)
         .await?
         .ok_or_else(|| ApiError::not_found("provider"))?;
@@ -64,22 +79,33 @@ pub async fn get_provider(
 #[utoipa::path(post, path = "/recipients", tag = "registry", security(("bearer" = [])),
     request_body = NewRecipientRequest,
     responses(
-        (status = 201, description = "Registered", body = RecipientJson),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 201, description = "Registered", body = RecipientJson, links(
+            ("GetRecipient" = (operation_id = "get_recipient",
+                parameters(("id" = "$response.body#/id")))),
+            ("PendingOffers" = (operation_id = "pending",
+                parameters(("id" = "$response.body#/id")))),
+            ("ExportSubject" = (operation_id = "export",
+                parameters(("id" = "$response.body#/id")))),
+            ("EraseSubject" = (operation_id = "erase",
+                parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 422, description = "A field breaks the schema", body = ErrorBody),
+        (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_recipient(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<NewRecipientRequest>,
 ) -> Result<(StatusCode, Json<RecipientJson>), ApiError> {
     caller.require_admin()?;
     let new = req.validate()?;
-    let cell = edge.owned_cell(&new.location)?;
+    let cell = edge.writes.owned_cell(&new.location)?;
     let contact = new.contact.clone();
-    let recipient = edge.register_recipient(new, Some(caller.actor())).await??;
+    let recipient = edge
+        .writes
+        .register_recipient(new, Some(caller.actor()))
+        .await??;
     Ok((
         StatusCode::CREATED,
         Json(RecipientJson::new(&recipient, cell, Some(&contact))),
@@ -91,16 +117,18 @@ pub async fn post_recipient(
     params(("id" = uuid::Uuid, Path, description = "Recipient id")),
     responses(
         (status = 200, body = RecipientJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such recipient (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store, or the key that opens contact data, is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn get_recipient(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<RecipientId>,
 ) -> Result<Json<RecipientJson>, ApiError> {
     caller.require_recipient(id)?;
     let (r, cell) = edge
+        .reads
         .recipient(id)
         .await?
         .ok_or_else(|| ApiError::not_found("recipient"))?;
@@ -112,7 +140,7 @@ pub async fn get_recipient(
 /// An admin's read of a subject's contact: opened, and audited before it is
 /// shown. Others see none.
 pub(super) async fn read_contact(
-    edge: &EdgeHandle,
+    edge: &AppState,
     caller: &Caller,
     sealed: &SealedContact,
     subject: &Subject,
@@ -120,7 +148,7 @@ pub(super) async fn read_contact(
     if !caller.is_admin() || sealed.is_empty() {
         return Ok(None);
     }
-    let contact = edge.open_contact(sealed, subject).map_err(|e| {
+    let contact = edge.reads.open_contact(sealed, subject).map_err(|e| {
         tracing::error!(error = %e, "a sealed contact cannot be opened");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -128,11 +156,12 @@ pub(super) async fn read_contact(
             "the contact data cannot be opened with the configured keys",
         )
     })?;
-    edge.audit(
-        caller
-            .actor()
-            .record("contact.read", subject.to_string(), 200),
-    )
-    .await?;
+    edge.writes
+        .audit(
+            caller
+                .actor()
+                .record("contact.read", subject.to_string(), 200),
+        )
+        .await?;
     Ok(contact)
 }

@@ -11,18 +11,21 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::dto::{ProviderJson, RecipientJson, SurplusJson, rfc3339};
+use super::dto::{
+    OfferOutcomeName, ProviderJson, RecipientJson, RoleName, SubjectKindName, SurplusJson, rfc3339,
+};
 use super::error::{ApiError, AuthErrors, ErrorBody};
 use super::extract::IdPath;
 use super::registry::read_contact;
-use crate::service::EdgeHandle;
+use super::state::AppState;
 
 /// An offer made to the recipient.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportedOffer {
     pub surplus_id: Uuid,
+    #[schema(format = DateTime)]
     pub made_at: String,
-    /// pending | accepted | declined | timed_out | superseded | expired
+    #[schema(value_type = OfferOutcomeName)]
     pub outcome: String,
     pub fallback: bool,
 }
@@ -30,8 +33,12 @@ pub struct ExportedOffer {
 /// An audit record of something the subject did, or that was done to its data.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportedAudit {
+    #[schema(format = DateTime)]
     pub at: String,
+    /// The token subject that acted; empty when the subject sees what
+    /// another did.
     pub actor: String,
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub action: String,
     pub resource: String,
@@ -43,9 +50,10 @@ pub struct ExportedAudit {
 /// Everything this edge holds on one provider or recipient.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubjectExport {
-    /// `provider` or `recipient`.
+    #[schema(value_type = SubjectKindName)]
     pub kind: String,
     pub id: Uuid,
+    #[schema(format = DateTime)]
     pub exported_at: String,
     /// The profile, contact data included.
     pub provider: Option<ProviderJson>,
@@ -60,17 +68,18 @@ pub struct SubjectExport {
 /// The outcome of an erasure.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Erased {
+    #[schema(value_type = SubjectKindName)]
     pub kind: String,
     pub id: Uuid,
     pub erased: bool,
 }
 
 /// Which subject an id names here, if any (erased subjects are gone).
-async fn find(edge: &EdgeHandle, id: Uuid) -> Result<Option<Found>, ApiError> {
-    if let Some(p) = edge.provider(ProviderId::from_uuid(id)).await? {
+async fn find(edge: &AppState, id: Uuid) -> Result<Option<Found>, ApiError> {
+    if let Some(p) = edge.reads.provider(ProviderId::from_uuid(id)).await? {
         return Ok(Some(Found::Provider(p)));
     }
-    if let Some((r, cell)) = edge.recipient(RecipientId::from_uuid(id)).await? {
+    if let Some((r, cell)) = edge.reads.recipient(RecipientId::from_uuid(id)).await? {
         return Ok(Some(Found::Recipient(r, cell)));
     }
     Ok(None)
@@ -105,11 +114,12 @@ fn require_self_or_admin(caller: &Caller, subject: &Subject) -> Result<(), ApiEr
     params(("id" = uuid::Uuid, Path, description = "Provider or recipient id")),
     responses(
         (status = 200, body = SubjectExport),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such provider or recipient here (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store, or the key that opens contact data, is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn export(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<Uuid>,
 ) -> Result<Json<SubjectExport>, ApiError> {
@@ -134,11 +144,12 @@ pub async fn export(
     let contact = if caller.is_admin() {
         read_contact(&edge, &caller, &sealed, &subject).await?
     } else {
-        edge.open_contact(&sealed, &subject).ok().flatten()
+        edge.reads.open_contact(&sealed, &subject).ok().flatten()
     };
-    let rows = edge.subject_rows(subject).await?;
+    let rows = edge.reads.subject_rows(subject).await?;
     let resource = subject.to_string();
-    edge.audit(caller.actor().record("subject.export", resource, 200))
+    edge.writes
+        .audit(caller.actor().record("subject.export", resource, 200))
         .await?;
     Ok(Json(SubjectExport {
         kind: subject.kind().to_string(),
@@ -157,29 +168,34 @@ pub async fn export(
                 fallback: o.fallback,
             })
             .collect(),
-        audit: {
-            // The subject sees what others did to its data, not who they are
-            // or where they were (their personal data); admins see all.
-            let own = id.hyphenated().to_string();
-            let full = caller.is_admin();
-            rows.audit
-                .into_iter()
-                .map(|a| {
-                    let shown = full || a.actor == own;
-                    ExportedAudit {
-                        at: rfc3339(Timestamp::from_unix_ms(a.at_ms)),
-                        actor: if shown { a.actor } else { String::new() },
-                        role: a.role,
-                        action: a.action,
-                        resource: a.resource,
-                        status: a.status,
-                        ip: if shown { a.ip } else { None },
-                        user_agent: if shown { a.user_agent } else { None },
-                    }
-                })
-                .collect()
-        },
+        audit: exported_audit(rows.audit, &id.hyphenated().to_string(), caller.is_admin()),
     }))
+}
+
+/// The audit records of a subject as its export shows them: the subject sees
+/// what others did to its data, not who they are or where they were (their
+/// personal data); admins (`full`) see all.
+fn exported_audit(
+    records: Vec<crate::store::export::AuditRow>,
+    own: &str,
+    full: bool,
+) -> Vec<ExportedAudit> {
+    records
+        .into_iter()
+        .map(|a| {
+            let shown = full || a.actor == own;
+            ExportedAudit {
+                at: rfc3339(Timestamp::from_unix_ms(a.at_ms)),
+                actor: if shown { a.actor } else { String::new() },
+                role: a.role,
+                action: a.action,
+                resource: a.resource,
+                status: a.status,
+                ip: if shown { a.ip } else { None },
+                user_agent: if shown { a.user_agent } else { None },
+            }
+        })
+        .collect()
 }
 
 /// Erase a provider or recipient (GDPR): name and contact are removed here,
@@ -190,11 +206,11 @@ pub async fn export(
     responses(
         (status = 200, body = Erased),
         (status = 404, description = "Unknown here, already erased, or a neighbour's", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn erase(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<Uuid>,
 ) -> Result<(StatusCode, Json<Erased>), ApiError> {
@@ -202,7 +218,7 @@ pub async fn erase(
     let Some(subject) = find(&edge, id).await?.map(|f| f.subject()) else {
         return Err(ApiError::not_found("subject"));
     };
-    if !edge.erase(subject, Some(caller.actor())).await? {
+    if !edge.writes.erase(subject, Some(caller.actor())).await? {
         return Err(ApiError::not_found("subject"));
     }
     Ok((

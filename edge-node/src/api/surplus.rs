@@ -11,25 +11,47 @@ use super::dto::{
     ClaimRequest, DeliverRequest, NearQuery, NewSurplusRequest, RecipientRequest, SurplusJson,
     SurplusListJson, SurplusNearJson, recipient_id,
 };
-use super::error::{ApiError, AuthErrors, ErrorBody};
+use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, ApiQuery, IdPath, IdempotencyKeyHeader, Traceparent};
+use super::state::AppState;
 use crate::commands::SurplusAction;
-use crate::service::EdgeHandle;
 
 /// Post surplus food. It is matched at once: the reply carries the offer.
 #[utoipa::path(post, path = "/surplus", tag = "surplus", security(("bearer" = [])),
     request_body = NewSurplusRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Retrying with the same key returns the same surplus, never a duplicate")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1 to 255 visible ASCII characters. Retrying with the same key returns the same surplus, never a duplicate; \
+            the same key with another body is refused (422 `idempotency_key_reused`)")),
     responses(
-        (status = 201, description = "Posted (or replayed: header Idempotent-Replayed: true)", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 421, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 201, description = "Posted (or replayed: header Idempotent-Replayed: true)", body = SurplusJson,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key")),
+            links(
+                ("GetSurplus" = (operation_id = "get_surplus",
+                    parameters(("id" = "$response.body#/id")))),
+                ("AcceptOffer" = (operation_id = "accept",
+                    parameters(("surplus_id" = "$response.body#/id")),
+                    request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
+                ("DeclineOffer" = (operation_id = "decline",
+                    parameters(("surplus_id" = "$response.body#/id")),
+                    request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
+                ("ClaimSurplus" = (operation_id = "claim",
+                    parameters(("id" = "$response.body#/id")),
+                    request_body = json!({"recipient_id": "$response.body#/offer/recipient_id",
+                        "version": "$response.body#/version"}))),
+                ("PickUpSurplus" = (operation_id = "pickup",
+                    parameters(("id" = "$response.body#/id")))),
+                ("DeliverSurplus" = (operation_id = "deliver",
+                    parameters(("id" = "$response.body#/id")))),
+                ("OffersOfRecipient" = (operation_id = "pending",
+                    parameters(("id" = "$response.body#/offer/recipient_id")))),
+            )),
+        (status = 422, description = "A field breaks the schema; or `unknown_provider`, `expiry_in_past`, \
+            `invalid_expiry` (more than 14 days away), `idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "The edge is saturated (`Retry-After`) or its store failing", body = ErrorBody),
+        BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_surplus(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     Traceparent(trace): Traceparent,
@@ -40,6 +62,7 @@ pub async fn post_surplus(
     let _slot = edge.matching_slot().await?;
     let hints = edge.travel_hints(&new).await;
     let posted = edge
+        .writes
         .post_surplus_with(new, key, trace, Some(caller.actor()), hints)
         .await??;
     let mut resp = (
@@ -61,15 +84,17 @@ pub async fn post_surplus(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     responses(
         (status = 200, body = SurplusJson),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, description = "No such surplus (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn get_surplus(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     _caller: Caller,
     IdPath(id): IdPath<SurplusId>,
 ) -> Result<Json<SurplusJson>, ApiError> {
     let v = edge
+        .reads
         .surplus(id)
         .await?
         .ok_or_else(|| ApiError::not_found("surplus"))?;
@@ -82,19 +107,19 @@ pub async fn get_surplus(
     params(NearQuery),
     responses(
         (status = 200, body = SurplusListJson),
-        (status = 422, body = ErrorBody),
-        AuthErrors,
+        (status = 422, description = "A query parameter breaks the schema", body = ErrorBody),
+        MisdirectedError, AuthErrors,
     ))]
 pub async fn list_surplus(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     _caller: Caller,
     ApiQuery(q): ApiQuery<NearQuery>,
 ) -> Result<Json<SurplusListJson>, ApiError> {
-    let http = &edge.config().http;
+    let http = &edge.config.http;
     let point = GeoPoint::new(q.lat, q.lon)
         .map_err(|e| ApiError::invalid("invalid_coordinates", e.to_string()))?;
-    edge.owned_cell(&point)?;
-    let radius_km = q.radius_km.unwrap_or(edge.config().matching.radius_km);
+    edge.writes.owned_cell(&point)?;
+    let radius_km = q.radius_km.unwrap_or(edge.config.matching.radius_km);
     if !(radius_km.is_finite() && radius_km > 0.0 && radius_km <= http.max_radius_km) {
         return Err(ApiError::invalid(
             "invalid_radius",
@@ -118,6 +143,7 @@ pub async fn list_surplus(
         ));
     }
     let items = edge
+        .reads
         .surplus_near(&point, radius_km, status, limit)
         .iter()
         .map(|(v, d)| SurplusNearJson {
@@ -130,7 +156,7 @@ pub async fn list_surplus(
 
 /// A recipient's action on a surplus: only as itself (or by an admin).
 pub(super) async fn act(
-    edge: &EdgeHandle,
+    edge: &AppState,
     caller: &Caller,
     id: SurplusId,
     action: SurplusAction,
@@ -138,13 +164,15 @@ pub(super) async fn act(
 ) -> Result<Json<SurplusJson>, ApiError> {
     caller.require_recipient(action.recipient_id())?;
     let started = std::time::Instant::now();
-    let answered = edge.act(id, action, trace.0, Some(caller.actor())).await;
+    let answered = edge
+        .writes
+        .act(id, action, trace.0, Some(caller.actor()))
+        .await;
     if matches!(
         action,
         SurplusAction::Claim { .. } | SurplusAction::Accept { .. }
     ) {
-        edge.shared()
-            .metrics
+        edge.metrics
             .claim_latency
             .observe(started.elapsed().as_secs_f64());
     }
@@ -158,16 +186,16 @@ pub(super) async fn act(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = ClaimRequest,
     responses(
-        (status = 200, description = "Claimed", body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "Lost the race or stale version; `current` holds the surplus now", body = ErrorBody),
-        (status = 410, description = "Expired", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Claimed", body = SurplusJson, links(
+            ("PickUpSurplus" = (operation_id = "pickup",
+                parameters(("id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn claim(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
@@ -185,15 +213,17 @@ pub async fn claim(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Picked up", body = SurplusJson, links(
+            ("DeliverSurplus" = (operation_id = "deliver",
+                parameters(("id" = "$response.body#/id")),
+                request_body = json!({"recipient_id": "$response.body#/claimed_by",
+                    "delivered_kg": "$response.body#/quantity_kg"}))),
+        )),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn pickup(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
@@ -210,15 +240,12 @@ pub async fn pickup(
     params(("id" = uuid::Uuid, Path, description = "Surplus id")),
     request_body = DeliverRequest,
     responses(
-        (status = 200, body = SurplusJson),
-        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
-        AuthErrors,
+        (status = 200, description = "Delivered", body = SurplusJson),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `delivered_exceeds_quantity`", body = ErrorBody),
+        BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn deliver(
-    State(edge): State<EdgeHandle>,
+    State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,

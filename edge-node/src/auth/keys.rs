@@ -9,7 +9,6 @@
 //! A `kid` is the RFC 7638 thumbprint of the public key, so it never needs a
 //! file of its own.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -25,10 +24,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::Role;
 
-pub const KEYS_DIR: &str = "keys";
-pub const SIGNING_KEY: &str = "jwt-signing.pem";
-pub const JWKS: &str = "jwks.json";
-pub const PII_KEYS: &str = "pii-keys.json";
+pub use crate::keyfiles::{JWKS, KEYS_DIR, PII_KEYS, SIGNING_KEY, keys_dir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -42,27 +38,10 @@ pub enum KeyError {
     NoSigningKey(String),
 }
 
-pub fn keys_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join(KEYS_DIR)
-}
-
 /// Writes a file atomically (temp + rename); secrets get mode 0600.
 pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), KeyError> {
-    let io = |e: std::io::Error| KeyError::Io(path.display().to_string(), e.to_string());
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(contents).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::keyfiles::write_file(path, contents, secret)
+        .map_err(|e| KeyError::Io(path.display().to_string(), e.to_string()))
 }
 
 /// The RSA public key's (n, e), big-endian, without leading zero bytes.

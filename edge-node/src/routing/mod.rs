@@ -11,7 +11,10 @@
 //! a destination the service cannot route all fall back to haversine.
 
 pub use edge_core::breaker;
+mod directory;
 pub mod osrm;
+
+pub use directory::{RecipientDirectory, hints};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

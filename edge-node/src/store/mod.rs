@@ -1,6 +1,9 @@
 //! SQLite: the edge's durable state. One writer thread owns the write
 //! connection and group-commits ([`writer`]); readers use read-only
-//! connections ([`reader`]); [`load`] rebuilds the engine at start.
+//! connections ([`reader`]); [`load`] rebuilds the engine at start;
+//! [`stats`] is the writer's own telemetry. The store knows nothing above
+//! it: what a group committed leaves the writer as a value
+//! ([`writer::Committed`]) for whoever publishes it.
 //!
 //! Architecture invariant: only the writer thread holds a connection that
 //! can write, and every state change commits its rows and its outbox events
@@ -11,6 +14,7 @@ pub mod load;
 pub mod reader;
 pub mod retention;
 pub mod rows;
+pub mod stats;
 pub mod writer;
 
 use std::path::Path;

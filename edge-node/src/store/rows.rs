@@ -169,6 +169,22 @@ pub fn insert_recipient(
     Ok(())
 }
 
+/// A neighbour's recipient its owner erased: no name, no contact, never
+/// matched again (only rows another edge owns).
+pub fn forget_foreign_recipient(
+    conn: &rusqlite::Connection,
+    id: &sync_protocol::RecipientId,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE recipients SET name = ?2, contact_sealed = x'', erased_at = ?3,
+            food_types = 0, is_fallback = 0
+         WHERE id = ?1 AND owner_edge IS NOT NULL",
+    )?
+    .execute(params![id.as_bytes(), ERASED_NAME, now.unix_ms()])?;
+    Ok(())
+}
+
 /// Inserts or refreshes a recipient owned by another edge.
 pub fn upsert_foreign_recipient(
     conn: &rusqlite::Connection,

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use edge_node::auth::Role;
 use edge_node::{Edge, EdgeConfig, StartOptions};
@@ -234,21 +233,6 @@ pub fn surplus_body(provider: &str) -> Value {
            "food_type": "prepared_meals", "expires_at": in_minutes(180), "description": "nasi goreng"})
 }
 
-/// Polls `check` until it returns `Some`, failing with `what` after a deadline.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+// Not every test binary that includes this module waits.
+#[allow(unused_imports)]
+pub use testkit::eventually;

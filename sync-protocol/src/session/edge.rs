@@ -6,9 +6,13 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use super::PROTOCOL_VERSION;
+use super::machine::SessionCore;
 use super::msg::{
     BatchEvent, EdgeMsg, HubMsg, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, RefusalReason, RegistryEntry,
+};
+use super::{
+    DEFAULT_MAX_BATCH_EVENTS, DEFAULT_MAX_IN_FLIGHT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT,
+    PROTOCOL_VERSION,
 };
 use crate::ids::EdgeId;
 use crate::time::{Duration, Timestamp};
@@ -33,11 +37,11 @@ impl EdgeSessionConfig {
         EdgeSessionConfig {
             edge_id,
             cells,
-            max_batch_events: 1_024,
+            max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
             max_batch_bytes: MAX_BATCH_BYTES,
-            max_in_flight: 4,
-            heartbeat_interval: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(15),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 }
@@ -298,5 +302,37 @@ impl EdgeSession {
             self.last_sent = now;
         }
         Ok(())
+    }
+}
+
+impl SessionCore for EdgeSession {
+    type Incoming = HubMsg;
+    type Outgoing = EdgeMsg;
+    type Action = ();
+    type Error = SessionError;
+
+    fn handle(&mut self, now: Timestamp, msg: HubMsg) -> Result<(), SessionError> {
+        EdgeSession::handle(self, now, msg)
+    }
+
+    fn refuse_malformed(&mut self) -> SessionError {
+        self.state = State::Closed;
+        SessionError::Protocol("a frame that does not decode")
+    }
+
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<EdgeMsg> {
+        EdgeSession::poll_transmit(self, now)
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        EdgeSession::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) -> Result<(), SessionError> {
+        EdgeSession::handle_timeout(self, now)
+    }
+
+    fn is_closed(&self) -> bool {
+        EdgeSession::is_closed(self)
     }
 }

@@ -7,11 +7,12 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use super::PROTOCOL_VERSION;
+use super::machine::SessionCore;
 use super::msg::{
     BatchEvent, EdgeMsg, HubMsg, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_HELLO_CELLS,
     MAX_REGISTRY_BYTES, MAX_REGISTRY_ENTRIES, RefusalReason, RegistryEntry,
 };
+use super::{HEARTBEAT_INTERVAL, IDLE_TIMEOUT, PROTOCOL_VERSION};
 use crate::event::Envelope;
 use crate::ids::EdgeId;
 use crate::time::{Duration, Timestamp};
@@ -21,6 +22,16 @@ use crate::wire::decode_envelope;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the edge was silent past the idle timeout")]
 pub struct IdleTimeout;
+
+/// Why a hub session ended, as its driver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HubSessionError {
+    /// The edge broke a rule; a `Refused` saying which is queued for it.
+    #[error("refused: {0:?}")]
+    Refused(RefusalReason),
+    #[error("the edge went silent")]
+    IdleTimeout,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -78,8 +89,8 @@ impl HubSession {
             high_water,
             applying: None,
             out: VecDeque::new(),
-            heartbeat_interval: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(15),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            idle_timeout: IDLE_TIMEOUT,
             last_sent: now,
             last_heard: now,
         }
@@ -288,5 +299,36 @@ impl HubSession {
             self.last_sent = now;
         }
         Ok(())
+    }
+}
+
+impl SessionCore for HubSession {
+    type Incoming = EdgeMsg;
+    type Outgoing = HubMsg;
+    type Action = Action;
+    type Error = HubSessionError;
+
+    fn handle(&mut self, now: Timestamp, msg: EdgeMsg) -> Result<Action, HubSessionError> {
+        HubSession::handle(self, now, msg).map_err(HubSessionError::Refused)
+    }
+
+    fn refuse_malformed(&mut self) -> HubSessionError {
+        HubSessionError::Refused(self.refuse(RefusalReason::Malformed))
+    }
+
+    fn poll_transmit(&mut self, now: Timestamp) -> Option<HubMsg> {
+        HubSession::poll_transmit(self, now)
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        HubSession::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) -> Result<(), HubSessionError> {
+        HubSession::handle_timeout(self, now).map_err(|IdleTimeout| HubSessionError::IdleTimeout)
+    }
+
+    fn is_closed(&self) -> bool {
+        HubSession::is_closed(self)
     }
 }

@@ -17,12 +17,25 @@
 //! the edge reconnects and resumes from the hub's high-water mark.
 
 pub mod edge;
+pub mod feed;
 pub mod hub;
-#[cfg(feature = "tokio")]
-pub mod io;
+pub mod machine;
 pub mod msg;
 
+pub use machine::SessionCore;
 pub use msg::{BatchEvent, EdgeMsg, HubMsg, RefusalReason, RegistryEntry};
+
+use crate::time::Duration;
+
+/// Events per batch an edge sends unless configured otherwise.
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = 1_024;
+/// Batches an edge keeps unacknowledged unless configured otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+/// Either side sends a heartbeat after this long without sending anything.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Either side ends the session after hearing nothing for this long (three
+/// missed heartbeats).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Bumped when the session protocol changes incompatibly.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -30,5 +43,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// ALPN identifier for the QUIC connection.
 pub const ALPN: &[u8] = b"pahlawan-sync/1";
 
+#[cfg(test)]
+mod golden;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,7 @@
 //! Golden bytes pin the wire format; random bytes prove decoding is total.
 
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt::Write;
 
 use proptest::prelude::*;
 
@@ -11,17 +9,10 @@ use super::*;
 use crate::domain::{FoodType, FoodTypeSet, Mass, Provider, Recipient, SealedContact, Subject};
 use crate::event::{AuditRecord, ClaimVia, DeadLetterReason, Event, SurplusPosted};
 use crate::geo::GeoPoint;
+use crate::golden_check::{assert_golden, hex};
 use crate::ids::{EdgeId, ProviderId, RecipientId, SurplusId};
 use crate::time::Timestamp;
 use crate::trace::TraceContext;
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
 
 fn point() -> GeoPoint {
     GeoPoint::new(-6.2, 106.816666).expect("valid")
@@ -164,15 +155,7 @@ fn golden_bytes_pin_every_event_variant() {
     for (i, event) in sample_events().into_iter().enumerate() {
         actual.push(hex(&encode_envelope(&envelope(i as u64 + 1, event))));
     }
-    let report: String = actual
-        .iter()
-        .map(|h| alloc::format!("    \"{h}\",\n"))
-        .collect();
-    assert_eq!(
-        actual.as_slice(),
-        GOLDEN.as_slice(),
-        "actual encodings:\n{report}"
-    );
+    assert_golden(&actual, &GOLDEN, "event");
 }
 
 #[test]

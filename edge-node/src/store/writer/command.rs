@@ -1,0 +1,148 @@
+//! What the writer is asked to do, and the answers it holds back until the
+//! group that carried them has committed.
+
+use std::sync::Arc;
+
+use sync_protocol::{
+    AuditRecord, Provider, Recipient, Subject, SurplusId, Timestamp, TraceContext,
+};
+use tokio::sync::oneshot;
+
+use crate::commands::{
+    Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection, SurplusAction,
+};
+use crate::pii::PiiKeys;
+use sync_protocol::Surplus;
+
+/// The store could not make the write durable; nothing was acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the edge could not commit: {0}")]
+pub struct Unavailable(pub String);
+
+pub type Reply<T> = oneshot::Sender<Result<T, Unavailable>>;
+
+/// A post, as the writer needs it.
+#[derive(Debug)]
+pub struct PostRequest {
+    pub new: NewSurplus,
+    /// The owned cell the surplus lies in.
+    pub cell: u64,
+    pub idempotency: Option<IdempotencyKey>,
+    pub trace: Option<TraceContext>,
+    pub actor: Option<Actor>,
+    /// Routed travel times for some recipients (none: from distance).
+    pub hints: Option<edge_core::matching::TravelHints>,
+}
+
+pub enum Command {
+    RegisterProvider {
+        new: NewProvider,
+        actor: Option<Box<Actor>>,
+        reply: Reply<Result<Provider, Rejection>>,
+    },
+    RegisterRecipient {
+        new: NewRecipient,
+        cell: u64,
+        actor: Option<Box<Actor>>,
+        reply: Reply<Result<Recipient, Rejection>>,
+    },
+    Post {
+        post: Box<PostRequest>,
+        reply: Reply<Result<Posted, Rejection>>,
+    },
+    Act {
+        surplus_id: SurplusId,
+        action: SurplusAction,
+        trace: Option<TraceContext>,
+        actor: Option<Box<Actor>>,
+        reply: Reply<Result<Surplus, Rejection>>,
+    },
+    /// GDPR erasure of one of this edge's subjects (false: not ours or
+    /// unknown).
+    Erase {
+        subject: Subject,
+        actor: Option<Box<Actor>>,
+        reply: Reply<bool>,
+    },
+    /// Re-seals up to `limit` contacts sealed under an older key; answers
+    /// how many (0: none left).
+    Reseal { limit: usize, reply: Reply<usize> },
+    /// Seal with these keys from now on (after `pahlawan keys rotate`);
+    /// readers open contacts with them once the group has committed.
+    SwapPiiKeys {
+        keys: Arc<PiiKeys>,
+        reply: Reply<()>,
+    },
+    /// An audit record with no write of its own (a refusal, a read of
+    /// personal data).
+    Audit {
+        record: AuditRecord,
+        reply: Reply<()>,
+    },
+    /// Deletes up to `limit` rows of operational data last touched before
+    /// `cutoff`; answers how many (0: done).
+    Retain {
+        cutoff: Timestamp,
+        limit: usize,
+        reply: Reply<usize>,
+    },
+    /// Fire due timers now (the manual clock's way of moving time).
+    Tick { reply: Reply<usize> },
+    /// The hub acknowledged the outbox up to `seq`.
+    MarkPublished { seq: u64, reply: Reply<()> },
+    /// The hub granted this lease epoch: stamp it on new events.
+    SetLeaseEpoch { epoch: u64, reply: Reply<()> },
+    /// Recipients of neighbouring cells, from the hub (no events: not ours).
+    ImportRecipients {
+        entries: Vec<sync_protocol::session::RegistryEntry>,
+        reply: Reply<usize>,
+    },
+    /// Finish what is queued ahead of this, then stop. Handles that outlive
+    /// the edge (a lingering connection) then get `Unavailable`.
+    Stop,
+}
+
+/// An answer held back until the group commits.
+pub(super) enum Pending {
+    Provider(
+        Reply<Result<Provider, Rejection>>,
+        Result<Provider, Rejection>,
+    ),
+    Recipient(
+        Reply<Result<Recipient, Rejection>>,
+        Result<Recipient, Rejection>,
+    ),
+    Post(Reply<Result<Posted, Rejection>>, Result<Posted, Rejection>),
+    Act(
+        Reply<Result<Surplus, Rejection>>,
+        Result<Surplus, Rejection>,
+    ),
+    Count(Reply<usize>, usize),
+    Erased(Reply<bool>, bool),
+    Done(Reply<()>),
+}
+
+impl Pending {
+    /// Answers with the held value, or with `failure` if the group did not
+    /// commit.
+    pub(super) fn send(self, failure: Option<&Unavailable>) {
+        // A dropped receiver means the client went away; nothing to do.
+        macro_rules! answer {
+            ($reply:expr, $value:expr) => {{
+                let _ = $reply.send(match failure {
+                    None => Ok($value),
+                    Some(e) => Err(e.clone()),
+                });
+            }};
+        }
+        match self {
+            Pending::Provider(r, v) => answer!(r, v),
+            Pending::Recipient(r, v) => answer!(r, v),
+            Pending::Post(r, v) => answer!(r, v),
+            Pending::Act(r, v) => answer!(r, v),
+            Pending::Count(r, v) => answer!(r, v),
+            Pending::Erased(r, v) => answer!(r, v),
+            Pending::Done(r) => answer!(r, ()),
+        }
+    }
+}
