@@ -131,9 +131,16 @@ struct BenchSyncArgs {
     /// PostgreSQL to use (default: $DATABASE_URL). Tables are created in it.
     #[arg(long)]
     database_url: Option<String>,
-    /// Surplus posted before the edge first meets the hub (2 events each).
+    /// Surplus posted before the edges first meet the hub (2 events each),
+    /// shared among the edges of each scenario.
     #[arg(long, default_value_t = 100_000)]
     backlog_posts: u64,
+    /// Ingest scenarios, as numbers of edges connecting at once (1 to 10).
+    #[arg(long, value_delimiter = ',', default_value = "1,10")]
+    edges: Vec<usize>,
+    /// What the database is, for the report's title.
+    #[arg(long, default_value = "PostgreSQL")]
+    label: String,
     /// Posts/s served while lag is measured.
     #[arg(long, default_value_t = 2_000)]
     rate: u32,
@@ -147,6 +154,35 @@ enum HubCommand {
     Run(HubArgs),
     /// Print the effective hub configuration as TOML.
     Config(HubArgs),
+    /// Write the months of the event log and surplus that ended by --before
+    /// as Parquet (one file per month and region: DIR/<table>/<YYYY-MM>/
+    /// region-<id>.parquet), check each file, then detach the months from
+    /// PostgreSQL (their delivered kilograms stay as daily totals).
+    Export(HubExportArgs),
+}
+
+#[derive(Args)]
+struct HubExportArgs {
+    /// TOML configuration file (for database_url); PAHLAWAN_HUB_* and flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// PostgreSQL connection string (default: $DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Export months that ended by this UTC date, e.g. 2026-09-01 (at least 15 days ago).
+    #[arg(long)]
+    before: String,
+    /// Directory for the Parquet files (created if missing; existing files are never overwritten).
+    #[arg(long)]
+    to: PathBuf,
+}
+
+/// `--before`, checked here rather than by clap so that a bad date is one
+/// line like every other error.
+fn parse_date(s: &str) -> anyhow::Result<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &format)
+        .map_err(|e| anyhow::anyhow!("--before {s:?}: expected a date as YYYY-MM-DD ({e})"))
 }
 
 #[derive(Args)]
@@ -381,6 +417,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 })?;
             let report = sync_bench::run(sync_bench::SyncBenchConfig {
                 database_url,
+                label: args.label,
+                edges: args.edges,
                 backlog_posts: args.backlog_posts,
                 rate: args.rate,
                 duration: std::time::Duration::from_secs(args.duration_secs.max(1)),
@@ -398,6 +436,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             print!("{}", hub_config(&args)?.to_toml());
             Ok(())
         }
+        Command::Hub {
+            command: HubCommand::Export(args),
+        } => hub_export(args).await,
         Command::Certs { command } => certs(command),
         Command::Keys { command } => keys(command).await,
         Command::Token {
@@ -592,6 +633,35 @@ async fn hub_run(args: HubArgs) -> anyhow::Result<()> {
         hub.http_addr()
     );
     hub.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn hub_export(args: HubExportArgs) -> anyhow::Result<()> {
+    let before = parse_date(&args.before)?;
+    let mut config = cloud_hub::HubConfig::load(args.config.as_deref())?;
+    if let Some(u) = args.database_url {
+        config.database_url = u;
+    }
+    config.validate()?;
+    let mut client = cloud_hub::db::connect(&config.database_url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let exported = cloud_hub::db::export::export(
+        &mut client,
+        before.midnight().assume_utc(),
+        &args.to,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    for f in &exported.files {
+        println!("wrote    {} ({} rows)", f.path.display(), f.rows);
+    }
+    for p in &exported.detached {
+        println!("detached {p}");
+    }
+    if exported.detached.is_empty() {
+        println!("no month ended by {before} is left in PostgreSQL");
+    }
     Ok(())
 }
 

@@ -1,7 +1,10 @@
-//! `pahlawan bench-sync`: how fast one edge's events reach PostgreSQL, and
-//! how far behind the hub is while the edge serves a steady load — beside raw
-//! PostgreSQL inserts measured in the same run. It lives in the binary
-//! because it is the one place where an edge and a hub meet in one process.
+//! `pahlawan bench-sync`: how fast edges' events reach PostgreSQL — one
+//! edge's backlog, then the same number of events from several edges in
+//! different cities at once — and how far behind the hub is while one edge
+//! serves a steady load, beside raw PostgreSQL inserts measured in the same
+//! run. `scripts/bench-sync` runs it against a plain PostgreSQL and a Citus
+//! cluster. It lives in the binary because it is the one place where edges
+//! and a hub meet in one process.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,8 +19,13 @@ use sync_protocol::{Contact, FoodType, FoodTypeSet, GeoPoint, Mass};
 
 pub struct SyncBenchConfig {
     pub database_url: String,
-    /// Surplus posted before the edge first meets the hub (2 events each).
+    /// What the database is, for the report's title.
+    pub label: String,
+    /// Surplus posted before the edges first meet the hub (2 events each),
+    /// shared among the edges of each ingest scenario.
     pub backlog_posts: u64,
+    /// Ingest scenarios: this many edges at once (cities of their own).
+    pub edges: Vec<usize>,
     /// Steady load while lag is measured (posts/s, over HTTP).
     pub rate: u32,
     pub duration: Duration,
@@ -30,35 +38,73 @@ fn contact() -> Contact {
     }
 }
 
-fn point(i: u64) -> GeoPoint {
+/// Where the edges are: a city each (the first is Jakarta, the edges'
+/// default), most of them regions of their own, so under Citus their logs
+/// spread over the shards and workers.
+pub const CITIES: [(f64, f64); 10] = [
+    (-6.2, 106.85),  // Jakarta
+    (-7.25, 112.75), // Surabaya
+    (3.59, 98.67),   // Medan
+    (-5.14, 119.42), // Makassar
+    (-8.65, 115.22), // Denpasar
+    (-0.95, 100.35), // Padang
+    (-3.0, 104.75),  // Palembang
+    (1.47, 124.84),  // Manado
+    (-2.53, 140.72), // Jayapura
+    (-10.17, 123.6), // Kupang
+];
+
+/// Most edges one scenario starts.
+pub const MAX_EDGES: usize = CITIES.len();
+
+fn point(city: usize, i: u64) -> GeoPoint {
+    let (lat, lon) = CITIES[city % CITIES.len()];
     GeoPoint::new(
-        -6.2 + (i % 101) as f64 * 0.001,
-        106.85 + (i % 103) as f64 * 0.001,
+        lat + (i % 101) as f64 * 0.001,
+        lon + (i % 103) as f64 * 0.001,
     )
     .unwrap_or_else(|_| GeoPoint::new(-6.2, 106.85).expect("a valid point"))
 }
 
-fn edge_config(dir: &std::path::Path, hub: Option<HubLinkConfig>) -> EdgeConfig {
+/// The edge of `city` in the scenario with `n` edges (each scenario's edges
+/// are new to the hub).
+fn edge_id(n: usize, city: usize) -> String {
+    format!("bench-{n}-{city}")
+}
+
+fn edge_config(
+    dir: &std::path::Path,
+    id: &str,
+    city: usize,
+    hub: Option<HubLinkConfig>,
+) -> EdgeConfig {
+    let (lat, lon) = CITIES[city % CITIES.len()];
     let mut cfg = EdgeConfig {
-        edge_id: "bench-edge".into(),
+        edge_id: id.to_string(),
         data_dir: dir.to_path_buf(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         hub,
         ..EdgeConfig::default()
     };
+    cfg.cells.bbox = [lat - 0.1, lon - 0.1, lat + 0.3, lon + 0.3];
     pahlawan_cli::bench::unlimited(&mut cfg);
     cfg
 }
 
-/// Posts `n` surplus in-process (no hub yet): a backlog to ship.
-async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
-    let edge = Edge::start(edge_config(dir, None), StartOptions::default()).await?;
+/// Posts `n` surplus in-process (no hub yet) in `city`: a backlog to ship.
+async fn fill(
+    dir: &std::path::Path,
+    id: &str,
+    city: usize,
+    n: u64,
+) -> anyhow::Result<(u64, String)> {
+    let edge = Edge::start(edge_config(dir, id, city, None), StartOptions::default()).await?;
     let h = edge.writes().clone();
     let provider = h
         .register_provider(
             NewProvider {
                 name: "Bench".into(),
-                location: point(0),
+                location: point(city, 0),
                 contact: contact(),
             },
             None,
@@ -69,7 +115,7 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
         h.register_recipient(
             NewRecipient {
                 name: format!("r{i}"),
-                location: point(i * 7),
+                location: point(city, i * 7),
                 capacity_per_day: Mass::from_grams(1_000_000_000),
                 accepted_food_types: FoodTypeSet::all(),
                 is_fallback: false,
@@ -89,7 +135,7 @@ async fn fill(dir: &std::path::Path, n: u64) -> anyhow::Result<(u64, String)> {
             h.post_surplus(
                 NewSurplus {
                     provider_id: provider.id,
-                    location: point(k),
+                    location: point(city, k),
                     quantity: Mass::from_grams(5_000),
                     food_type: FoodType::Bakery,
                     expires_at: expires,
@@ -175,9 +221,83 @@ async fn pg_baselines(url: &str) -> anyhow::Result<(f64, f64)> {
     ))
 }
 
-/// A hub on loopback over `database_url`, with the certificates in `certs_dir`.
-async fn start_hub(database_url: &str, certs_dir: &std::path::Path) -> anyhow::Result<Hub> {
-    Ok(Hub::start(HubConfig {
+fn link(hub: &Hub, certs_dir: &std::path::Path, id: &str) -> HubLinkConfig {
+    HubLinkConfig {
+        address: hub.quic_addr().to_string(),
+        server_name: certs::DEFAULT_HUB_NAME.into(),
+        ca_cert: certs_dir.join(certs::CA_CERT),
+        cert: certs_dir.join(format!("edge-{id}.crt")),
+        key: certs_dir.join(format!("edge-{id}.key")),
+        reconnect_min_ms: 50,
+        reconnect_max_ms: 1_000,
+        max_batch_events: sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS,
+        max_in_flight: sync_protocol::session::DEFAULT_MAX_IN_FLIGHT,
+    }
+}
+
+/// One ingest scenario's figures.
+struct Ingest {
+    edges: usize,
+    events: u64,
+    took: Duration,
+    apply_p50_ms: f64,
+    apply_p99_ms: f64,
+    batches: u64,
+}
+
+/// `n` edges, each with its share of `posts` committed while the hub was
+/// away, connect at once; the time until the hub has acknowledged them all.
+/// The first edge (Jakarta) is handed back, still running, with its
+/// provider's id.
+async fn ingest(
+    hub: &Hub,
+    certs_dir: &std::path::Path,
+    base: &std::path::Path,
+    n: usize,
+    posts: u64,
+) -> anyhow::Result<(Ingest, Edge, String)> {
+    let mut filled = Vec::with_capacity(n);
+    for city in 0..n {
+        let id = edge_id(n, city);
+        certs::issue_edge(certs_dir, &sync_protocol::EdgeId::new(&id)?)?;
+        let data = base.join(&id);
+        let (committed, provider) = fill(&data, &id, city, posts / n as u64).await?;
+        filled.push((data, committed, provider));
+    }
+    hub.stats().apply_ns.lock().reset();
+    let started = Instant::now();
+    let mut edges = Vec::with_capacity(n);
+    for (city, (data, _, _)) in filled.iter().enumerate() {
+        let id = edge_id(n, city);
+        let cfg = edge_config(data, &id, city, Some(link(hub, certs_dir, &id)));
+        edges.push(Edge::start(cfg, StartOptions::default()).await?);
+    }
+    for (edge, (_, committed, _)) in edges.iter().zip(&filled) {
+        wait_acked(edge, *committed, Duration::from_secs(900)).await?;
+    }
+    let took = started.elapsed();
+    let a = hub.stats().apply_ns.lock().clone();
+    let mut edges = edges.into_iter();
+    let first = edges
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no edge in the scenario"))?;
+    for e in edges {
+        e.shutdown().await;
+    }
+    let figures = Ingest {
+        edges: n,
+        events: filled.iter().map(|f| f.1).sum(),
+        took,
+        apply_p50_ms: a.value_at_quantile(0.5) as f64 / 1e6,
+        apply_p99_ms: a.value_at_quantile(0.99) as f64 / 1e6,
+        batches: a.len(),
+    };
+    let provider = filled.swap_remove(0).2;
+    Ok((figures, first, provider))
+}
+
+fn start_hub_config(database_url: &str, certs_dir: &std::path::Path) -> HubConfig {
+    HubConfig {
         database_url: database_url.to_string(),
         listen_quic: SocketAddr::from(([127, 0, 0, 1], 0)),
         listen_http: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -187,52 +307,51 @@ async fn start_hub(database_url: &str, certs_dir: &std::path::Path) -> anyhow::R
             key: certs_dir.join(certs::HUB_KEY),
         },
         ..HubConfig::default()
-    })
-    .await?)
-}
-
-/// The bench edge's link to `hub`: big batches, quick reconnects.
-fn link_config(hub: &Hub, certs_dir: &std::path::Path) -> HubLinkConfig {
-    HubLinkConfig {
-        address: hub.quic_addr().to_string(),
-        server_name: certs::DEFAULT_HUB_NAME.into(),
-        ca_cert: certs_dir.join(certs::CA_CERT),
-        cert: certs_dir.join("edge-bench-edge.crt"),
-        key: certs_dir.join("edge-bench-edge.key"),
-        reconnect_min_ms: 50,
-        reconnect_max_ms: 1_000,
-        max_batch_events: sync_protocol::session::DEFAULT_MAX_BATCH_EVENTS,
-        max_in_flight: sync_protocol::session::DEFAULT_MAX_IN_FLIGHT,
     }
 }
 
 pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        cfg.edges.iter().all(|n| (1..=MAX_EDGES).contains(n)),
+        "--edges: each scenario has 1 to {MAX_EDGES} edges"
+    );
     let dir = tempfile::tempdir()?;
     let certs_dir = dir.path().join("certs");
     certs::init(&certs_dir, &[], false)?;
-    certs::issue_edge(&certs_dir, &sync_protocol::EdgeId::new("bench-edge")?)?;
     let (single_rows, batched_rows) = pg_baselines(&cfg.database_url)
         .await
         .context("PostgreSQL baselines")?;
-    let hub = start_hub(&cfg.database_url, &certs_dir).await?;
-    let data = dir.path().join("edge");
-    let (backlog, provider) = fill(&data, cfg.backlog_posts).await?;
+    let hub = Hub::start(start_hub_config(&cfg.database_url, &certs_dir)).await?;
 
-    // 1. Ingest: the whole backlog, as fast as the link and PostgreSQL go.
-    let link = link_config(&hub, &certs_dir);
-    let config = edge_config(&data, Some(link));
-    let edge = Edge::start(config.clone(), StartOptions::default()).await?;
-    let ingest = wait_acked(&edge, backlog, Duration::from_secs(600)).await?;
-    let (apply_p50, apply_p99, batches) = {
-        let a = hub.stats().apply_ns.lock();
-        (
-            a.value_at_quantile(0.5) as f64 / 1e6,
-            a.value_at_quantile(0.99) as f64 / 1e6,
-            a.len(),
-        )
-    };
+    // 1. Ingest: each scenario's backlogs, as fast as the links and the
+    //    database go. The last scenario's Jakarta edge serves the load below.
+    let mut scenarios = Vec::new();
+    let mut kept: Option<(Edge, String)> = None;
+    for n in &cfg.edges {
+        let (figures, edge, provider) =
+            ingest(&hub, &certs_dir, dir.path(), *n, cfg.backlog_posts).await?;
+        scenarios.push(figures);
+        if let Some((old, _)) = kept.replace((edge, provider)) {
+            old.shutdown().await;
+        }
+    }
+    let (edge, provider) = kept.ok_or_else(|| anyhow::anyhow!("no ingest scenario"))?;
+    let lag = steady_lag(&hub, &edge, &provider, &cfg).await?;
+    edge.shutdown().await;
+    hub.shutdown().await;
+    Ok(report(&cfg, &scenarios, &lag, single_rows, batched_rows))
+}
 
-    // 2. Lag under a steady load over HTTP.
+/// Lag under a steady load over HTTP, from one edge.
+async fn steady_lag(
+    hub: &Hub,
+    edge: &Edge,
+    provider: &str,
+    cfg: &SyncBenchConfig,
+) -> anyhow::Result<(
+    pahlawan_cli::bench::LoadResult,
+    hdrhistogram::Histogram<u64>,
+)> {
     hub.stats().lag_ms.lock().reset();
     let addr = edge
         .local_addr()
@@ -244,29 +363,56 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
         rate: Some(cfg.rate),
         recipients: 0,
     };
+    let config = edge.config().clone();
     let as_provider =
-        pahlawan_cli::bench::token(&config, edge_node::auth::Role::Provider, &provider)?;
-    let load = pahlawan_cli::bench::post_load(&load_cfg, addr, &provider, &as_provider).await?;
+        pahlawan_cli::bench::token(&config, edge_node::auth::Role::Provider, provider)?;
+    let load = pahlawan_cli::bench::post_load(&load_cfg, addr, provider, &as_provider).await?;
     let target = edge.committed_seq();
-    wait_acked(&edge, target, Duration::from_secs(120)).await?;
+    wait_acked(edge, target, Duration::from_secs(120)).await?;
     let lag = hub.stats().lag_ms.lock().clone();
-    edge.shutdown().await;
-    hub.shutdown().await;
+    Ok((load, lag))
+}
 
+fn report(
+    cfg: &SyncBenchConfig,
+    scenarios: &[Ingest],
+    (load, lag): &(
+        pahlawan_cli::bench::LoadResult,
+        hdrhistogram::Histogram<u64>,
+    ),
+    single_rows: f64,
+    batched_rows: f64,
+) -> String {
+    let mut out = format!(
+        "### `pahlawan bench-sync` — {}\n\nMachine: {}\n\n\
+         | ingest (backlogs committed while the hub was away) | events | seconds | events/s | apply p50 / p99 ms | batches |\n\
+         |---|---|---|---|---|---|\n",
+        cfg.label,
+        pahlawan_cli::bench::machine()
+    );
+    for s in scenarios {
+        let who = if s.edges == 1 {
+            "1 edge".to_string()
+        } else {
+            format!("{} edges at once (a city each)", s.edges)
+        };
+        out.push_str(&format!(
+            "| {who} | {} | {:.2} | **{:.0}** | {:.2} / {:.2} | {} |\n",
+            s.events,
+            s.took.as_secs_f64(),
+            s.events as f64 / s.took.as_secs_f64().max(1e-9),
+            s.apply_p50_ms,
+            s.apply_p99_ms,
+            s.batches
+        ));
+    }
     let q = |p: f64| lag.value_at_quantile(p) as f64;
-    Ok(format!(
-        "### `pahlawan bench-sync`\n\n\
-         Machine: {}\n\n\
-         | measurement | result |\n|---|---|\n\
-         | backlog shipped edge → hub → PostgreSQL | {backlog} events in {:.2} s = **{:.0} events/s** |\n\
-         | hub apply per batch (one transaction) | p50 {apply_p50:.2} ms, p99 {apply_p99:.2} ms over {batches} batches |\n\
-         | steady load served by the edge (HTTP) | {:.0} posts/s, p99 {:.2} ms, {} errors |\n\
+    out.push_str(&format!(
+        "\n| steady load on one edge | result |\n|---|---|\n\
+         | posts served by the edge (HTTP, open loop) | {:.0} posts/s, p99 {:.2} ms, {} errors |\n\
          | replication lag per event (commit on edge → commit at hub) | p50 {:.0} ms, p95 {:.0} ms, p99 **{:.0} ms**, max {:.0} ms over {} events |\n\
-         | baseline: PostgreSQL single-row autocommit inserts, 8 connections | {single_rows:.0} rows/s |\n\
-         | baseline: PostgreSQL `UNNEST` inserts, 1,000 rows per statement | {batched_rows:.0} rows/s |\n",
-        pahlawan_cli::bench::machine(),
-        ingest.as_secs_f64(),
-        backlog as f64 / ingest.as_secs_f64().max(1e-9),
+         | baseline: single-row autocommit inserts, 8 connections | {single_rows:.0} rows/s |\n\
+         | baseline: `UNNEST` inserts, 1,000 rows per statement | {batched_rows:.0} rows/s |\n",
         load.per_sec(),
         load.latency_us.value_at_quantile(0.99) as f64 / 1e3,
         load.errors,
@@ -275,5 +421,6 @@ pub async fn run(cfg: SyncBenchConfig) -> anyhow::Result<String> {
         q(0.99),
         lag.max() as f64,
         lag.len(),
-    ))
+    ));
+    out
 }

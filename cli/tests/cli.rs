@@ -68,6 +68,32 @@ fn bad_invocations_fail_with_one_clear_line() {
         ),
         (vec!["simulate", "--providers", "0"], vec![], "--providers"),
         (vec!["bench-sync"], vec![], "DATABASE_URL"),
+        (
+            vec!["hub", "export", "--before", "2026-09-01", "--to", d],
+            vec![],
+            "DATABASE_URL",
+        ),
+        (
+            vec!["hub", "export", "--before", "2026-13-01", "--to", d],
+            vec![],
+            "YYYY-MM-DD",
+        ),
+        (
+            vec!["hub", "export", "--before", "2026-09-01", "--to", d],
+            vec![(
+                "DATABASE_URL",
+                "postgres://nobody@127.0.0.1:1/none?sslmode=disable",
+            )],
+            "connecting to PostgreSQL",
+        ),
+        (
+            vec!["hub", "export", "--before", "2026-09-01", "--to", d],
+            vec![(
+                "DATABASE_URL",
+                "postgres://db/none?sslmode=verify-everything",
+            )],
+            "sslmode",
+        ),
     ];
     for (args, env, needle) in table {
         let (code, _, stderr) = run(&args, &env);

@@ -29,6 +29,11 @@ pub struct HubConfig {
     /// Counted from before the TLS handshake: a connection over the cap is
     /// refused without one.
     pub max_sessions: usize,
+    /// Stored events and operational rows (surplus, offers) the hub received
+    /// more than this many days ago are deleted, hourly — whole monthly
+    /// partitions where a month is wholly older; delivered kilograms are kept
+    /// as daily totals (`impact_daily`). The audit log is kept.
+    pub retention_days: u32,
 }
 
 /// PEM files made by `pahlawan certs init`.
@@ -51,6 +56,7 @@ impl Default for HubConfig {
             lease_ttl_secs: 300,
             registry_refresh_secs: 30,
             max_sessions: 1_000,
+            retention_days: 90,
         }
     }
 }
@@ -99,6 +105,11 @@ impl HubConfig {
         if self.database_url.is_empty() {
             return Err(ConfigError::Invalid(
                 "no database: pass --database-url or set DATABASE_URL".into(),
+            ));
+        }
+        if !(1..=36_500).contains(&self.retention_days) {
+            return Err(ConfigError::Invalid(
+                "retention_days must be 1 to 36500".into(),
             ));
         }
         if self.lease_ttl_secs < 5 || self.registry_refresh_secs < 1 || self.max_sessions < 1 {

@@ -1,4 +1,5 @@
-//! The hub's HTTP face: health, readiness (PostgreSQL reachable), and the
+//! The hub's HTTP face: health, readiness (PostgreSQL reachable, and every
+//! Citus worker where Citus is), and the
 //! dashboards' JSON (edges with their lag, global impact).
 
 use std::sync::Arc;
@@ -97,9 +98,12 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when PostgreSQL answers — and, on Citus, every worker answers the
+/// coordinator.
 async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
-    match with_db(&s, async |c| Ok(c.simple_query("SELECT 1").await?)).await {
-        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+    match with_db(&s, async |c| db::workers_down(c).await).await {
+        Ok(down) if down.is_empty() => Json(json!({"status": "ready"})).into_response(),
+        Ok(down) => unavailable(&format!("Citus workers do not answer: {}", down.join(", "))),
         Err(resp) => resp,
     }
 }

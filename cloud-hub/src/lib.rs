@@ -75,6 +75,11 @@ impl Hub {
             clock: Arc::new(sync_link::SystemClock),
         });
         let quic_task = tokio::spawn(quic::serve(endpoint.clone(), ctx, stopped.clone()));
+        let housekeeping = tokio::spawn(db::retention::housekeeping(
+            cfg.database_url.clone(),
+            cfg.retention_days,
+            stopped.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind(cfg.listen_http)
             .await
             .map_err(|source| HubError::Bind {
@@ -109,7 +114,7 @@ impl Hub {
             http_addr,
             stop,
             endpoint,
-            tasks: vec![quic_task, http_task],
+            tasks: vec![quic_task, http_task, housekeeping],
             stats,
         })
     }

@@ -3,84 +3,15 @@
 //! projected.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use cloud_hub::db::{self, apply::apply_batch, leases, queries};
-use s2::cellid::CellID;
-use s2::latlng::LatLng;
-use sync_protocol::session::hub::Apply;
+use common::{Log, T0, cell, log_of, offer, posted, rid, setup, sid};
 use sync_protocol::{
-    AuditRecord, ClaimVia, Duration, EdgeId, Envelope, Event, FoodType, FoodTypeSet, GeoPoint,
-    Mass, Provider, ProviderId, Recipient, RecipientId, SealedContact, Subject, SurplusId,
-    SurplusPosted, Timestamp,
+    AuditRecord, ClaimVia, Duration, EdgeId, Event, FoodTypeSet, GeoPoint, Mass, Provider,
+    ProviderId, Recipient, RecipientId, SealedContact, Subject,
 };
 use testkit::pg;
-
-const T0: Timestamp = Timestamp::from_unix_ms(1_795_539_600_000);
-
-fn cell(lat: f64, lon: f64) -> u64 {
-    CellID::from(LatLng::from_degrees(lat, lon)).parent(9).0
-}
-
-struct Log {
-    edge: EdgeId,
-    seq: u64,
-    epoch: u64,
-    pending: Vec<(u64, Envelope)>,
-}
-
-impl Log {
-    fn push(&mut self, cell: u64, event: Event) {
-        self.seq += 1;
-        let env = Envelope {
-            edge_id: self.edge.clone(),
-            seq: self.seq,
-            lease_epoch: self.epoch,
-            at: T0 + Duration::from_secs(self.seq as i64),
-            trace_context: None,
-            event,
-        };
-        self.pending.push((cell, env));
-    }
-
-    fn batch(&mut self) -> Apply {
-        let events = std::mem::take(&mut self.pending);
-        Apply {
-            first_seq: events[0].1.seq,
-            last_seq: events[events.len() - 1].1.seq,
-            events,
-        }
-    }
-}
-
-fn sid(n: u8) -> SurplusId {
-    SurplusId::from_bytes([n; 16])
-}
-fn rid(n: u8) -> RecipientId {
-    RecipientId::from_bytes([n; 16])
-}
-
-fn posted(n: u8, c: u64) -> Event {
-    Event::SurplusPosted(SurplusPosted {
-        id: sid(n),
-        provider_id: ProviderId::from_bytes([9; 16]),
-        location: GeoPoint::new(-6.2, 106.8).unwrap(),
-        cell: c,
-        quantity: Mass::from_grams(10_000),
-        food_type: FoodType::Bakery,
-        expires_at: T0 + Duration::from_mins(120),
-        description: "roti".into(),
-    })
-}
-
-fn offer(s: u8, r: u8, version: u64) -> Event {
-    Event::OfferMade {
-        surplus_id: sid(s),
-        recipient_id: rid(r),
-        ack_deadline: T0 + Duration::from_mins(5),
-        attempt: 1,
-        fallback: false,
-        version,
-    }
-}
 
 async fn row(
     c: &tokio_postgres::Client,
@@ -121,6 +52,7 @@ async fn views_follow_events_across_batches() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
 
     let contact = SealedContact(vec![1, 0, 0, 0, 1, 0xee]);
@@ -300,6 +232,7 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
         seq: 0,
         epoch: g.epoch,
         pending: vec![],
+        base: T0,
     };
     log.push(x, posted(1, x));
     log.push(x, offer(1, 1, 2));
@@ -319,6 +252,7 @@ async fn events_for_a_cell_another_edge_took_over_are_fenced() {
         seq: 0,
         epoch: g3.epoch,
         pending: vec![],
+        base: T0,
     };
     log.push(x, posted(2, x));
     let applied = apply_batch(&mut c, &new, home, &log.batch()).await.unwrap();
@@ -342,6 +276,7 @@ async fn applied_reports_every_event_once() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
     for n in 1..=5u8 {
         log.push(x, posted(n, x));
@@ -397,6 +332,7 @@ async fn an_edge_cannot_touch_another_edges_rows() {
         seq: 0,
         epoch: gb.epoch,
         pending: vec![],
+        base: T0,
     };
     log_b.push(x, posted(1, x));
     log_b.push(x, offer(1, 1, 2));
@@ -411,6 +347,7 @@ async fn an_edge_cannot_touch_another_edges_rows() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
     // Updates of b's surplus and offer under every kind of hint.
     for hint in [x, spare, 0] {
@@ -479,6 +416,7 @@ async fn events_without_a_usable_cell_are_placed_by_the_hub() {
         seq: 0,
         epoch: 0,
         pending: vec![],
+        base: T0,
     };
     log.push(x, posted(1, x));
     apply_batch(&mut c, &edge, home, &log.batch())
@@ -552,27 +490,6 @@ fn recipient(n: u8, name: &str, contact: SealedContact) -> Event {
         is_fallback: false,
         contact,
     })
-}
-
-/// A migrated database with `edges` registered on cell `x`; the home region.
-async fn setup(edges: &[&EdgeId], x: u64) -> (pg::TestDb, tokio_postgres::Client, i64) {
-    let tdb = pg::fresh_database().await;
-    let mut c = db::connect(&tdb.url).await.unwrap();
-    db::migrate(&mut c).await.unwrap();
-    let mut home = 0;
-    for e in edges {
-        home = queries::register(&c, e, &[x]).await.unwrap().home_region;
-    }
-    (tdb, c, home)
-}
-
-fn log_of(edge: &EdgeId) -> Log {
-    Log {
-        edge: edge.clone(),
-        seq: 0,
-        epoch: 0,
-        pending: vec![],
-    }
 }
 
 /// (name, contact_sealed, erased_at) of a provider or recipient row.

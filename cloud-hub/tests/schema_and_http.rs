@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cloud_hub::config::TlsFiles;
 use cloud_hub::{Hub, HubConfig, certs, db};
-use testkit::{pg, until};
+use testkit::{self, pg, until};
 
 /// A hub on loopback ports against `database_url`, with certificates in `dir`.
 async fn start_hub(database_url: &str, dir: &Path) -> Hub {
@@ -46,7 +46,11 @@ async fn every_distributed_table_keys_on_its_distribution_column() {
     let tdb = pg::fresh_database().await;
     let mut c = db::connect(&tdb.url).await.unwrap();
     let citus = db::migrate(&mut c).await.unwrap();
-    assert!(!citus, "plain PostgreSQL here: no distribution applied");
+    assert_eq!(
+        citus,
+        testkit::citus::wanted(),
+        "distribution applied exactly where Citus is"
+    );
     for (_, ddl) in db::CITUS_DDL {
         let Some(args) = ddl.strip_prefix("SELECT create_distributed_table(") else {
             continue;
@@ -85,7 +89,7 @@ async fn every_distributed_table_keys_on_its_distribution_column() {
         assert_eq!(uniques, 0, "{table}: a unique index without {column}");
     }
     // Migrating again is a no-op.
-    assert!(!db::migrate(&mut c).await.unwrap());
+    assert_eq!(db::migrate(&mut c).await.unwrap(), citus);
 }
 
 #[tokio::test]
@@ -165,7 +169,10 @@ async fn readiness_follows_postgresql_going_away_and_coming_back() {
     // connection dies and it cannot open another one.
     let admin = db::connect(&tdb.admin_url).await.unwrap();
     let allow = |yes: bool| format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {yes}", tdb.name);
-    let backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1";
+    // The hub's backends: on Citus the coordinator also holds its
+    // maintenance daemon and connections of its own to itself.
+    let backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1
+                    AND backend_type = 'client backend' AND application_name NOT LIKE 'citus%'";
     admin.batch_execute(&allow(false)).await.unwrap();
     admin
         .query(
@@ -256,4 +263,79 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
     assert!(a == timed_out || b == timed_out, "{a:?} {b:?}");
     server.abort();
     held.abort();
+}
+
+/// A database of schema V3 holding rows (distributed, on Citus) upgrades to
+/// monthly partitions: every row lands in the month it was received, and
+/// the views still answer.
+#[tokio::test]
+async fn a_v3_database_with_rows_moves_into_monthly_partitions() {
+    let tdb = pg::fresh_database().await;
+    let mut c = db::connect(&tdb.url).await.unwrap();
+    db::migrate_to(&mut c, 3).await.unwrap();
+    if testkit::citus::wanted() {
+        c.batch_execute("SET citus.enable_unsafe_triggers TO on")
+            .await
+            .unwrap();
+        for (table, ddl) in db::CITUS_DDL {
+            if table != "impact_daily" {
+                c.batch_execute(ddl).await.unwrap();
+            }
+        }
+        c.batch_execute("RESET citus.enable_unsafe_triggers")
+            .await
+            .unwrap();
+    }
+    c.batch_execute(
+        "INSERT INTO edges (edge_id, home_region) VALUES ('jkt-1', 7);
+         INSERT INTO edge_progress (geo_region_id, edge_id, high_water) VALUES (7, 'jkt-1', 3);
+         INSERT INTO event_log (edge_id, seq, geo_region_id, cell, kind, at, lease_epoch, fenced, envelope, received_at)
+         VALUES ('jkt-1', 1, 7, 9, 'surplus_posted', '2026-08-30Z', 1, false, '\\x01', '2026-08-31 23:00Z'),
+                ('jkt-1', 2, 7, 9, 'offer_made', '2026-09-01Z', 1, false, '\\x02', '2026-09-01 01:00Z'),
+                ('jkt-1', 3, 7, 9, 'delivered', '2026-10-02Z', 1, false, '\\x03', '2026-10-02 00:00Z');
+         INSERT INTO surplus (geo_region_id, id, edge_id, provider_id, lat, lon, cell, quantity_g, food_type,
+                              description, expires_at, posted_at, status, version, delivered_g, updated_at)
+         VALUES (7, '00000000-0000-0000-0000-000000000001', 'jkt-1', '00000000-0000-0000-0000-000000000009',
+                 -6.2, 106.8, 9, 5000, 'bakery', '', '2026-09-01Z', '2026-08-30Z', 'delivered', 5, 4000,
+                 '2026-10-02Z')",
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(db::migrate(&mut c).await.unwrap(), testkit::citus::wanted());
+    let months = |table: &'static str| {
+        let c = &c;
+        async move {
+            db::partitions::list(c, table)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.label())
+                .collect::<Vec<_>>()
+        }
+    };
+    let log_months = months("event_log").await;
+    for m in ["2026-08", "2026-09", "2026-10"] {
+        assert!(log_months.contains(&m.to_string()), "{m} in {log_months:?}");
+    }
+    for partition in [
+        "event_log_p202608",
+        "event_log_p202609",
+        "event_log_p202610",
+    ] {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {partition}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{partition} holds the row received that month");
+    }
+    // Surplus from before V4 counts as received when last updated.
+    assert!(months("surplus").await.contains(&"2026-10".to_string()));
+    let impact = db::queries::global_impact(&c).await.unwrap();
+    assert_eq!((impact.surplus_delivered, impact.delivered_kg), (1, 4.0));
+    let p = db::queries::progress(&c, &sync_protocol::EdgeId::new("jkt-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(p.map(|p| p.high_water), Some(3));
 }

@@ -1,9 +1,11 @@
 //! Test support shared by the edge's, the hub's and the CLI's tests (a
 //! dev-dependency only): waits on a condition with a bounded deadline
 //! ([`until`], [`eventually`]) instead of sleeps, a fresh PostgreSQL
-//! database per test ([`pg`]), and a fault-injecting UDP proxy for QUIC
+//! database per test ([`pg`]; on a Citus cluster with
+//! `PAHLAWAN_TEST_DB=citus`, [`citus`]), and a fault-injecting UDP proxy for QUIC
 //! partitions ([`udp_proxy`]).
 
+pub mod citus;
 pub mod pg;
 pub mod udp_proxy;
 

@@ -6,7 +6,9 @@
 //! database handle is dropped. [`pg_dump`] dumps a test database, for tests
 //! that look for what must not be stored. The admin connection is plain
 //! (loopback clusters); a `DATABASE_URL` demanding TLS (`sslmode=require`)
-//! is refused with a clear message.
+//! is refused with a clear message. With `PAHLAWAN_TEST_DB=citus` the same
+//! call gives a database on a Citus cluster instead ([`crate::citus`]), so
+//! the hub's tests run unchanged on both.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,24 +24,135 @@ pub struct TestDb {
     /// (`DATABASE_URL`'s, or the throwaway cluster's `postgres`): for tests
     /// that must act on the fresh database from outside it.
     pub admin_url: String,
-    _cluster: Option<Arc<Cluster>>,
+    /// The same database on each Citus worker, where the shards' rows live
+    /// (empty on plain PostgreSQL).
+    pub worker_urls: Vec<String>,
+    /// What keeps the database's server(s) alive, or removes the database
+    /// when the handle drops: a throwaway cluster, a Citus database.
+    pub(crate) _keep: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
+/// One throwaway PostgreSQL server (a cluster in PostgreSQL's sense), run as
+/// the `postgres` user when this process is root; stopped and removed when
+/// dropped.
 pub struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    options: String,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = pg_command(&self.bin.join("pg_ctl"), self.as_postgres)
-            .args(["-D"])
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "stop"])
-            .output();
+        let _ = self.pg_ctl().args(["-m", "immediate", "stop"]).output();
     }
+}
+
+impl Cluster {
+    /// Starts a server with extra `-c name=value` settings.
+    pub fn start(settings: &[String]) -> Result<Cluster, String> {
+        start_cluster(settings)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The data directory (owned by `postgres` when run as root).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A key-value connection string to `dbname` as the superuser.
+    pub fn url(&self, dbname: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={dbname}",
+            self.port
+        )
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut c = pg_command(&self.bin.join("pg_ctl"), self.as_postgres);
+        c.arg("-D").arg(self.data_dir());
+        c
+    }
+
+    /// SIGKILLs the postmaster and every process it started, as a crashed
+    /// machine would; returns once none of them is left.
+    pub fn kill9(&self) -> Result<(), String> {
+        let pid_file = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .map_err(|e| format!("postmaster.pid: {e}"))?;
+        let pid: i32 = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or("postmaster.pid has no pid")?;
+        // Stop the postmaster first, so it cannot react to its children's
+        // deaths, then kill them and it.
+        let kill = |sig: &str, pid: i32| {
+            let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+        };
+        kill("-STOP", pid);
+        let children = children_of(pid);
+        for c in &children {
+            kill("-KILL", *c);
+        }
+        kill("-KILL", pid);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::iter::once(&pid).chain(&children).any(|p| running(*p)) {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("postmaster {pid} or its children outlived SIGKILL"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port (after [`Cluster::kill9`]:
+    /// with crash recovery).
+    pub fn restart(&self) -> Result<(), String> {
+        let out = self
+            .pg_ctl()
+            .args(["-o", &self.options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `/proc/<pid>/stat`: (state, parent pid).
+fn proc_stat(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Alive and not a zombie.
+fn running(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| proc_stat(*pid).is_some_and(|(_, ppid)| ppid == parent))
+        .collect()
 }
 
 fn pg_command(program: &std::path::Path, as_postgres: bool) -> Command {
@@ -106,7 +219,8 @@ pub enum DumpError {
     },
 }
 
-/// A plain-SQL dump (schema and data) of `db`, as bytes: everything the
+/// A plain-SQL dump (schema and data) of `db` (of each node's copy on
+/// Citus), as bytes: everything the
 /// database stores, for tests asserting what it must not contain.
 ///
 /// `bytea` values are dumped in PostgreSQL's `escape` format, not `hex`:
@@ -114,21 +228,41 @@ pub enum DumpError {
 /// envelope, say) appears as itself, so a plain byte search finds it.
 pub async fn pg_dump(db: &TestDb) -> Result<Vec<u8>, DumpError> {
     let program = find_pg_dump().ok_or(DumpError::NotFound)?;
-    let out = tokio::process::Command::new(&program)
+    // On Citus the coordinator holds the schema and the workers the rows:
+    // every node's database is dumped.
+    // Citus hides shard tables from applications unless told otherwise.
+    let options = if db.worker_urls.is_empty() {
+        "-c bytea_output=escape"
+    } else {
+        "-c bytea_output=escape -c citus.show_shards_for_app_name_prefixes=* -c citus.enable_manual_changes_to_shards=on"
+    };
+    let mut dump = Vec::new();
+    for url in std::iter::once(&db.url).chain(&db.worker_urls) {
+        dump.extend(dump_one(&program, url, options).await?);
+    }
+    Ok(dump)
+}
+
+async fn dump_one(
+    program: &std::path::Path,
+    url: &str,
+    options: &str,
+) -> Result<Vec<u8>, DumpError> {
+    let out = tokio::process::Command::new(program)
         .arg("--dbname")
-        .arg(&db.url)
+        .arg(url)
         .args(["--no-owner", "--no-privileges", "--no-password"])
-        .env("PGOPTIONS", "-c bytea_output=escape")
+        .env("PGOPTIONS", options)
         .kill_on_drop(true)
         .output()
         .await
         .map_err(|source| DumpError::Spawn {
-            program: program.clone(),
+            program: program.to_path_buf(),
             source,
         })?;
     if !out.status.success() {
         return Err(DumpError::Failed {
-            program,
+            program: program.to_path_buf(),
             status: out.status,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         });
@@ -163,7 +297,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn start_cluster() -> Result<Cluster, String> {
+fn start_cluster(settings: &[String]) -> Result<Cluster, String> {
     let bin = find_bin().ok_or("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin; install postgresql-15 or set DATABASE_URL")?;
     let as_postgres = is_root();
     let dir = tempfile::Builder::new()
@@ -196,30 +330,23 @@ fn start_cluster() -> Result<Cluster, String> {
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
-    let opts = format!(
+    let mut options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
         dir.path().display()
     );
-    let out = pg_command(&bin.join("pg_ctl"), as_postgres)
-        .arg("-D")
-        .arg(&data)
-        .args(["-o", &opts, "-l"])
-        .arg(dir.path().join("log"))
-        .args(["-w", "start"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "pg_ctl start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    for s in settings {
+        options.push_str(" -c ");
+        options.push_str(s);
     }
-    Ok(Cluster {
+    let cluster = Cluster {
         dir,
         bin,
         port,
         as_postgres,
-    })
+        options,
+    };
+    cluster.restart()?;
+    Ok(cluster)
 }
 
 static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
@@ -229,7 +356,7 @@ fn shared_cluster() -> Result<Arc<Cluster>, String> {
     if let Some(c) = slot.upgrade() {
         return Ok(c);
     }
-    let c = Arc::new(start_cluster()?);
+    let c = Arc::new(start_cluster(&[])?);
     *slot = Arc::downgrade(&c);
     Ok(c)
 }
@@ -257,8 +384,20 @@ fn with_dbname(base: &str, dbname: &str) -> Result<String, String> {
     Ok(parts.join(" "))
 }
 
-/// A new, empty database for one test.
+/// A plain connection to a test server (loopback: no TLS), its connection
+/// task spawned.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// A new, empty database for one test: on plain PostgreSQL, or on a Citus
+/// cluster when `PAHLAWAN_TEST_DB=citus` (see [`crate::citus`]).
 pub async fn fresh_database() -> TestDb {
+    if crate::citus::wanted() {
+        return crate::citus::fresh_database().await;
+    }
     let (admin_url, cluster) = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => (url, None),
         _ => {
@@ -275,10 +414,9 @@ pub async fn fresh_database() -> TestDb {
             )
         }
     };
-    let (admin, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+    let admin = connect(&admin_url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {admin_url}: {e}"));
-    tokio::spawn(conn);
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -288,7 +426,8 @@ pub async fn fresh_database() -> TestDb {
         url: with_dbname(&admin_url, &name).expect("a parsable DATABASE_URL"),
         name,
         admin_url,
-        _cluster: cluster,
+        worker_urls: Vec::new(),
+        _keep: cluster.map(|c| c as Arc<dyn std::any::Any + Send + Sync>),
     }
 }
 

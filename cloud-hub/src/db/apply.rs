@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use super::DbError;
+use super::{DbError, partitions};
 use crate::region::{located, region_of};
 
 /// The leaf (level-30) cell of a point, as stored.
@@ -419,21 +419,59 @@ async fn place(
 }
 
 /// Applies `batch` from `edge`, whose log lives in `home_region`, in one
-/// transaction. Fails without effect if the stored high-water mark is not
-/// `batch.first_seq - 1`.
+/// transaction, received now. Fails without effect if the stored
+/// high-water mark is not `batch.first_seq - 1`.
 pub async fn apply_batch(
     client: &mut Client,
     edge: &EdgeId,
     home_region: i64,
     batch: &Apply,
 ) -> Result<Applied, DbError> {
+    apply_batch_at(client, edge, home_region, batch, OffsetDateTime::now_utc()).await
+}
+
+/// [`apply_batch`] with the hub's receive time given: it picks the month
+/// partition the log rows and new surplus land in. A month without its
+/// partition (housekeeping late, or a test's clock) gets one, once.
+pub async fn apply_batch_at(
+    client: &mut Client,
+    edge: &EdgeId,
+    home_region: i64,
+    batch: &Apply,
+    received_at: OffsetDateTime,
+) -> Result<Applied, DbError> {
+    match apply_once(client, edge, home_region, batch, received_at).await {
+        Err(e) if partitions::is_missing_partition(&e) => {
+            let month = partitions::Month::of(received_at);
+            for table in partitions::PARTITIONED {
+                partitions::ensure(client, table, month).await?;
+            }
+            apply_once(client, edge, home_region, batch, received_at).await
+        }
+        other => other,
+    }
+}
+
+/// Locks the edge's high-water mark (one row, one shard).
+pub const SQL_LOCK_PROGRESS: &str = "SELECT high_water FROM edge_progress
+     WHERE geo_region_id = $1 AND edge_id = $2 FOR UPDATE";
+
+/// Moves the edge's high-water mark (one row, one shard).
+pub const SQL_MOVE_PROGRESS: &str =
+    "UPDATE edge_progress SET high_water = $3, last_applied = now(),
+            last_event_at = GREATEST(last_event_at, $4)
+     WHERE geo_region_id = $1 AND edge_id = $2";
+
+async fn apply_once(
+    client: &mut Client,
+    edge: &EdgeId,
+    home_region: i64,
+    batch: &Apply,
+    received_at: OffsetDateTime,
+) -> Result<Applied, DbError> {
     let tx = client.transaction().await?;
     let hw: i64 = tx
-        .query_opt(
-            "SELECT high_water FROM edge_progress
-             WHERE geo_region_id = $1 AND edge_id = $2 FOR UPDATE",
-            &[&home_region, &edge.as_str()],
-        )
+        .query_opt(SQL_LOCK_PROGRESS, &[&home_region, &edge.as_str()])
         .await?
         .ok_or_else(|| {
             DbError::Integrity(format!(
@@ -495,12 +533,10 @@ pub async fn apply_batch(
             None => fold.project(cell, env),
         }
     }
-    write(&tx, edge, home_region, &fold).await?;
+    write(&tx, edge, home_region, &fold, received_at).await?;
     let newest = out.newest.map(odt);
     tx.execute(
-        "UPDATE edge_progress SET high_water = $3, last_applied = now(),
-                last_event_at = GREATEST(last_event_at, $4)
-         WHERE geo_region_id = $1 AND edge_id = $2",
+        SQL_MOVE_PROGRESS,
         &[
             &home_region,
             &edge.as_str(),
@@ -527,12 +563,7 @@ async fn load_leases(
         .collect();
     cells.sort_unstable();
     cells.dedup();
-    let rows = tx
-        .query(
-            "SELECT cell, holder, epoch, fence_below, expires_at FROM cell_leases WHERE cell = ANY($1)",
-            &[&cells],
-        )
-        .await?;
+    let rows = tx.query(SQL_LEASES, &[&cells]).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
         let holder: String = row.get(1);
@@ -557,6 +588,12 @@ async fn load_leases(
     Ok(out)
 }
 
+/// The batch's log rows, in the edge's home region (one shard).
+pub const SQL_INSERT_LOG: &str = "INSERT INTO event_log (geo_region_id, edge_id, seq, cell, kind, at, lease_epoch, trace_id,
+                            fenced, envelope, subject_id, received_at)
+     SELECT $1, $2, u.*, $12 FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
+                                         $7::bigint[], $8::bytea[], $9::bool[], $10::bytea[], $11::uuid[]) AS u";
+
 /// Writes the fold. Under Citus each statement on a distributed table names
 /// one `geo_region_id` as a constant — one statement per region the batch
 /// touches — so each is routed to a single shard, and a batch whose events
@@ -566,15 +603,26 @@ async fn write(
     edge: &EdgeId,
     home_region: i64,
     f: &Fold,
+    received_at: OffsetDateTime,
 ) -> Result<(), DbError> {
     let e = edge.as_str();
     let l = &f.log;
     tx.execute(
-        "INSERT INTO event_log (geo_region_id, edge_id, seq, cell, kind, at, lease_epoch, trace_id, fenced,
-                                envelope, subject_id)
-         SELECT $1, $2, * FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $6::timestamptz[],
-                                      $7::bigint[], $8::bytea[], $9::bool[], $10::bytea[], $11::uuid[])",
-        &[&home_region, &e, &l.seq, &l.cell, &l.kind, &l.at, &l.epoch, &l.trace, &l.fenced, &l.envelope, &l.subject],
+        SQL_INSERT_LOG,
+        &[
+            &home_region,
+            &e,
+            &l.seq,
+            &l.cell,
+            &l.kind,
+            &l.at,
+            &l.epoch,
+            &l.trace,
+            &l.fenced,
+            &l.envelope,
+            &l.subject,
+            &received_at,
+        ],
     )
     .await?;
     write_registry(tx, e, f).await?;
@@ -603,7 +651,7 @@ async fn write(
     regions.sort_unstable();
     regions.dedup();
     for region in regions {
-        write_surplus(tx, e, region, f).await?;
+        write_surplus(tx, e, region, f, received_at).await?;
         write_offers(tx, e, region, f).await?;
     }
     Ok(())
@@ -738,18 +786,30 @@ async fn erase(
     at: Timestamp,
 ) -> Result<(), DbError> {
     let id = subject_uuid(subject);
-    let sql = match subject {
+    match subject {
         Subject::Provider(_) => {
-            "UPDATE providers SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4)
-             WHERE id = $1 AND edge_id = $2"
+            tx.execute(
+                "UPDATE providers SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4)
+                 WHERE id = $1 AND edge_id = $2",
+                &[&id, &e, &ERASED_NAME, &odt(at)],
+            )
+            .await?;
         }
         Subject::Recipient(_) => {
-            "UPDATE recipients SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4),
-                    received_at = clock_timestamp()
-             WHERE id = $1 AND edge_id = $2"
+            // The registry feed's clock, read first: Citus refuses a
+            // volatile function inside an UPDATE of a distributed or
+            // reference table.
+            let received: OffsetDateTime =
+                tx.query_one("SELECT clock_timestamp()", &[]).await?.get(0);
+            tx.execute(
+                "UPDATE recipients SET name = $3, contact_sealed = ''::bytea, erased_at = COALESCE(erased_at, $4),
+                        received_at = $5
+                 WHERE id = $1 AND edge_id = $2",
+                &[&id, &e, &ERASED_NAME, &odt(at), &received],
+            )
+            .await?;
         }
-    };
-    tx.execute(sql, &[&id, &e, &ERASED_NAME, &odt(at)]).await?;
+    }
     if let Subject::Provider(_) = subject {
         // Descriptions are the provider's free text (a name, a phone number).
         tx.execute(
@@ -878,23 +938,69 @@ async fn write_audits(
         .collect();
     // The log's key: a batch applied again adds nothing.
     tx.execute(
-        "INSERT INTO audit_log (geo_region_id, edge_id, seq, at, actor, role, action, resource, status, ip, user_agent)
-         SELECT $1, $2, * FROM UNNEST($3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
-                                      $8::text[], $9::int4[], $10::text[], $11::text[])
-         ON CONFLICT (geo_region_id, edge_id, seq) DO NOTHING",
-        &[&home_region, &e, &seq, &at, &actor, &role, &action, &resource, &status, &ip, &agent],
+        SQL_INSERT_AUDIT,
+        &[
+            &home_region,
+            &e,
+            &seq,
+            &at,
+            &actor,
+            &role,
+            &action,
+            &resource,
+            &status,
+            &ip,
+            &agent,
+        ],
     )
     .await?;
     Ok(())
 }
+
+/// Which of `ids` a region already holds (one shard): a posting applied
+/// again inserts nothing, whichever month partition holds the first.
+pub const SQL_EXISTING_SURPLUS: &str =
+    "SELECT id FROM surplus WHERE geo_region_id = $1 AND id = ANY($2)";
+
+/// New surplus of one region (one shard; the month of `received_at`).
+pub const SQL_INSERT_SURPLUS: &str = "INSERT INTO surplus (geo_region_id, id, edge_id, provider_id, lat, lon, cell, quantity_g, food_type,
+                          description, expires_at, posted_at, status, version, claimed_by, delivered_g,
+                          updated_at, received_at)
+     SELECT $1, u.id, $2, u.provider, u.lat, u.lon, u.cell, u.qty, u.food, u.descr, u.expires,
+            u.posted, u.status, u.version, u.claimed, u.delivered, u.updated, $18
+     FROM UNNEST($3::uuid[], $4::uuid[], $5::float8[], $6::float8[], $7::bigint[],
+                 $8::bigint[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+                 $13::text[], $14::bigint[], $15::uuid[], $16::bigint[], $17::timestamptz[])
+          AS u(id, provider, lat, lon, cell, qty, food, descr, expires, posted, status,
+               version, claimed, delivered, updated)
+     ON CONFLICT (geo_region_id, id, received_at) DO NOTHING";
+
+/// Later states of one region's surplus, scoped to the edge (one shard).
+pub const SQL_UPDATE_SURPLUS: &str = "UPDATE surplus s SET status = u.status, version = u.version,
+            claimed_by = COALESCE(u.claimed, s.claimed_by),
+            delivered_g = COALESCE(u.delivered, s.delivered_g), updated_at = u.updated
+     FROM UNNEST($3::uuid[], $4::text[], $5::bigint[], $6::uuid[], $7::bigint[], $8::timestamptz[])
+          AS u(id, status, version, claimed, delivered, updated)
+     WHERE s.geo_region_id = $1 AND s.edge_id = $2 AND s.id = u.id AND s.version < u.version";
 
 async fn write_surplus(
     tx: &tokio_postgres::Transaction<'_>,
     e: &str,
     k: i64,
     f: &Fold,
+    received_at: OffsetDateTime,
 ) -> Result<(), DbError> {
-    let n: Vec<&NewSurplus> = f.new_surplus.values().filter(|x| x.region == k).collect();
+    let mut n: Vec<&NewSurplus> = f.new_surplus.values().filter(|x| x.region == k).collect();
+    if !n.is_empty() {
+        let ids: Vec<Uuid> = n.iter().map(|x| *x.row.id.as_uuid()).collect();
+        let existing: std::collections::HashSet<Uuid> = tx
+            .query(SQL_EXISTING_SURPLUS, &[&k, &ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        n.retain(|x| !existing.contains(x.row.id.as_uuid()));
+    }
     if !n.is_empty() {
         let id: Vec<Uuid> = n.iter().map(|x| *x.row.id.as_uuid()).collect();
         let provider: Vec<Uuid> = n.iter().map(|x| *x.row.provider_id.as_uuid()).collect();
@@ -918,17 +1024,27 @@ async fn write_surplus(
             .collect();
         let updated: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.state.updated_at)).collect();
         tx.execute(
-            "INSERT INTO surplus (geo_region_id, id, edge_id, provider_id, lat, lon, cell, quantity_g, food_type,
-                                  description, expires_at, posted_at, status, version, claimed_by, delivered_g, updated_at)
-             SELECT $1, u.id, $2, u.provider, u.lat, u.lon, u.cell, u.qty, u.food, u.descr, u.expires,
-                    u.posted, u.status, u.version, u.claimed, u.delivered, u.updated
-             FROM UNNEST($3::uuid[], $4::uuid[], $5::float8[], $6::float8[], $7::bigint[],
-                         $8::bigint[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
-                         $13::text[], $14::bigint[], $15::uuid[], $16::bigint[], $17::timestamptz[])
-                  AS u(id, provider, lat, lon, cell, qty, food, descr, expires, posted, status,
-                       version, claimed, delivered, updated)
-             ON CONFLICT (geo_region_id, id) DO NOTHING",
-            &[&k, &e, &id, &provider, &lat, &lon, &cell, &qty, &food, &desc, &expires, &posted, &status, &version, &claimed, &delivered, &updated],
+            SQL_INSERT_SURPLUS,
+            &[
+                &k,
+                &e,
+                &id,
+                &provider,
+                &lat,
+                &lon,
+                &cell,
+                &qty,
+                &food,
+                &desc,
+                &expires,
+                &posted,
+                &status,
+                &version,
+                &claimed,
+                &delivered,
+                &updated,
+                &received_at,
+            ],
         )
         .await?;
     }
@@ -949,18 +1065,45 @@ async fn write_surplus(
         let updated: Vec<OffsetDateTime> = u.iter().map(|(_, s)| odt(s.updated_at)).collect();
         // Scoped to the edge: an edge changes only the surplus it posted.
         tx.execute(
-            "UPDATE surplus s SET status = u.status, version = u.version,
-                    claimed_by = COALESCE(u.claimed, s.claimed_by),
-                    delivered_g = COALESCE(u.delivered, s.delivered_g), updated_at = u.updated
-             FROM UNNEST($3::uuid[], $4::text[], $5::bigint[], $6::uuid[], $7::bigint[], $8::timestamptz[])
-                  AS u(id, status, version, claimed, delivered, updated)
-             WHERE s.geo_region_id = $1 AND s.edge_id = $2 AND s.id = u.id AND s.version < u.version",
-            &[&k, &e, &id, &status, &version, &claimed, &delivered, &updated],
+            SQL_UPDATE_SURPLUS,
+            &[
+                &k, &e, &id, &status, &version, &claimed, &delivered, &updated,
+            ],
         )
         .await?;
     }
     Ok(())
 }
+
+/// New offers of one region (one shard).
+pub const SQL_INSERT_OFFERS: &str = "INSERT INTO matching_history (geo_region_id, surplus_id, recipient_id, edge_id, attempt, made_at,
+                                           ack_deadline, fallback, outcome, decided_at)
+             SELECT $1, u.sid, u.rid, $2, u.attempt, u.made, u.ack, u.fallback, u.outcome, u.decided
+             FROM UNNEST($3::uuid[], $4::uuid[], $5::int4[], $6::timestamptz[], $7::timestamptz[],
+                         $8::bool[], $9::text[], $10::timestamptz[])
+                  AS u(sid, rid, attempt, made, ack, fallback, outcome, decided)
+             ON CONFLICT (geo_region_id, surplus_id, recipient_id) DO NOTHING";
+
+/// Outcomes of offers made in earlier batches, in one region (one shard).
+pub const SQL_OFFER_OUTCOMES: &str = "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
+             FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[]) AS u(sid, rid, outcome, at)
+             WHERE m.geo_region_id = $1 AND m.edge_id = $2 AND m.surplus_id = u.sid AND m.recipient_id = u.rid";
+
+/// Closes the pending offers of one region's surplus (one shard).
+pub const SQL_CLOSE_PENDING: &str = "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
+             FROM UNNEST($3::uuid[], $4::text[], $5::timestamptz[]) AS u(sid, outcome, at)
+             WHERE m.geo_region_id = $1 AND m.edge_id = $2 AND m.surplus_id = u.sid AND m.outcome = 'pending'";
+
+/// Audit records, in the edge's home region (one shard).
+pub const SQL_INSERT_AUDIT: &str = "INSERT INTO audit_log (geo_region_id, edge_id, seq, at, actor, role, action, resource, status, ip, user_agent)
+         SELECT $1, $2, * FROM UNNEST($3::bigint[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+                                      $8::text[], $9::int4[], $10::text[], $11::text[])
+         ON CONFLICT (geo_region_id, edge_id, seq) DO NOTHING";
+
+/// The leases of the batch's cells (a reference table: read where the
+/// coordinator stands).
+pub const SQL_LEASES: &str =
+    "SELECT cell, holder, epoch, fence_below, expires_at FROM cell_leases WHERE cell = ANY($1)";
 
 async fn write_offers(
     tx: &tokio_postgres::Transaction<'_>,
@@ -981,14 +1124,10 @@ async fn write_offers(
         let decided: Vec<Option<OffsetDateTime>> =
             o.iter().map(|(_, r)| r.decided_at.map(odt)).collect();
         tx.execute(
-            "INSERT INTO matching_history (geo_region_id, surplus_id, recipient_id, edge_id, attempt, made_at,
-                                           ack_deadline, fallback, outcome, decided_at)
-             SELECT $1, u.sid, u.rid, $2, u.attempt, u.made, u.ack, u.fallback, u.outcome, u.decided
-             FROM UNNEST($3::uuid[], $4::uuid[], $5::int4[], $6::timestamptz[], $7::timestamptz[],
-                         $8::bool[], $9::text[], $10::timestamptz[])
-                  AS u(sid, rid, attempt, made, ack, fallback, outcome, decided)
-             ON CONFLICT (geo_region_id, surplus_id, recipient_id) DO NOTHING",
-            &[&k, &e, &sid, &rid, &attempt, &made, &ack, &fallback, &outcome, &decided],
+            SQL_INSERT_OFFERS,
+            &[
+                &k, &e, &sid, &rid, &attempt, &made, &ack, &fallback, &outcome, &decided,
+            ],
         )
         .await?;
     }
@@ -998,26 +1137,16 @@ async fn write_offers(
         let rid: Vec<Uuid> = outcomes.iter().map(|x| *x.2.as_uuid()).collect();
         let outcome: Vec<&str> = outcomes.iter().map(|x| x.3).collect();
         let at: Vec<OffsetDateTime> = outcomes.iter().map(|x| odt(x.4)).collect();
-        tx.execute(
-            "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
-             FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::timestamptz[]) AS u(sid, rid, outcome, at)
-             WHERE m.geo_region_id = $1 AND m.edge_id = $2 AND m.surplus_id = u.sid AND m.recipient_id = u.rid",
-            &[&k, &e, &sid, &rid, &outcome, &at],
-        )
-        .await?;
+        tx.execute(SQL_OFFER_OUTCOMES, &[&k, &e, &sid, &rid, &outcome, &at])
+            .await?;
     }
     let close: Vec<_> = f.close_pending.iter().filter(|x| x.0 == k).collect();
     if !close.is_empty() {
         let sid: Vec<Uuid> = close.iter().map(|x| *x.1.as_uuid()).collect();
         let outcome: Vec<&str> = close.iter().map(|x| x.2).collect();
         let at: Vec<OffsetDateTime> = close.iter().map(|x| odt(x.3)).collect();
-        tx.execute(
-            "UPDATE matching_history m SET outcome = u.outcome, decided_at = u.at
-             FROM UNNEST($3::uuid[], $4::text[], $5::timestamptz[]) AS u(sid, outcome, at)
-             WHERE m.geo_region_id = $1 AND m.edge_id = $2 AND m.surplus_id = u.sid AND m.outcome = 'pending'",
-            &[&k, &e, &sid, &outcome, &at],
-        )
-        .await?;
+        tx.execute(SQL_CLOSE_PENDING, &[&k, &e, &sid, &outcome, &at])
+            .await?;
     }
     Ok(())
 }

@@ -1,14 +1,15 @@
 //! Reads (and an edge's first registration): an edge's progress, the
 //! recipients of neighbouring cells, and the dashboards' figures.
 //!
-//! Shard routing under Citus: `progress` reads the `edges` reference table
-//! (local on every node) joined to one `edge_progress` row by its
-//! distribution key; `register` writes the reference table once per edge,
-//! ever; `registry` reads the `recipients` reference table; `edge_status`
-//! joins the reference table with `edge_progress` across shards (an operator
-//! page, not a hot path); `region_impact` filters on `geo_region_id` (one
-//! shard); `global_impact` aggregates across all shards of `surplus` and is
-//! meant for dashboards.
+//! Shard routing under Citus (each statement is a `SQL_*` constant, and
+//! `cloud-hub/tests/citus.rs` checks its plan on a real cluster):
+//! `progress` reads the `edges` reference table, then one `edge_progress`
+//! row by its distribution key (one shard); `register` writes the reference
+//! table once per edge, ever; `registry` reads the `recipients` reference
+//! table; `edge_status` joins the reference table with `edge_progress`
+//! across shards (the fleet table, bounded by the number of edges);
+//! `region_impact` names one `geo_region_id` (one shard); `global_impact`
+//! aggregates every shard and is meant for dashboards.
 
 use serde::Serialize;
 use sync_protocol::session::RegistryEntry;
@@ -28,20 +29,28 @@ pub struct Progress {
     pub high_water: u64,
 }
 
-/// The edge's progress, or `None` for an edge never seen.
+/// An edge's home region, from the `edges` reference table (read where the
+/// coordinator stands).
+pub const SQL_HOME_REGION: &str = "SELECT home_region FROM edges WHERE edge_id = $1";
+
+/// An edge's high-water mark, in its home region (one shard).
+pub const SQL_PROGRESS: &str =
+    "SELECT high_water FROM edge_progress WHERE geo_region_id = $1 AND edge_id = $2";
+
+/// The edge's progress, or `None` for an edge never seen. Two statements,
+/// so that the second names its shard: a join from the reference table
+/// would ask every shard.
 pub async fn progress(client: &Client, edge: &EdgeId) -> Result<Option<Progress>, DbError> {
+    let Some(home) = client.query_opt(SQL_HOME_REGION, &[&edge.as_str()]).await? else {
+        return Ok(None);
+    };
+    let home_region: i64 = home.get(0);
     let row = client
-        .query_opt(
-            "SELECT p.geo_region_id, p.high_water
-             FROM edges e JOIN edge_progress p
-               ON p.geo_region_id = e.home_region AND p.edge_id = e.edge_id
-             WHERE e.edge_id = $1",
-            &[&edge.as_str()],
-        )
+        .query_opt(SQL_PROGRESS, &[&home_region, &edge.as_str()])
         .await?;
     Ok(row.map(|r| Progress {
-        home_region: r.get(0),
-        high_water: r.get::<_, i64>(1).max(0) as u64,
+        home_region,
+        high_water: r.get::<_, i64>(0).max(0) as u64,
     }))
 }
 
@@ -79,6 +88,17 @@ pub async fn register(client: &Client, edge: &EdgeId, cells: &[u64]) -> Result<P
         .ok_or_else(|| DbError::Integrity(format!("edge {edge} vanished while registering")))
 }
 
+/// The registry feed: recipients of other edges in a set of leaf-cell
+/// ranges (a reference table: read where the coordinator stands).
+pub const SQL_REGISTRY: &str =
+    "SELECT r.id, r.edge_id, r.cell, r.name, r.lat, r.lon, r.capacity_g_per_day, r.food_types,
+            r.is_fallback, r.received_at, r.erased_at IS NOT NULL
+     FROM recipients r
+     WHERE r.edge_id <> $3 AND (r.received_at, r.id) > ($4, $5)
+       AND EXISTS (SELECT 1 FROM UNNEST($1::bigint[], $2::bigint[]) AS n(lo, hi)
+                   WHERE r.leaf_cell BETWEEN n.lo AND n.hi)
+     ORDER BY r.received_at, r.id LIMIT $6";
+
 /// Recipients of other edges whose leaf cell lies in one of `cells` (at any
 /// S2 level), in the order the hub received them (`received_at`, the hub's
 /// clock, then id) after `after`, at most `limit`, each with its key.
@@ -101,14 +121,15 @@ pub async fn registry(
         .unzip();
     let rows = client
         .query(
-            "SELECT r.id, r.edge_id, r.cell, r.name, r.lat, r.lon, r.capacity_g_per_day, r.food_types,
-                    r.is_fallback, r.received_at, r.erased_at IS NOT NULL
-             FROM recipients r
-             WHERE r.edge_id <> $3 AND (r.received_at, r.id) > ($4, $5)
-               AND EXISTS (SELECT 1 FROM UNNEST($1::bigint[], $2::bigint[]) AS n(lo, hi)
-                           WHERE r.leaf_cell BETWEEN n.lo AND n.hi)
-             ORDER BY r.received_at, r.id LIMIT $6",
-            &[&lo, &hi, &edge.as_str(), &after_at, &after_id, &(limit as i64)],
+            SQL_REGISTRY,
+            &[
+                &lo,
+                &hi,
+                &edge.as_str(),
+                &after_at,
+                &after_id,
+                &(limit as i64),
+            ],
         )
         .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -162,6 +183,15 @@ fn to_odt(t: ReceivedAt) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// Every edge with its progress: the fleet table (asks every shard of
+/// `edge_progress`; bounded by the number of edges).
+pub const SQL_EDGE_STATUS: &str = "SELECT e.edge_id, COALESCE(p.high_water, 0), e.lease_epoch,
+            (extract(epoch FROM GREATEST(e.last_seen, p.last_applied)) * 1000)::bigint,
+            extract(epoch FROM (now() - p.last_event_at))::float8
+     FROM edges e LEFT JOIN edge_progress p
+       ON p.geo_region_id = e.home_region AND p.edge_id = e.edge_id
+     ORDER BY e.edge_id";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EdgeStatus {
     pub edge_id: String,
@@ -174,17 +204,7 @@ pub struct EdgeStatus {
 }
 
 pub async fn edge_status(client: &Client) -> Result<Vec<EdgeStatus>, DbError> {
-    let rows = client
-        .query(
-            "SELECT e.edge_id, COALESCE(p.high_water, 0), e.lease_epoch,
-                    (extract(epoch FROM GREATEST(e.last_seen, p.last_applied)) * 1000)::bigint,
-                    extract(epoch FROM (now() - p.last_event_at))::float8
-             FROM edges e LEFT JOIN edge_progress p
-               ON p.geo_region_id = e.home_region AND p.edge_id = e.edge_id
-             ORDER BY e.edge_id",
-            &[],
-        )
-        .await?;
+    let rows = client.query(SQL_EDGE_STATUS, &[]).await?;
     Ok(rows
         .iter()
         .map(|r| EdgeStatus {
@@ -205,20 +225,62 @@ pub struct Impact {
     pub posted_kg: f64,
 }
 
-/// The whole world's impact (a multi-shard aggregate under Citus).
-pub async fn global_impact(client: &Client) -> Result<Impact, DbError> {
-    let r = client
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'delivered'),
-                    COALESCE(sum(delivered_g), 0)::float8 / 1000, COALESCE(sum(quantity_g), 0)::float8 / 1000
-             FROM surplus",
-            &[],
+/// The live surplus's figures plus what retention folded into
+/// `impact_daily`, over the rows `filter` keeps.
+macro_rules! impact_sql {
+    ($filter:literal) => {
+        concat!(
+            "SELECT (SELECT count(*) FROM surplus WHERE ",
+            $filter,
+            ")
+                    + (SELECT COALESCE(sum(posted_n), 0) FROM impact_daily WHERE ",
+            $filter,
+            ")::bigint,
+                    (SELECT count(*) FILTER (WHERE status = 'delivered') FROM surplus WHERE ",
+            $filter,
+            ")
+                    + (SELECT COALESCE(sum(delivered_n), 0) FROM impact_daily WHERE ",
+            $filter,
+            ")::bigint,
+                    ((SELECT COALESCE(sum(delivered_g), 0) FROM surplus WHERE ",
+            $filter,
+            ")
+                     + (SELECT COALESCE(sum(delivered_g), 0) FROM impact_daily WHERE ",
+            $filter,
+            "))::float8 / 1000,
+                    ((SELECT COALESCE(sum(quantity_g), 0) FROM surplus WHERE ",
+            $filter,
+            ")
+                     + (SELECT COALESCE(sum(posted_g), 0) FROM impact_daily WHERE ",
+            $filter,
+            "))::float8 / 1000"
         )
-        .await?;
-    Ok(Impact {
+    };
+}
+
+/// The whole world's impact: aggregates every shard (dashboards only).
+pub const SQL_GLOBAL_IMPACT: &str = impact_sql!("true");
+
+/// One region's impact: every part names the region (one shard each).
+pub const SQL_REGION_IMPACT: &str = impact_sql!("geo_region_id = $1");
+
+fn impact(r: &tokio_postgres::Row) -> Impact {
+    Impact {
         surplus_posted: r.get(0),
         surplus_delivered: r.get(1),
         delivered_kg: r.get(2),
         posted_kg: r.get(3),
-    })
+    }
+}
+
+/// The whole world's impact (a multi-shard aggregate under Citus).
+pub async fn global_impact(client: &Client) -> Result<Impact, DbError> {
+    Ok(impact(&client.query_one(SQL_GLOBAL_IMPACT, &[]).await?))
+}
+
+/// One region's impact (routed to the region's shard under Citus).
+pub async fn region_impact(client: &Client, region: i64) -> Result<Impact, DbError> {
+    Ok(impact(
+        &client.query_one(SQL_REGION_IMPACT, &[&region]).await?,
+    ))
 }
