@@ -52,16 +52,7 @@ impl Hub {
         sync_link::tls::install_crypto_provider();
         let mut client = db::connect(&cfg.database_url).await?;
         let citus = db::migrate(&mut client).await?;
-        let server = sync_link::tls::server_config(&cfg.tls.ca_cert, &cfg.tls.cert, &cfg.tls.key)?;
-        let endpoint =
-            quinn::Endpoint::server(server, cfg.listen_quic).map_err(|source| HubError::Bind {
-                addr: cfg.listen_quic,
-                source,
-            })?;
-        let quic_addr = endpoint.local_addr().map_err(|source| HubError::Bind {
-            addr: cfg.listen_quic,
-            source,
-        })?;
+        let (endpoint, quic_addr) = quic_endpoint(&cfg)?;
         let stats = Arc::new(stats::HubStats::default());
         let (stop, stopped) = watch::channel(false);
         let ctx = Arc::new(quic::Ctx {
@@ -146,4 +137,19 @@ impl Hub {
         signal.await;
         self.shutdown().await;
     }
+}
+
+/// Binds the QUIC endpoint edges sync over, with the hub's TLS identity.
+fn quic_endpoint(cfg: &HubConfig) -> Result<(quinn::Endpoint, SocketAddr), HubError> {
+    let server = sync_link::tls::server_config(&cfg.tls.ca_cert, &cfg.tls.cert, &cfg.tls.key)?;
+    let endpoint =
+        quinn::Endpoint::server(server, cfg.listen_quic).map_err(|source| HubError::Bind {
+            addr: cfg.listen_quic,
+            source,
+        })?;
+    let quic_addr = endpoint.local_addr().map_err(|source| HubError::Bind {
+        addr: cfg.listen_quic,
+        source,
+    })?;
+    Ok((endpoint, quic_addr))
 }

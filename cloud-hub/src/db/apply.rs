@@ -470,6 +470,39 @@ async fn apply_once(
     received_at: OffsetDateTime,
 ) -> Result<Applied, DbError> {
     let tx = client.transaction().await?;
+    let hw = lock_progress(&tx, edge, home_region).await?;
+    if hw + 1 != batch.first_seq {
+        return Err(DbError::NotContiguous {
+            high_water: hw,
+            got: batch.first_seq,
+        });
+    }
+    let places = place(&tx, edge, batch).await?;
+    let leases = load_leases(&tx, &places).await?;
+    let (fold, out, event_spans) = fold_batch(edge, batch, places, &leases);
+    write(&tx, edge, home_region, &fold, received_at).await?;
+    let newest = out.newest.map(odt);
+    tx.execute(
+        SQL_MOVE_PROGRESS,
+        &[
+            &home_region,
+            &edge.as_str(),
+            &(batch.last_seq as i64),
+            &newest,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    drop(event_spans);
+    Ok(out)
+}
+
+/// Locks the edge's high-water mark for this transaction and reads it.
+async fn lock_progress(
+    tx: &tokio_postgres::Transaction<'_>,
+    edge: &EdgeId,
+    home_region: i64,
+) -> Result<u64, DbError> {
     let hw: i64 = tx
         .query_opt(SQL_LOCK_PROGRESS, &[&home_region, &edge.as_str()])
         .await?
@@ -479,18 +512,21 @@ async fn apply_once(
             ))
         })?
         .get(0);
-    if hw as u64 + 1 != batch.first_seq {
-        return Err(DbError::NotContiguous {
-            high_water: hw as u64,
-            got: batch.first_seq,
-        });
-    }
-    let places = place(&tx, edge, batch).await?;
-    let leases = load_leases(&tx, &places).await?;
+    Ok(hw as u64)
+}
+
+/// Folds a placed batch into rows: every event is logged, the fenced and
+/// misplaced ones are not projected. Each traced event's span is returned
+/// open so it can stay open until the batch is committed — the edge's trace
+/// then shows when its event became durable at the hub.
+fn fold_batch(
+    edge: &EdgeId,
+    batch: &Apply,
+    places: Vec<Place>,
+    leases: &HashMap<u64, Lease>,
+) -> (Fold, Applied, Vec<tracing::Span>) {
     let mut fold = Fold::default();
     let mut out = Applied::default();
-    // Each traced event's span stays open until the batch is committed, so
-    // the edge's trace shows when its event became durable at the hub.
     let mut event_spans: Vec<tracing::Span> = Vec::new();
     for ((hint, env), place) in batch.events.iter().zip(places) {
         let (cell, fenced) = match place {
@@ -533,21 +569,7 @@ async fn apply_once(
             None => fold.project(cell, env),
         }
     }
-    write(&tx, edge, home_region, &fold, received_at).await?;
-    let newest = out.newest.map(odt);
-    tx.execute(
-        SQL_MOVE_PROGRESS,
-        &[
-            &home_region,
-            &edge.as_str(),
-            &(batch.last_seq as i64),
-            &newest,
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    drop(event_spans);
-    Ok(out)
+    (fold, out, event_spans)
 }
 
 async fn load_leases(
@@ -663,78 +685,75 @@ async fn write_registry(
     f: &Fold,
 ) -> Result<(), DbError> {
     if !f.providers.is_empty() {
-        let ids: Vec<Uuid> = f
-            .providers
-            .iter()
-            .map(|(_, p, _)| *p.id.as_uuid())
-            .collect();
-        let names: Vec<&str> = f
-            .providers
-            .iter()
-            .map(|(_, p, _)| p.name.as_str())
-            .collect();
-        let lat: Vec<f64> = f
-            .providers
-            .iter()
-            .map(|(_, p, _)| p.location.lat())
-            .collect();
-        let lon: Vec<f64> = f
-            .providers
-            .iter()
-            .map(|(_, p, _)| p.location.lon())
-            .collect();
-        let cell: Vec<i64> = f.providers.iter().map(|(c, _, _)| *c).collect();
-        // Sealed by the edge; stored byte for byte.
-        let sealed: Vec<&[u8]> = f
-            .providers
-            .iter()
-            .map(|(_, p, _)| p.contact.as_bytes())
-            .collect();
-        let at: Vec<OffsetDateTime> = f.providers.iter().map(|(_, _, t)| odt(*t)).collect();
-        tx.execute(
-            "INSERT INTO providers (id, edge_id, name, lat, lon, cell, contact_sealed, created_at)
-             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.sealed, u.at
-             FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bytea[], $8::timestamptz[])
-                  AS u(id, name, lat, lon, cell, sealed, at)
-             ON CONFLICT (id) DO NOTHING",
-            &[&e, &ids, &names, &lat, &lon, &cell, &sealed, &at],
-        )
-        .await?;
+        write_providers(tx, e, &f.providers).await?;
     }
     if !f.recipients.is_empty() {
-        let r = &f.recipients;
-        let ids: Vec<Uuid> = r.iter().map(|(_, x, _)| *x.id.as_uuid()).collect();
-        let names: Vec<&str> = r.iter().map(|(_, x, _)| x.name.as_str()).collect();
-        let lat: Vec<f64> = r.iter().map(|(_, x, _)| x.location.lat()).collect();
-        let lon: Vec<f64> = r.iter().map(|(_, x, _)| x.location.lon()).collect();
-        // The cell column holds the recipient's own S2 cell; the region is derived.
-        let cell: Vec<i64> = r.iter().map(|(c, _, _)| *c).collect();
-        let cap: Vec<i64> = r
-            .iter()
-            .map(|(_, x, _)| x.capacity_per_day.grams() as i64)
-            .collect();
-        let types: Vec<i16> = r
-            .iter()
-            .map(|(_, x, _)| i16::from(x.accepted_food_types.bits()))
-            .collect();
-        let fallback: Vec<bool> = r.iter().map(|(_, x, _)| x.is_fallback).collect();
-        let sealed: Vec<&[u8]> = r.iter().map(|(_, x, _)| x.contact.as_bytes()).collect();
-        let at: Vec<OffsetDateTime> = r.iter().map(|(_, _, t)| odt(*t)).collect();
-        // The leaf cell places the recipient for neighbours at any S2 level.
-        let leaf: Vec<i64> = r.iter().map(|(_, x, _)| leaf_cell(&x.location)).collect();
-        tx.execute(
-            "INSERT INTO recipients (id, edge_id, name, lat, lon, cell, leaf_cell, capacity_g_per_day, food_types,
-                                     is_fallback, contact_sealed, created_at, received_at)
-             SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.leaf, u.cap, u.types, u.fallback, u.sealed,
-                    u.at, clock_timestamp()
-             FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bigint[],
-                         $8::int2[], $9::bool[], $10::bytea[], $11::timestamptz[], $12::bigint[])
-                  AS u(id, name, lat, lon, cell, cap, types, fallback, sealed, at, leaf)
-             ON CONFLICT (id) DO NOTHING",
-            &[&e, &ids, &names, &lat, &lon, &cell, &cap, &types, &fallback, &sealed, &at, &leaf],
-        )
-        .await?;
+        write_recipients(tx, e, &f.recipients).await?;
     }
+    Ok(())
+}
+
+async fn write_providers(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    p: &[(i64, sync_protocol::Provider, Timestamp)],
+) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = p.iter().map(|(_, x, _)| *x.id.as_uuid()).collect();
+    let names: Vec<&str> = p.iter().map(|(_, x, _)| x.name.as_str()).collect();
+    let lat: Vec<f64> = p.iter().map(|(_, x, _)| x.location.lat()).collect();
+    let lon: Vec<f64> = p.iter().map(|(_, x, _)| x.location.lon()).collect();
+    let cell: Vec<i64> = p.iter().map(|(c, _, _)| *c).collect();
+    // Sealed by the edge; stored byte for byte.
+    let sealed: Vec<&[u8]> = p.iter().map(|(_, x, _)| x.contact.as_bytes()).collect();
+    let at: Vec<OffsetDateTime> = p.iter().map(|(_, _, t)| odt(*t)).collect();
+    tx.execute(
+        "INSERT INTO providers (id, edge_id, name, lat, lon, cell, contact_sealed, created_at)
+         SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.sealed, u.at
+         FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bytea[], $8::timestamptz[])
+              AS u(id, name, lat, lon, cell, sealed, at)
+         ON CONFLICT (id) DO NOTHING",
+        &[&e, &ids, &names, &lat, &lon, &cell, &sealed, &at],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_recipients(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    r: &[(i64, sync_protocol::Recipient, Timestamp)],
+) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = r.iter().map(|(_, x, _)| *x.id.as_uuid()).collect();
+    let names: Vec<&str> = r.iter().map(|(_, x, _)| x.name.as_str()).collect();
+    let lat: Vec<f64> = r.iter().map(|(_, x, _)| x.location.lat()).collect();
+    let lon: Vec<f64> = r.iter().map(|(_, x, _)| x.location.lon()).collect();
+    // The cell column holds the recipient's own S2 cell; the region is derived.
+    let cell: Vec<i64> = r.iter().map(|(c, _, _)| *c).collect();
+    let cap: Vec<i64> = r
+        .iter()
+        .map(|(_, x, _)| x.capacity_per_day.grams() as i64)
+        .collect();
+    let types: Vec<i16> = r
+        .iter()
+        .map(|(_, x, _)| i16::from(x.accepted_food_types.bits()))
+        .collect();
+    let fallback: Vec<bool> = r.iter().map(|(_, x, _)| x.is_fallback).collect();
+    let sealed: Vec<&[u8]> = r.iter().map(|(_, x, _)| x.contact.as_bytes()).collect();
+    let at: Vec<OffsetDateTime> = r.iter().map(|(_, _, t)| odt(*t)).collect();
+    // The leaf cell places the recipient for neighbours at any S2 level.
+    let leaf: Vec<i64> = r.iter().map(|(_, x, _)| leaf_cell(&x.location)).collect();
+    tx.execute(
+        "INSERT INTO recipients (id, edge_id, name, lat, lon, cell, leaf_cell, capacity_g_per_day, food_types,
+                                 is_fallback, contact_sealed, created_at, received_at)
+         SELECT u.id, $1, u.name, u.lat, u.lon, u.cell, u.leaf, u.cap, u.types, u.fallback, u.sealed,
+                u.at, clock_timestamp()
+         FROM UNNEST($2::uuid[], $3::text[], $4::float8[], $5::float8[], $6::bigint[], $7::bigint[],
+                     $8::int2[], $9::bool[], $10::bytea[], $11::timestamptz[], $12::bigint[])
+              AS u(id, name, lat, lon, cell, cap, types, fallback, sealed, at, leaf)
+         ON CONFLICT (id) DO NOTHING",
+        &[&e, &ids, &names, &lat, &lon, &cell, &cap, &types, &fallback, &sealed, &at, &leaf],
+    )
+    .await?;
     Ok(())
 }
 
@@ -1002,76 +1021,99 @@ async fn write_surplus(
         n.retain(|x| !existing.contains(x.row.id.as_uuid()));
     }
     if !n.is_empty() {
-        let id: Vec<Uuid> = n.iter().map(|x| *x.row.id.as_uuid()).collect();
-        let provider: Vec<Uuid> = n.iter().map(|x| *x.row.provider_id.as_uuid()).collect();
-        let lat: Vec<f64> = n.iter().map(|x| x.row.location.lat()).collect();
-        let lon: Vec<f64> = n.iter().map(|x| x.row.location.lon()).collect();
-        let cell: Vec<i64> = n.iter().map(|x| x.row.cell as i64).collect();
-        let qty: Vec<i64> = n.iter().map(|x| x.row.quantity.grams() as i64).collect();
-        let food: Vec<&str> = n.iter().map(|x| x.row.food_type.as_str()).collect();
-        let desc: Vec<&str> = n.iter().map(|x| x.row.description.as_str()).collect();
-        let expires: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.row.expires_at)).collect();
-        let posted: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.posted_at)).collect();
-        let status: Vec<&str> = n.iter().map(|x| x.state.status.as_str()).collect();
-        let version: Vec<i64> = n.iter().map(|x| x.state.version as i64).collect();
-        let claimed: Vec<Option<Uuid>> = n
-            .iter()
-            .map(|x| x.state.claimed_by.map(|r| *r.as_uuid()))
-            .collect();
-        let delivered: Vec<Option<i64>> = n
-            .iter()
-            .map(|x| x.state.delivered_g.map(|g| g as i64))
-            .collect();
-        let updated: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.state.updated_at)).collect();
-        tx.execute(
-            SQL_INSERT_SURPLUS,
-            &[
-                &k,
-                &e,
-                &id,
-                &provider,
-                &lat,
-                &lon,
-                &cell,
-                &qty,
-                &food,
-                &desc,
-                &expires,
-                &posted,
-                &status,
-                &version,
-                &claimed,
-                &delivered,
-                &updated,
-                &received_at,
-            ],
-        )
-        .await?;
+        insert_surplus(tx, e, k, &n, received_at).await?;
     }
     let u: Vec<(&SurplusId, &SurplusState)> =
         f.updates.iter().filter(|(_, s)| s.region == k).collect();
     if !u.is_empty() {
-        let id: Vec<Uuid> = u.iter().map(|(i, _)| *i.as_uuid()).collect();
-        let status: Vec<&str> = u.iter().map(|(_, s)| s.status.as_str()).collect();
-        let version: Vec<i64> = u.iter().map(|(_, s)| s.version as i64).collect();
-        let claimed: Vec<Option<Uuid>> = u
-            .iter()
-            .map(|(_, s)| s.claimed_by.map(|r| *r.as_uuid()))
-            .collect();
-        let delivered: Vec<Option<i64>> = u
-            .iter()
-            .map(|(_, s)| s.delivered_g.map(|g| g as i64))
-            .collect();
-        let updated: Vec<OffsetDateTime> = u.iter().map(|(_, s)| odt(s.updated_at)).collect();
-        // Scoped to the edge: an edge changes only the surplus it posted.
-        tx.execute(
-            SQL_UPDATE_SURPLUS,
-            &[
-                &k, &e, &id, &status, &version, &claimed, &delivered, &updated,
-            ],
-        )
-        .await?;
+        update_surplus(tx, e, k, &u).await?;
     }
+    Ok(())
+}
+
+/// Inserts the surplus first posted in this batch (region `k`).
+async fn insert_surplus(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    k: i64,
+    n: &[&NewSurplus],
+    received_at: OffsetDateTime,
+) -> Result<(), DbError> {
+    let id: Vec<Uuid> = n.iter().map(|x| *x.row.id.as_uuid()).collect();
+    let provider: Vec<Uuid> = n.iter().map(|x| *x.row.provider_id.as_uuid()).collect();
+    let lat: Vec<f64> = n.iter().map(|x| x.row.location.lat()).collect();
+    let lon: Vec<f64> = n.iter().map(|x| x.row.location.lon()).collect();
+    let cell: Vec<i64> = n.iter().map(|x| x.row.cell as i64).collect();
+    let qty: Vec<i64> = n.iter().map(|x| x.row.quantity.grams() as i64).collect();
+    let food: Vec<&str> = n.iter().map(|x| x.row.food_type.as_str()).collect();
+    let desc: Vec<&str> = n.iter().map(|x| x.row.description.as_str()).collect();
+    let expires: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.row.expires_at)).collect();
+    let posted: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.posted_at)).collect();
+    let status: Vec<&str> = n.iter().map(|x| x.state.status.as_str()).collect();
+    let version: Vec<i64> = n.iter().map(|x| x.state.version as i64).collect();
+    let claimed: Vec<Option<Uuid>> = n
+        .iter()
+        .map(|x| x.state.claimed_by.map(|r| *r.as_uuid()))
+        .collect();
+    let delivered: Vec<Option<i64>> = n
+        .iter()
+        .map(|x| x.state.delivered_g.map(|g| g as i64))
+        .collect();
+    let updated: Vec<OffsetDateTime> = n.iter().map(|x| odt(x.state.updated_at)).collect();
+    tx.execute(
+        SQL_INSERT_SURPLUS,
+        &[
+            &k,
+            &e,
+            &id,
+            &provider,
+            &lat,
+            &lon,
+            &cell,
+            &qty,
+            &food,
+            &desc,
+            &expires,
+            &posted,
+            &status,
+            &version,
+            &claimed,
+            &delivered,
+            &updated,
+            &received_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves the state of surplus this batch changed (region `k`).
+async fn update_surplus(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &str,
+    k: i64,
+    u: &[(&SurplusId, &SurplusState)],
+) -> Result<(), DbError> {
+    let id: Vec<Uuid> = u.iter().map(|(i, _)| *i.as_uuid()).collect();
+    let status: Vec<&str> = u.iter().map(|(_, s)| s.status.as_str()).collect();
+    let version: Vec<i64> = u.iter().map(|(_, s)| s.version as i64).collect();
+    let claimed: Vec<Option<Uuid>> = u
+        .iter()
+        .map(|(_, s)| s.claimed_by.map(|r| *r.as_uuid()))
+        .collect();
+    let delivered: Vec<Option<i64>> = u
+        .iter()
+        .map(|(_, s)| s.delivered_g.map(|g| g as i64))
+        .collect();
+    let updated: Vec<OffsetDateTime> = u.iter().map(|(_, s)| odt(s.updated_at)).collect();
+    // Scoped to the edge: an edge changes only the surplus it posted.
+    tx.execute(
+        SQL_UPDATE_SURPLUS,
+        &[
+            &k, &e, &id, &status, &version, &claimed, &delivered, &updated,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

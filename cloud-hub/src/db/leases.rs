@@ -35,30 +35,7 @@ pub async fn grant(
 ) -> Result<Granted, DbError> {
     let tx = client.transaction().await?;
     let wanted: Vec<i64> = cells.iter().map(|c| *c as i64).collect();
-    let rows = tx
-        .query(
-            "SELECT cell, holder, epoch, fence_below, expires_at FROM cell_leases
-             WHERE cell = ANY($1) ORDER BY cell FOR UPDATE",
-            &[&wanted],
-        )
-        .await?;
-    let mut current: HashMap<u64, Lease> = HashMap::new();
-    for row in rows {
-        let Ok(holder) = EdgeId::new(row.get::<_, &str>(1)) else {
-            continue;
-        };
-        let cell = row.get::<_, i64>(0) as u64;
-        current.insert(
-            cell,
-            Lease {
-                cell,
-                holder,
-                epoch: row.get::<_, i64>(2) as u64,
-                fence_below: row.get::<_, i64>(3) as u64,
-                expires_at: ts(row.get(4)),
-            },
-        );
-    }
+    let current = locked_leases(&tx, &wanted).await?;
     let new_epoch: i64 = tx
         .query_one("SELECT nextval('lease_epoch_seq')", &[])
         .await?
@@ -108,6 +85,38 @@ pub async fn grant(
     .await?;
     tx.commit().await?;
     Ok(Granted { epoch, conflicts })
+}
+
+/// Reads and locks (FOR UPDATE) the current leases of `wanted` cells.
+async fn locked_leases(
+    tx: &tokio_postgres::Transaction<'_>,
+    wanted: &[i64],
+) -> Result<HashMap<u64, Lease>, DbError> {
+    let rows = tx
+        .query(
+            "SELECT cell, holder, epoch, fence_below, expires_at FROM cell_leases
+             WHERE cell = ANY($1) ORDER BY cell FOR UPDATE",
+            &[&wanted],
+        )
+        .await?;
+    let mut current: HashMap<u64, Lease> = HashMap::new();
+    for row in rows {
+        let Ok(holder) = EdgeId::new(row.get::<_, &str>(1)) else {
+            continue;
+        };
+        let cell = row.get::<_, i64>(0) as u64;
+        current.insert(
+            cell,
+            Lease {
+                cell,
+                holder,
+                epoch: row.get::<_, i64>(2) as u64,
+                fence_below: row.get::<_, i64>(3) as u64,
+                expires_at: ts(row.get(4)),
+            },
+        );
+    }
+    Ok(current)
 }
 
 /// Extends every lease `edge` holds to `expires_at` (while its session
