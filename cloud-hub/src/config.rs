@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub const ENV_PREFIX: &str = "PAHLAWAN_HUB_";
@@ -81,17 +79,8 @@ pub enum ConfigError {
 
 impl HubConfig {
     pub fn load(file: Option<&Path>) -> Result<HubConfig, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(HubConfig::default()));
-        if let Some(f) = file {
-            if !f.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "config file {} does not exist",
-                    f.display()
-                )));
-            }
-            fig = fig.merge(Toml::file_exact(f));
-        }
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let fig = config_layers::layered(&HubConfig::default(), file, ENV_PREFIX)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut cfg: HubConfig = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         if cfg.database_url.is_empty()
             && let Ok(url) = std::env::var("DATABASE_URL")

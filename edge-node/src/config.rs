@@ -7,8 +7,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use sync_protocol::{Duration, EdgeId};
 
@@ -321,17 +319,8 @@ pub struct Validated {
 impl EdgeConfig {
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<EdgeConfig, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(EdgeConfig::default()));
-        if let Some(f) = file {
-            if !f.exists() {
-                return Err(ConfigError::Invalid(format!(
-                    "config file {} does not exist",
-                    f.display()
-                )));
-            }
-            fig = fig.merge(Toml::file_exact(f));
-        }
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let fig = config_layers::layered(&EdgeConfig::default(), file, ENV_PREFIX)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
     }
 
