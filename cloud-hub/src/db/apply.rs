@@ -586,28 +586,7 @@ async fn load_leases(
     cells.sort_unstable();
     cells.dedup();
     let rows = tx.query(SQL_LEASES, &[&cells]).await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let holder: String = row.get(1);
-        let Ok(holder) = EdgeId::new(&holder) else {
-            continue;
-        };
-        let expires: OffsetDateTime = row.get(4);
-        let cell = row.get::<_, i64>(0) as u64;
-        out.insert(
-            cell,
-            Lease {
-                cell,
-                holder,
-                epoch: row.get::<_, i64>(2) as u64,
-                fence_below: row.get::<_, i64>(3) as u64,
-                expires_at: Timestamp::from_unix_ms(
-                    (expires.unix_timestamp_nanos() / 1_000_000) as i64,
-                ),
-            },
-        );
-    }
-    Ok(out)
+    Ok(super::leases::leases_by_cell(&rows))
 }
 
 /// The batch's log rows, in the edge's home region (one shard).

@@ -99,24 +99,29 @@ async fn locked_leases(
             &[&wanted],
         )
         .await?;
-    let mut current: HashMap<u64, Lease> = HashMap::new();
-    for row in rows {
-        let Ok(holder) = EdgeId::new(row.get::<_, &str>(1)) else {
-            continue;
-        };
-        let cell = row.get::<_, i64>(0) as u64;
-        current.insert(
-            cell,
-            Lease {
-                cell,
-                holder,
-                epoch: row.get::<_, i64>(2) as u64,
-                fence_below: row.get::<_, i64>(3) as u64,
-                expires_at: ts(row.get(4)),
-            },
-        );
-    }
+    let current = leases_by_cell(&rows);
     Ok(current)
+}
+
+/// Leases from rows of `cell, holder, epoch, fence_below, expires_at`, by
+/// cell; a row whose holder is not a valid edge id is skipped.
+pub(crate) fn leases_by_cell(rows: &[tokio_postgres::Row]) -> HashMap<u64, Lease> {
+    rows.iter()
+        .filter_map(|row| {
+            let holder = EdgeId::new(row.get::<_, &str>(1)).ok()?;
+            let cell = row.get::<_, i64>(0) as u64;
+            Some((
+                cell,
+                Lease {
+                    cell,
+                    holder,
+                    epoch: row.get::<_, i64>(2) as u64,
+                    fence_below: row.get::<_, i64>(3) as u64,
+                    expires_at: ts(row.get(4)),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Extends every lease `edge` holds to `expires_at` (while its session
