@@ -1,5 +1,6 @@
 //! `pahlawan bench`: drives `POST /api/v1/surplus` over real HTTP against an
-//! in-process edge on a temporary SQLite file, and measures two baselines in
+//! in-process edge on a temporary SQLite file — plain HTTP, then HTTPS to
+//! the same edge with the same load generator — and measures two baselines in
 //! the same run on the same machine: an empty axum handler behind the same
 //! load generator, and raw batched SQLite inserts with `synchronous=FULL`.
 //! Figures are throughput and p50/p95/p99; this is a measurement, not a test.
@@ -19,6 +20,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tokio_rustls::TlsConnector;
 
 use edge_node::api::dto::rfc3339;
 use edge_node::auth::Role;
@@ -89,6 +91,8 @@ pub struct BenchReport {
     pub config: BenchConfig,
     pub empty_handler: LoadResult,
     pub edge_post: LoadResult,
+    /// The same posts over HTTPS to the same edge, right after.
+    pub edge_post_tls: LoadResult,
     pub sqlite_rows_per_sec: f64,
     pub sqlite_batch: usize,
     pub mean_batch: f64,
@@ -112,8 +116,8 @@ impl BenchReport {
              Machine: {}\n\n\
              Mode: {}, {} connections, {:?} measured after {:?} warm-up, {} recipients.\n\n\
              | scenario | req/s | p50 ms | p95 ms | p99 ms | requests | errors |\n\
-             |---|---|---|---|---|---|---|\n{}\n{}\n\n\
-             Edge / empty handler throughput: **{:.2}**.\n\n\
+             |---|---|---|---|---|---|---|\n{}\n{}\n{}\n\n\
+             Edge / empty handler throughput: **{:.2}**. HTTPS / plain HTTP posts/s on the same edge: **{:.2}**.\n\n\
              Raw SQLite baseline (same run): {:.0} rows/s inserting batches of {} rows, one \
              `synchronous=FULL` commit per batch. A post writes 6 rows (surplus, offer, audit record, three outbox events).\n\n\
              Edge writer: mean group commit {:.0} commands; commit (fsync) p50 {:.2} ms, p99 {:.2} ms; \
@@ -128,7 +132,9 @@ impl BenchReport {
             self.config.recipients,
             self.empty_handler.row(),
             self.edge_post.row(),
+            self.edge_post_tls.row(),
             ratio,
+            self.edge_post_tls.per_sec() / self.edge_post.per_sec().max(1e-9),
             self.sqlite_rows_per_sec,
             self.sqlite_batch,
             self.mean_batch,
@@ -190,17 +196,12 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
     let (sqlite_rows_per_sec, sqlite_batch) =
         tokio::task::spawn_blocking(sqlite_baseline).await??;
     let dir = tempfile::tempdir()?;
-    let mut config = EdgeConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        edge_id: "bench".into(),
-        ..EdgeConfig::default()
-    };
+    let (mut config, tls) = tls_edge_config(dir.path())?;
     unlimited(&mut config);
     let edge = Edge::start(config.clone(), StartOptions::default()).await?;
-    let addr = edge
-        .local_addr()
-        .ok_or_else(|| anyhow::anyhow!("the edge is not serving HTTP"))?;
+    let (Some(tls_addr), Some(addr)) = (edge.local_addr(), edge.plain_addr()) else {
+        anyhow::bail!("the edge is not serving HTTPS and plain HTTP");
+    };
     let admin = token(&config, Role::Admin, "bench-operator")?;
     let provider = seed_registry(addr, &admin, cfg.recipients).await?;
     let as_provider = token(&config, Role::Provider, &provider)?;
@@ -220,11 +221,21 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
         &cfg,
         "edge `POST /surplus` (durable, matched, authenticated)",
         addr,
-        bodies,
+        bodies.clone(),
         &as_provider,
+        None,
     )
     .await?;
     let sse_latency_us = probe.await??;
+    let edge_post_tls = drive(
+        &cfg,
+        "edge `POST /surplus` over HTTPS (same edge, right after)",
+        tls_addr,
+        bodies,
+        &as_provider,
+        Some(tls),
+    )
+    .await?;
     let stats = edge.writer_stats();
     let (mean_batch, commit_p50_ms, commit_p99_ms, group_p99_ms, group_max_ms) = {
         let b = stats.batch_size.lock();
@@ -244,6 +255,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<BenchReport> {
         config: cfg,
         empty_handler: empty,
         edge_post,
+        edge_post_tls,
         sqlite_rows_per_sec,
         sqlite_batch,
         mean_batch,
@@ -284,6 +296,7 @@ async fn run_empty_handler(cfg: &BenchConfig) -> anyhow::Result<LoadResult> {
         addr,
         bodies,
         &placeholder,
+        None,
     )
     .await;
     let _ = stop.send(());
@@ -330,6 +343,30 @@ fn sqlite_baseline() -> anyhow::Result<(f64, usize)> {
 
 /// Rate limits out of the way: the benchmark measures the pipeline, and one
 /// provider token posts everything.
+/// An edge in `dir` serving HTTPS on its main address (a CA and a web
+/// certificate for localhost made there) and plain HTTP on a second
+/// loopback address, and the connector load workers reach HTTPS with.
+fn tls_edge_config(dir: &std::path::Path) -> anyhow::Result<(EdgeConfig, TlsConnector)> {
+    let certs = dir.join("certs");
+    cloud_hub::certs::init(&certs, &[], false)?;
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let web = cloud_hub::certs::issue_web(&certs, &["localhost".into()], &[ip], 30, false)?;
+    let mut config = EdgeConfig {
+        data_dir: dir.join("data"),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        edge_id: "bench".into(),
+        ..EdgeConfig::default()
+    };
+    config.http.tls = Some(http_listener::TlsFiles::new(
+        web.files[0].clone(),
+        web.files[1].clone(),
+    ));
+    config.http.plain_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let roots = crate::client::roots(Some(&certs.join(cloud_hub::certs::CA_CERT)))?;
+    let connector = TlsConnector::from(Arc::new(crate::client::tls_config(roots)?));
+    Ok((config, connector))
+}
+
 pub fn unlimited(config: &mut EdgeConfig) {
     config.rate_limits.provider_per_minute = u32::MAX;
     config.rate_limits.ngo_per_minute = u32::MAX;
@@ -528,6 +565,7 @@ pub async fn post_load(
         addr,
         surplus_bodies(provider, 4_096),
         token,
+        None,
     )
     .await
 }
@@ -568,6 +606,7 @@ async fn drive(
     addr: SocketAddr,
     bodies: BodyPool,
     token: &str,
+    tls: Option<TlsConnector>,
 ) -> anyhow::Result<LoadResult> {
     let cfg = cfg.clone();
     let name = name.to_string();
@@ -581,7 +620,7 @@ async fn drive(
                 .enable_all()
                 .build();
             let result = match rt {
-                Ok(rt) => rt.block_on(load(cfg, name, addr, bodies, auth)),
+                Ok(rt) => rt.block_on(load(cfg, name, addr, bodies, auth, tls)),
                 Err(e) => Err(e.into()),
             };
             let _ = tx.send(result);
@@ -596,8 +635,22 @@ async fn worker(w: usize, plan: Plan, tally: Tally) -> anyhow::Result<Histogram<
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("static bounds");
     let stream = tokio::net::TcpStream::connect(plan.addr).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut sender = match &tally.tls {
+        None => {
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            sender
+        }
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost")?;
+            let stream = tls.connect(name, stream).await?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            sender
+        }
+    };
     let interval = plan.interval;
     // Stagger open-loop workers across one interval.
     let mut next = plan.started
@@ -665,6 +718,8 @@ struct Tally {
     auth: Arc<str>,
     errors: Arc<AtomicU64>,
     counter: Arc<AtomicU64>,
+    /// HTTPS to the server, when set.
+    tls: Option<TlsConnector>,
 }
 
 async fn load(
@@ -673,6 +728,7 @@ async fn load(
     addr: SocketAddr,
     bodies: BodyPool,
     auth: Arc<str>,
+    tls: Option<TlsConnector>,
 ) -> anyhow::Result<LoadResult> {
     let started = Instant::now();
     let measure_from = started + cfg.warmup;
@@ -691,6 +747,7 @@ async fn load(
         auth,
         errors: Arc::new(AtomicU64::new(0)),
         counter: Arc::new(AtomicU64::new(0)),
+        tls,
     };
     let workers: Vec<_> = (0..cfg.concurrency)
         .map(|w| tokio::spawn(worker(w, plan, tally.clone())))

@@ -3,4 +3,5 @@
 //! with the binary rather than in the product crates.
 
 pub mod bench;
+pub mod client;
 pub mod sim;

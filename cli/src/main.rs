@@ -118,9 +118,14 @@ enum SubjectCommand {
 struct SubjectArgs {
     /// The provider or recipient id.
     id: String,
-    /// The edge's base URL (default: http://<listen> from the configuration).
+    /// The edge's base URL (default: http://<listen>, or https://<listen>
+    /// with [http.tls], from the configuration).
     #[arg(long)]
     url: Option<String>,
+    /// Trust this CA (PEM) for an HTTPS edge, e.g. certs/ca.crt; without
+    /// it, the system's roots.
+    #[arg(long, env = "PAHLAWAN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Admin tokens are signed with this edge's keys (from --data-dir).
     #[command(flatten)]
     edge: EdgeArgs,
@@ -224,6 +229,25 @@ enum CertsCommand {
         dir: PathBuf,
         #[arg(long)]
         edge_id: String,
+    },
+    /// Issue an HTTPS certificate for an edge's (or the hub's) web
+    /// listener, signed by the CA: `web-<first name>.crt` and `.key`, for
+    /// `[http.tls]`. Clients trust `ca.crt`.
+    IssueWeb {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// A DNS name clients use, e.g. edge.local (repeatable).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// An IP address clients use, e.g. 192.168.1.10 (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+        /// Days of validity.
+        #[arg(long, default_value_t = 825)]
+        days: i64,
+        /// Replace existing files of the same name.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -573,12 +597,17 @@ async fn subject(command: SubjectCommand) -> anyhow::Result<()> {
         300,
         edge_node::clock::Clock::now(&edge_node::clock::SystemClock),
     )?;
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let base = args
         .url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
+        .unwrap_or_else(|| format!("{scheme}://{}", config.listen));
     let base = base.trim_end_matches('/');
-    let client = reqwest::Client::new();
+    let client = pahlawan_cli::client::http_client(args.ca_cert.as_deref())?;
     let req = if erase {
         client.post(format!("{base}/api/v1/subjects/{id}/erase"))
     } else {
@@ -627,8 +656,9 @@ async fn hub_run(args: HubArgs) -> anyhow::Result<()> {
     let hub = cloud_hub::Hub::start(hub_config(&args)?)
         .await
         .context("starting the hub")?;
+    let scheme = if hub.http_is_tls() { "https" } else { "http" };
     println!(
-        "quic on {} http on http://{}",
+        "quic on {} http on {scheme}://{}",
         hub.quic_addr(),
         hub.http_addr()
     );
@@ -677,6 +707,16 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--edge-id {edge_id:?}: {e}"))?;
             cloud_hub::certs::issue_edge(&dir, &edge)?
         }
+        CertsCommand::IssueWeb {
+            dir,
+            names,
+            ips,
+            days,
+            force,
+        } => {
+            anyhow::ensure!((1..=3_650).contains(&days), "--days must be 1 to 3650");
+            cloud_hub::certs::issue_web(&dir, &names, &ips, days, force)?
+        }
     };
     for f in created.files {
         println!("{}", f.display());
@@ -701,11 +741,19 @@ async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
         .await
         .context("starting the edge")?;
     if let Some(addr) = edge.local_addr() {
+        let scheme = if edge.config().http.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         // A machine-readable line for scripts and tests, then the human hint.
-        println!("listening on http://{addr}");
+        println!("listening on {scheme}://{addr}");
         eprintln!(
-            "edge serving on http://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json); Ctrl-C to stop"
+            "edge serving on {scheme}://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json); Ctrl-C to stop"
         );
+        if let Some(plain) = edge.plain_addr() {
+            eprintln!("plain HTTP also on http://{plain}");
+        }
         let data_dir = edge.config().data_dir.display().to_string();
         eprintln!(
             "every route but /healthz, /readyz and the OpenAPI document needs a bearer token; get one with\n  \

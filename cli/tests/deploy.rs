@@ -980,6 +980,14 @@ fn the_example_edge_config_loads_and_validates() {
         "the unit's StateDirectory"
     );
     assert!(cfg.listen.ip().is_unspecified(), "serves kiosks on the LAN");
+    let tls = cfg.http.tls.clone().expect("the LAN gets HTTPS");
+    for f in [&tls.cert, &tls.key] {
+        assert!(f.is_absolute(), "{} is absolute", f.display());
+    }
+    assert!(
+        cfg.http.plain_listen.is_some_and(|a| a.ip().is_loopback()),
+        "plain HTTP on loopback only"
+    );
     let hub = cfg.hub.clone().expect("the example syncs with a hub");
     for f in [&hub.ca_cert, &hub.cert, &hub.key] {
         assert!(f.is_absolute(), "{} is absolute", f.display());

@@ -1,6 +1,7 @@
-//! The hub's certificate authority (`pahlawan certs init`) and edge
-//! certificates (`pahlawan certs issue-edge`). An edge's identity is the
-//! common name of a certificate this CA signed.
+//! The hub's certificate authority (`pahlawan certs init`), edge
+//! certificates (`pahlawan certs issue-edge`) and HTTPS certificates for an
+//! edge's or the hub's web listener (`pahlawan certs issue-web`). An edge's
+//! identity is the common name of a certificate this CA signed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ pub enum CertError {
         path: String,
         source: std::io::Error,
     },
+    #[error("a web certificate needs at least one --name or --ip")]
+    NoNames,
     #[error("generating a certificate: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -148,10 +151,71 @@ pub fn issue_edge(dir: &Path, edge: &EdgeId) -> Result<Created, CertError> {
     })
 }
 
+/// A web certificate's files: `web-<first name>.crt` and `.key`.
+pub fn web_cert_paths(dir: &Path, first: &str) -> (PathBuf, PathBuf) {
+    let stem: String = first
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (
+        dir.join(format!("web-{stem}.crt")),
+        dir.join(format!("web-{stem}.key")),
+    )
+}
+
+/// Issues an HTTPS server certificate for `names` (DNS names) and `ips`,
+/// signed by the CA in `dir`, valid for `days`: what `[http.tls]` takes on
+/// an edge serving kiosks on a LAN (clients trust `ca.crt`). Refuses to
+/// overwrite files unless `force`.
+pub fn issue_web(
+    dir: &Path,
+    names: &[String],
+    ips: &[std::net::IpAddr],
+    days: i64,
+    force: bool,
+) -> Result<Created, CertError> {
+    let sans: Vec<String> = names
+        .iter()
+        .cloned()
+        .chain(ips.iter().map(ToString::to_string))
+        .collect();
+    let first = sans.first().ok_or(CertError::NoNames)?.clone();
+    let (cert_path, key_path) = web_cert_paths(dir, &first);
+    if cert_path.exists() && !force {
+        return Err(CertError::Exists(cert_path.display().to_string()));
+    }
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).map_err(io_err(&p))
+    };
+    let ca_key = KeyPair::from_pem(&read(CA_KEY)?)?;
+    let issuer = Issuer::from_ca_cert_pem(&read(CA_CERT)?, ca_key)?;
+    // rcgen reads a SAN that parses as an IP address as one.
+    let mut params = CertificateParams::new(sans)?;
+    params.distinguished_name.push(DnType::CommonName, first);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    validity(&mut params, days);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    write(&key_path, &key.serialize_pem(), true)?;
+    write(&cert_path, &cert.pem(), false)?;
+    Ok(Created {
+        files: vec![cert_path, key_path],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use sync_link::tls::{edge_id_of, read_certs};
+    use x509_parser::prelude::{FromDer, X509Certificate};
 
     #[test]
     fn init_then_issue_names_the_edge_and_refuses_to_clobber() {
@@ -174,6 +238,46 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "private keys are private");
         }
+    }
+
+    #[test]
+    fn a_web_certificate_names_its_hosts_and_addresses_for_server_auth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        init(dir.path(), &[], false).expect("init");
+        let ip: std::net::IpAddr = "192.168.1.10".parse().expect("ip");
+        let created =
+            issue_web(dir.path(), &["edge.local".into()], &[ip], 30, false).expect("issue");
+        assert_eq!(created.files, {
+            let (c, k) = web_cert_paths(dir.path(), "edge.local");
+            vec![c, k]
+        });
+        let der = read_certs(&created.files[0]).expect("read")[0].clone();
+        let (_, cert) = X509Certificate::from_der(&der).expect("x509");
+        let san = cert
+            .subject_alternative_name()
+            .expect("parses")
+            .expect("has SANs");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert!(names.iter().any(|n| n.contains("edge.local")), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.contains("192.168.1.10")),
+            "{names:?}"
+        );
+        let eku = cert.extended_key_usage().expect("parses").expect("has EKU");
+        assert!(eku.value.server_auth && !eku.value.client_auth);
+        assert!(matches!(
+            issue_web(dir.path(), &["edge.local".into()], &[], 30, false),
+            Err(CertError::Exists(_))
+        ));
+        assert!(matches!(
+            issue_web(dir.path(), &[], &[], 30, false),
+            Err(CertError::NoNames)
+        ));
     }
 
     #[test]

@@ -16,9 +16,13 @@ pub struct HubConfig {
     pub database_url: String,
     /// UDP address edges connect to over QUIC.
     pub listen_quic: SocketAddr,
-    /// HTTP address for health, readiness and the dashboard API.
+    /// HTTP address for health, readiness and the dashboard API (HTTPS
+    /// with `[http.tls]`).
     pub listen_http: SocketAddr,
+    /// The QUIC link's certificates (mutual TLS with edges).
     pub tls: TlsFiles,
+    /// The HTTP listener: connection limits, HTTPS, where plain HTTP may be.
+    pub http: HubHttpConfig,
     /// A cell lease lapses this long after its edge was last heard.
     pub lease_ttl_secs: u64,
     /// How often each session re-sends neighbouring recipients that changed.
@@ -32,6 +36,25 @@ pub struct HubConfig {
     /// partitions where a month is wholly older; delivered kilograms are kept
     /// as daily totals (`impact_daily`). The audit log is kept.
     pub retention_days: u32,
+}
+
+/// The HTTP listener (`[http]`), as on the edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubHttpConfig {
+    /// `[http.connections]`: header 10 s, body 30 s, idle 60 s; at most
+    /// 16,384 connections (fewer when the open-file limit is lower: the
+    /// reserve is `reserved_fds` plus one PostgreSQL connection per
+    /// session, `max_sessions`), 256 from one address.
+    pub connections: http_listener::ConnLimits,
+    /// `[http.tls]`: `cert`, `key` (re-read when they change). With it,
+    /// `listen_http` speaks only HTTPS, with HSTS.
+    pub tls: Option<http_listener::TlsFiles>,
+    /// `loopback` (the default: `listen_http` off loopback needs
+    /// `[http.tls]`) or `anywhere` (a proxy in front terminates TLS).
+    pub plain_http: http_listener::PlainHttp,
+    /// With `[http.tls]`, a second, plain-HTTP address; none by default.
+    pub plain_listen: Option<SocketAddr>,
 }
 
 /// PEM files made by `pahlawan certs init`.
@@ -51,6 +74,7 @@ impl Default for HubConfig {
             listen_quic: SocketAddr::from(([0, 0, 0, 0], 4433)),
             listen_http: SocketAddr::from(([127, 0, 0, 1], 8090)),
             tls: TlsFiles::default(),
+            http: HubHttpConfig::default(),
             lease_ttl_secs: 300,
             registry_refresh_secs: 30,
             max_sessions: 1_000,
@@ -106,7 +130,26 @@ impl HubConfig {
                 "lease_ttl_secs must be ≥ 5, registry_refresh_secs ≥ 1, max_sessions ≥ 1".into(),
             ));
         }
+        self.listener()
+            .check()
+            .map_err(|e| ConfigError::Invalid(format!("http: {e}")))?;
         Ok(())
+    }
+
+    /// What the HTTP listener serves. PostgreSQL connections (one per
+    /// session) come out of the descriptors the cap keeps back.
+    pub fn listener(&self) -> http_listener::ListenerConfig {
+        let mut limits = self.http.connections.clone();
+        limits.reserved_fds = limits
+            .reserved_fds
+            .saturating_add(u64::try_from(self.max_sessions).unwrap_or(u64::MAX));
+        http_listener::ListenerConfig {
+            listen: self.listen_http,
+            limits,
+            tls: self.http.tls.clone(),
+            plain_http: self.http.plain_http,
+            plain_listen: self.http.plain_listen,
+        }
     }
 
     pub fn to_toml(&self) -> String {

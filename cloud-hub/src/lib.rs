@@ -29,6 +29,8 @@ pub enum HubError {
     Db(#[from] db::DbError),
     #[error(transparent)]
     Tls(#[from] sync_link::tls::TlsError),
+    #[error(transparent)]
+    Http(#[from] http_listener::ListenError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -42,6 +44,7 @@ pub struct Hub {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     endpoint: quinn::Endpoint,
+    http: Option<http_listener::HttpServer>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stats: Arc<stats::HubStats>,
 }
@@ -69,18 +72,8 @@ impl Hub {
         let housekeeping = tokio::spawn(db::retention::housekeeping(
             cfg.database_url.clone(),
             cfg.retention_days,
-            stopped.clone(),
+            stopped,
         ));
-        let listener = tokio::net::TcpListener::bind(cfg.listen_http)
-            .await
-            .map_err(|source| HubError::Bind {
-                addr: cfg.listen_http,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| HubError::Bind {
-            addr: cfg.listen_http,
-            source,
-        })?;
         let state = Arc::new(http::HttpState {
             max_sessions: cfg.max_sessions,
             last_scrape: parking_lot::Mutex::new(None),
@@ -88,24 +81,21 @@ impl Hub {
             client: tokio::sync::Mutex::new(Some(client)),
             stats: stats.clone(),
         });
-        let mut http_stop = stopped;
-        let http_task = tokio::spawn(async move {
-            let served = axum::serve(listener, http::router(state))
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "hub HTTP server failed");
-            }
-        });
+        let http = http_listener::HttpServer::start(
+            &cfg.listener(),
+            http::router(state),
+            stats.metrics.conn.clone(),
+        )
+        .await?;
+        let http_addr = http.local_addr();
         tracing::info!(%quic_addr, %http_addr, citus, "hub started");
         Ok(Hub {
             quic_addr,
             http_addr,
             stop,
             endpoint,
-            tasks: vec![quic_task, http_task, housekeeping],
+            http: Some(http),
+            tasks: vec![quic_task, housekeeping],
             stats,
         })
     }
@@ -118,13 +108,23 @@ impl Hub {
         self.http_addr
     }
 
+    /// The HTTP listener speaks HTTPS (`[http.tls]`).
+    pub fn http_is_tls(&self) -> bool {
+        self.http
+            .as_ref()
+            .is_some_and(http_listener::HttpServer::is_tls)
+    }
+
     pub fn stats(&self) -> &Arc<stats::HubStats> {
         &self.stats
     }
 
     /// Ends sessions cleanly, stops serving, waits for the tasks.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
+        if let Some(http) = self.http.take() {
+            http.shutdown().await;
+        }
         self.endpoint.close(0u32.into(), b"hub shutting down");
         for t in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;

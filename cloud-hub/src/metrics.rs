@@ -31,11 +31,15 @@ pub struct HubMetrics {
     pub tons_prevented: Counter<f64, AtomicU64>,
     pub http: Family<HttpLabels, Histogram>,
     pub replication_lag: Histogram,
+    /// The HTTP listener's connections.
+    pub conn: http_listener::ConnMetrics,
 }
 
 impl Default for HubMetrics {
     fn default() -> HubMetrics {
         let mut registry = Registry::default();
+        let conn = http_listener::ConnMetrics::default();
+        conn.register(&mut registry);
         let events_applied = Counter::default();
         registry.register(
             "hub_events_applied",
@@ -89,6 +93,7 @@ impl Default for HubMetrics {
             saturation,
             tons_prevented,
             http,
+            conn,
         }
     }
 }

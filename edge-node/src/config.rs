@@ -23,7 +23,9 @@ pub struct EdgeConfig {
     pub edge_id: String,
     /// Where the SQLite database lives (created if missing).
     pub data_dir: PathBuf,
-    /// The HTTP API's address. Use `0.0.0.0:8080` to serve kiosks on the LAN.
+    /// The HTTP API's address. Use `0.0.0.0:8080` to serve kiosks on the
+    /// LAN, with `[http.tls]` (plain HTTP is served on loopback only unless
+    /// `http.plain_http = "anywhere"`).
     pub listen: SocketAddr,
     /// The city's offset from UTC in minutes; "today" for capacity starts at
     /// local midnight. Jakarta is +420.
@@ -232,6 +234,19 @@ pub struct HttpConfig {
     pub max_streams: usize,
     /// SSE keep-alive comment interval.
     pub sse_keepalive_secs: u64,
+    /// Time limits and caps on connections (`[http.connections]`): header
+    /// 10 s, body 30 s, idle 60 s; at most 16,384 connections (fewer when
+    /// the open-file limit is lower), 256 from one address.
+    pub connections: http_listener::ConnLimits,
+    /// HTTPS (`[http.tls]`: `cert`, `key`, re-read when they change). With
+    /// it, `listen` speaks only HTTPS and every answer carries HSTS.
+    pub tls: Option<http_listener::TlsFiles>,
+    /// Where plain HTTP may be served: `loopback` (the default; a `listen`
+    /// off loopback then needs `[http.tls]`) or `anywhere`.
+    pub plain_http: http_listener::PlainHttp,
+    /// With `[http.tls]`, a second, plain-HTTP address (loopback, for
+    /// probes and scrapes, say); none by default.
+    pub plain_listen: Option<SocketAddr>,
 }
 
 impl Default for EdgeConfig {
@@ -291,6 +306,10 @@ impl Default for HttpConfig {
             max_radius_km: 100.0,
             max_streams: 10_000,
             sse_keepalive_secs: 15,
+            connections: http_listener::ConnLimits::default(),
+            tls: None,
+            plain_http: http_listener::PlainHttp::default(),
+            plain_listen: None,
         }
     }
 }
@@ -338,6 +357,9 @@ impl EdgeConfig {
         self.routing
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("routing: {e}")))?;
+        self.listener()
+            .check()
+            .map_err(|e| ConfigError::Invalid(format!("http: {e}")))?;
         let engine = EngineConfig {
             matching: self.matching,
             lifecycle: self.lifecycle,
@@ -457,6 +479,18 @@ impl EdgeConfig {
         ]
     }
 
+    /// What the HTTP listener serves: `listen` (HTTPS with `[http.tls]`),
+    /// the optional plain address, the connection limits.
+    pub fn listener(&self) -> http_listener::ListenerConfig {
+        http_listener::ListenerConfig {
+            listen: self.listen,
+            limits: self.http.connections.clone(),
+            tls: self.http.tls.clone(),
+            plain_http: self.http.plain_http,
+            plain_listen: self.http.plain_listen,
+        }
+    }
+
     /// The JWKS file in effect.
     pub fn jwks_path(&self) -> PathBuf {
         self.auth.jwks_file.clone().unwrap_or_else(|| {
@@ -527,6 +561,14 @@ mod tests {
             (|c| c.lifecycle.ack_timeout_secs = 0, "ack_timeout_secs"),
             (|c| c.cells.tokens = vec!["nope".into()], "cells"),
             (|c| c.utc_offset_minutes = 5_000, "utc_offset_minutes"),
+            (
+                |c| c.listen = SocketAddr::from(([0, 0, 0, 0], 8080)),
+                "http.tls",
+            ),
+            (
+                |c| c.http.connections.idle_timeout_secs = 0,
+                "idle_timeout_secs",
+            ),
             (
                 |c| c.hub = Some(link(|h| h.reconnect_min_ms = 0)),
                 "reconnect_min_ms",

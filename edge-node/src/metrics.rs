@@ -98,6 +98,9 @@ pub struct Metrics {
     pub offers: Family<OutcomeLabels, Counter>,
     pub breaker_state: Gauge,
     pub alerts: Family<AlertLabels, Counter>,
+    /// The HTTP listener's connections (open, cap, accepted, refused,
+    /// closed by timeouts, TLS reloads).
+    pub conn: http_listener::ConnMetrics,
 }
 
 impl Default for Metrics {
@@ -122,7 +125,10 @@ impl Metrics {
         for kind in ["fallback_offered", "no_fallback"] {
             let _ = alerts.get_or_create(&AlertLabels { kind });
         }
+        let conn = http_listener::ConnMetrics::default();
+        conn.register(&mut r);
         Metrics {
+            conn,
             claim_latency: register(
                 &mut r,
                 "surplus_claim_latency_seconds",

@@ -38,7 +38,7 @@ pub enum StartError {
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Bind(#[from] crate::api::BindError),
+    Bind(#[from] http_listener::ListenError),
     #[error("starting the writer thread: {0}")]
     Thread(std::io::Error),
     #[error("the hub link: {0}")]
@@ -373,6 +373,12 @@ impl Edge {
     /// The HTTP API's bound address, if serving.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|s| s.local_addr())
+    }
+
+    /// The extra plain-HTTP address beside an HTTPS one
+    /// (`http.plain_listen`), when serving.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|s| s.plain_addr())
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully.

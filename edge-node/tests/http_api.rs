@@ -1145,3 +1145,39 @@ async fn readiness_follows_the_writer() {
     edge.shutdown().await;
     assert!(!writer.is_ready(), "a stopped writer is not ready");
 }
+
+/// A body that stops arriving is answered 408 in the API's error format
+/// once `http.connections.body_read_timeout_secs` passes, and the
+/// listener's connection metrics are in the edge's `/metrics`.
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_answered_408_with_the_error_format() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestEdge::start_with(|c| c.http.connections.body_read_timeout_secs = 1).await;
+    let addr = t.base.trim_start_matches("http://").to_string();
+    let admin = common::token(t.dir.path(), edge_node::auth::Role::Admin, "test-admin");
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/providers HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {admin}\r\n\
+         content-type: application/json\r\ncontent-length: 200\r\n\r\n{{\"name\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"body_timeout""#), "{answer}");
+
+    let metrics = reqwest::get(format!("{}/metrics", t.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in http_listener::metrics::FAMILIES {
+        // OpenMetrics names a counter family without `_total` in its HELP.
+        let name = family.trim_end_matches("_total");
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{family} in /metrics"
+        );
+    }
+}

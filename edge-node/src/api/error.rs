@@ -57,6 +57,10 @@ pub enum BodyErrors {
     /// The body is not JSON (`malformed_json`).
     #[response(status = 400)]
     Malformed(ErrorBody),
+    /// The body did not arrive within
+    /// `http.connections.body_read_timeout_secs` (`body_timeout`).
+    #[response(status = 408)]
+    TooSlow(ErrorBody),
     /// The body exceeds `http.max_body_bytes` (`payload_too_large`).
     #[response(status = 413)]
     TooLarge(ErrorBody),

@@ -1,5 +1,6 @@
 //! Extractors whose rejections speak the API's error format: JSON bodies
-//! (400 malformed, 415 wrong content type, 413 too large, 422 wrong shape),
+//! (400 malformed, 415 wrong content type, 413 too large, 408 too slow,
+//! 422 wrong shape),
 //! ids in paths (404), query strings (422), and request headers.
 
 use std::str::FromStr;
@@ -47,6 +48,13 @@ fn json_rejection(r: JsonRejection) -> ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the body exceeds the size limit",
+            )
+        }
+        JsonRejection::BytesRejection(e) if http_listener::conn::is_body_timeout(&e) => {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the body did not arrive in time",
             )
         }
         other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),

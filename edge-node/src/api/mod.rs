@@ -26,7 +26,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::sync::oneshot;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -213,68 +212,34 @@ pub fn app(edge: AppState) -> Router {
         .with_state(edge)
 }
 
-/// The API's address could not be bound.
-#[derive(Debug, thiserror::Error)]
-#[error("binding {addr}: {source}")]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
-}
-
-/// A running HTTP server.
+/// A running HTTP server: the API behind the connection caps, timeouts
+/// and (with `[http.tls]`) HTTPS of `http_listener`.
 pub struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    inner: http_listener::HttpServer,
 }
 
 impl Server {
-    pub async fn bind(edge: AppState) -> Result<Server, BindError> {
-        let addr = edge.config.listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| BindError { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| BindError { addr, source })?;
-        let (stop, stopped) = oneshot::channel::<()>();
+    pub async fn bind(edge: AppState) -> Result<Server, http_listener::ListenError> {
+        let listener = edge.config.listener();
+        let metrics = edge.metrics.conn.clone();
         let app = app(edge);
-        let task = tokio::spawn(async move {
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
-        Ok(Server {
-            addr,
-            stop: Some(stop),
-            task,
-        })
+        let inner = http_listener::HttpServer::start(&listener, app, metrics).await?;
+        Ok(Server { inner })
     }
 
+    /// The API's address (HTTPS when `[http.tls]` is set).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.local_addr()
+    }
+
+    /// The extra plain-HTTP address (`http.plain_listen`), when set.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.inner.plain_addr()
     }
 
     /// Stops accepting, lets in-flight requests finish (SSE streams are cut
     /// after a grace period).
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.inner.shutdown().await;
     }
 }
