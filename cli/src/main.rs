@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edge_node::EdgeConfig;
 
+mod hub_tokens;
 mod sync_bench;
 
 #[derive(Parser)]
@@ -62,7 +63,7 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Bearer tokens for an edge's API.
+    /// Bearer tokens for an edge's (or, with --for hub, the hub's) API.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -92,17 +93,32 @@ enum TokenCommand {
 
 #[derive(Args)]
 struct TokenArgs {
-    /// provider, ngo or admin.
+    /// provider, ngo or admin (an edge's); admin or viewer (the hub's).
     #[arg(long)]
     role: String,
-    /// The subject: a provider id (provider), a recipient id (ngo), a name (admin).
+    /// The subject: a provider id (provider), a recipient id (ngo), a name (admin, viewer).
     #[arg(long)]
     sub: String,
     /// Lifetime: 900, 900s, 15m or 1h.
     #[arg(long, default_value = "15m")]
     ttl: String,
+    /// Whose API the token opens: an edge's (signed with --data-dir's key)
+    /// or the hub's (signed with the hub's token key; --config is then the
+    /// hub's configuration file).
+    #[arg(long = "for", value_enum, default_value_t = TokenFor::Edge)]
+    token_for: TokenFor,
+    /// With --for hub: the directory holding the hub's TLS key; its token
+    /// keys are in tokens/ beside it unless [auth] keys_dir says otherwise.
+    #[arg(long)]
+    certs_dir: Option<PathBuf>,
     #[command(flatten)]
     edge: EdgeArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TokenFor {
+    Edge,
+    Hub,
 }
 
 #[derive(Subcommand)]
@@ -164,6 +180,35 @@ enum HubCommand {
     /// region-<id>.parquet), check each file, then detach the months from
     /// PostgreSQL (their delivered kilograms stay as daily totals).
     Export(HubExportArgs),
+    /// Ask the running hub for a one-time code a person trades for a
+    /// dashboard session at /dashboard (printed alone on stdout).
+    LoginCode(LoginCodeArgs),
+}
+
+#[derive(Args)]
+struct LoginCodeArgs {
+    /// admin or viewer.
+    #[arg(long, default_value = "viewer")]
+    role: String,
+    /// Who signs in with it: a person's name or address.
+    #[arg(long)]
+    sub: String,
+    /// How long the code may wait to be used: 60s to 1h.
+    #[arg(long, default_value = "10m")]
+    ttl: String,
+    /// The hub's base URL (default: http://<listen_http>, or https:// with
+    /// [http.tls], from the configuration).
+    #[arg(long)]
+    url: Option<String>,
+    /// Trust this CA (PEM) for an HTTPS hub, e.g. certs/ca.crt.
+    #[arg(long, env = "PAHLAWAN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// The hub's TOML configuration (for its token key and address).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory holding the hub's TLS key (its token keys are in tokens/ beside it).
+    #[arg(long)]
+    certs_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -211,7 +256,8 @@ struct HubArgs {
 
 #[derive(Subcommand)]
 enum CertsCommand {
-    /// Create the CA and the hub's certificate.
+    /// Create the CA and the hub's certificate, and the hub's token keys
+    /// in tokens/ (kept if they exist).
     Init {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
@@ -463,6 +509,27 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Hub {
             command: HubCommand::Export(args),
         } => hub_export(args).await,
+        Command::Hub {
+            command: HubCommand::LoginCode(args),
+        } => {
+            let config = hub_tokens::config(args.config.as_deref(), args.certs_dir.as_deref())?;
+            let req = hub_tokens::LoginCodeRequest {
+                ttl_secs: parse_ttl(&args.ttl)?,
+                role: args.role,
+                sub: args.sub,
+                url: args.url,
+                ca_cert: args.ca_cert,
+            };
+            let answer = hub_tokens::login_code(&config, &req).await?;
+            println!("{}", answer["code"].as_str().unwrap_or_default());
+            eprintln!(
+                "a one-time code for {} ({}), valid until {}: sign in at /dashboard",
+                answer["sub"].as_str().unwrap_or_default(),
+                answer["role"].as_str().unwrap_or_default(),
+                answer["expires_at"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
         Command::Certs { command } => certs(command),
         Command::Keys { command } => keys(command).await,
         Command::Token {
@@ -541,6 +608,10 @@ fn parse_ttl(s: &str) -> anyhow::Result<i64> {
 }
 
 fn token_issue(args: &TokenArgs) -> anyhow::Result<String> {
+    if args.token_for == TokenFor::Hub {
+        let config = hub_tokens::config(args.edge.config.as_deref(), args.certs_dir.as_deref())?;
+        return hub_tokens::issue(&config, &args.role, &args.sub, parse_ttl(&args.ttl)?);
+    }
     let config = edge_config(&args.edge)?;
     let role: edge_node::auth::Role = args
         .role
@@ -701,7 +772,15 @@ fn certs(command: CertsCommand) -> anyhow::Result<()> {
             dir,
             hub_names,
             force,
-        } => cloud_hub::certs::init(&dir, &hub_names, force)?,
+        } => {
+            let mut created = cloud_hub::certs::init(&dir, &hub_names, force)?;
+            // The hub's token keys too, where the hub looks by default
+            // (kept if they exist: tokens already issued stay good).
+            created
+                .files
+                .extend(jwt_auth::keys::init(&dir.join("tokens"))?.files);
+            created
+        }
         CertsCommand::IssueEdge { dir, edge_id } => {
             let edge = sync_protocol::EdgeId::new(&edge_id)
                 .map_err(|e| anyhow::anyhow!("--edge-id {edge_id:?}: {e}"))?;
