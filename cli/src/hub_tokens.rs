@@ -23,8 +23,11 @@ pub fn config(file: Option<&Path>, certs_dir: Option<&Path>) -> anyhow::Result<H
 }
 
 fn role(s: &str) -> anyhow::Result<HubRole> {
-    s.parse()
-        .map_err(|_| anyhow::anyhow!("--role {s:?}: a hub token's role is admin or viewer"))
+    s.parse().map_err(|_| {
+        pahlawan_cli::exit::usage(format!(
+            "--role {s:?}: a hub token's role is admin or viewer"
+        ))
+    })
 }
 
 fn now() -> sync_protocol::Timestamp {
@@ -34,12 +37,14 @@ fn now() -> sync_protocol::Timestamp {
 /// Signs a hub token.
 pub fn issue(config: &HubConfig, role_name: &str, sub: &str, ttl: i64) -> anyhow::Result<String> {
     let role = role(role_name)?;
-    anyhow::ensure!(!sub.trim().is_empty(), "--sub must not be empty");
+    if sub.trim().is_empty() {
+        return Err(pahlawan_cli::exit::usage("--sub must not be empty"));
+    }
     if ttl > config.auth.max_token_lifetime_secs {
-        anyhow::bail!(
+        return Err(pahlawan_cli::exit::usage(format!(
             "--ttl {ttl}s: the hub refuses tokens living longer than {} s (auth.max_token_lifetime_secs)",
             config.auth.max_token_lifetime_secs
-        );
+        )));
     }
     let keys = config.token_keys_dir();
     Ok(cloud_hub::auth::issue(
@@ -88,7 +93,7 @@ pub async fn login_code(
         .timeout(std::time::Duration::from_secs(30))
         .send()
         .await
-        .with_context(|| format!("reaching the hub at {base}"))?;
+        .map_err(|e| pahlawan_cli::exit::unreachable(format!("reaching the hub at {base}: {e}")))?;
     let status = resp.status();
     let body: serde_json::Value = resp
         .json()

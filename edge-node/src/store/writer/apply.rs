@@ -357,6 +357,8 @@ impl Writer {
                 recipient_id,
                 delivered,
             } => e.deliver(now, id, recipient_id, delivered),
+            SurplusAction::DlqRetry => e.dlq_retry(now, id),
+            SurplusAction::DlqResolve { recipient_id } => e.dlq_resolve(now, id, recipient_id),
         }
         .map(LiveSurplus::snapshot)
     }
