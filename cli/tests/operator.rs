@@ -610,7 +610,7 @@ fn leases(cells: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cells_show_the_lease_as_the_hub_granted_it() {
+async fn cells_and_status_show_the_lease_and_the_sync_as_the_hub_has_them() {
     let db = testkit::pg::fresh_database().await;
     let certs = certs_for_edges(&["jkt-1", "jkt-2"]);
     let port = free_udp_port();
@@ -638,6 +638,31 @@ async fn cells_show_the_lease_as_the_hub_granted_it() {
     })
     .await;
     assert_eq!(granted["hub_connected"], true, "{granted}");
+    // `status` reports the sync with the hub, once there is something to sync.
+    seed(&admin_client(&work.path().join("e1")), &first.base, 1).await;
+    let status = testkit::eventually("status to show the hub caught up", async || {
+        let s = json_of(&[
+            "status",
+            "--json",
+            "--url",
+            &first.base,
+            "--config",
+            cfg1.to_str().unwrap(),
+        ]);
+        let synced = s["acked_seq"].as_u64() > Some(0) && s["acked_seq"] == s["committed_seq"];
+        (synced && s["last_sync_at"].is_string()).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (
+            &status["hub_enabled"],
+            &status["hub_connected"],
+            &status["outbox_backlog"]
+        ),
+        (&json!(true), &json!(true), &json!(0)),
+        "{status}"
+    );
+    assert_eq!(status["lease_epoch"], granted["lease_epoch"], "{status}");
     let table = ok(&[
         "cells",
         "list",
