@@ -451,3 +451,128 @@ async fn a_pg_basebackup_of_the_hubs_database_restores_into_another_cluster() {
     let copy_hub = start_hub(&restored.url("hub"), free_udp_port(), certs.path());
     drop((copy_hub, hub, edge));
 }
+
+/// `pahlawan` with extra environment variables.
+fn pahlawan_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pahlawan"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "off")
+        .env_remove("PAHLAWAN_TOKEN")
+        .output()
+        .expect("run pahlawan");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Backups and restores that cannot be done, each one line on stderr and
+/// the documented exit code, the data directory untouched; and a good
+/// backup and restore with stderr not a terminal draw no progress bar.
+#[test]
+fn bad_backups_and_restores_are_one_line_and_their_code_and_a_good_one_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap().to_string();
+    drop(Proc::spawn(&[
+        "edge",
+        "run",
+        "--data-dir",
+        &d,
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let file = dir.path().join("edge.pahlbak");
+    let f = file.to_str().unwrap().to_string();
+    // stderr is a pipe here: the progress bar draws nothing.
+    let (code, out, err) = pahlawan(&["backup", "--to", &f, "--data-dir", &d]);
+    assert_eq!((code, err.as_str()), (0, ""), "backup: {out}");
+    assert!(out.contains("integrity") && out.contains("ok"), "{out}");
+    let (code, out, err) = pahlawan(&["restore", "--from", &f, "--data-dir", &d]);
+    assert_eq!((code, err.as_str()), (0, ""), "restore: {out}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let garbage = dir.path().join("garbage.pahlbak");
+    std::fs::write(&garbage, b"not a backup at all").unwrap();
+    let good = std::fs::read(&file).unwrap();
+    let cut = dir.path().join("cut.pahlbak");
+    std::fs::write(&cut, &good[..good.len() - 100]).unwrap();
+    let e = empty.to_str().unwrap();
+    let (g, c) = (garbage.to_str().unwrap(), cut.to_str().unwrap());
+    let missing = dir.path().join("missing.pahlbak");
+    let m = missing.to_str().unwrap();
+    let db_before = std::fs::read(data.join("edge.sqlite3")).unwrap();
+    // (arguments, environment, exit code, what the line mentions)
+    type Row<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, i32, &'a str);
+    let table: Vec<Row> = vec![
+        (vec!["backup", "--data-dir", &d], vec![], 2, "--to"),
+        (vec!["restore", "--data-dir", &d], vec![], 2, "--from"),
+        (
+            vec!["backup", "--to", &f, "--data-dir", e],
+            vec![],
+            1,
+            "not an edge data directory",
+        ),
+        (
+            vec!["restore", "--from", g, "--data-dir", &d],
+            vec![],
+            1,
+            "not a pahlawan backup",
+        ),
+        (
+            vec!["restore", "--from", c, "--data-dir", &d],
+            vec![],
+            1,
+            "damaged",
+        ),
+        (
+            vec!["restore", "--from", m, "--data-dir", &d],
+            vec![],
+            1,
+            "missing.pahlbak",
+        ),
+        (
+            vec!["restore", "--from", &f, "--data-dir", &d],
+            vec![("PAHLAWAN_EDGE_EDGE_ID", "bandung-1")],
+            1,
+            "is a backup of edge",
+        ),
+        (
+            vec![
+                "restore",
+                "--from",
+                &f,
+                "--data-dir",
+                &d,
+                "--hub-seq",
+                "3",
+                "--hub-url",
+                "http://x",
+            ],
+            vec![],
+            2,
+            "cannot be used with",
+        ),
+    ];
+    for (args, env, code, needle) in table {
+        let (got, out, err) = pahlawan_env(&args, &env);
+        assert_eq!(got, code, "pahlawan {args:?}: {err}{out}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "pahlawan {args:?}: {needle:?} in {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(data.join("edge.sqlite3")).unwrap(),
+        db_before,
+        "no refused restore touched the database"
+    );
+    assert!(
+        std::fs::read(&file).unwrap() == good,
+        "the refused backup left the earlier file as it was"
+    );
+}

@@ -235,7 +235,7 @@ async fn every_reading_verb_against_a_real_edge() {
     assert_eq!(cells["level"], 9);
     assert_eq!(cells["lease_epoch"], 0, "no hub, no lease yet");
     let token = cells["cells"][0]["token"].as_str().unwrap().to_string();
-    assert_eq!(cells["cells"][0]["lease"], "held");
+    assert_eq!(cells["cells"][0]["lease"], "none", "no hub, nothing leased");
     let shown = json_of(&at(&edge, &["cells", "show", &token, "--json"]));
     assert_eq!(shown["token"], token.as_str());
     assert!(ok(&at(&edge, &["cells", "list"])).contains("LEASE"));
@@ -582,4 +582,115 @@ fn config_show_names_the_source_of_every_value() {
         table.starts_with("KEY") && table.contains("default"),
         "{table}"
     );
+}
+
+/// `cells list --json` of the edge at `edge` with configuration `cfg`.
+fn cells_of(edge: &EdgeProc, cfg: &Path) -> Value {
+    json_of(&[
+        "cells",
+        "list",
+        "--json",
+        "--url",
+        &edge.base,
+        "--config",
+        cfg.to_str().unwrap(),
+    ])
+}
+
+/// Every cell's lease column, deduplicated.
+fn leases(cells: &Value) -> Vec<String> {
+    let mut l: Vec<String> = cells["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["lease"].as_str().unwrap().to_string())
+        .collect();
+    l.dedup();
+    l
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_and_status_show_the_lease_and_the_sync_as_the_hub_has_them() {
+    let db = testkit::pg::fresh_database().await;
+    let certs = certs_for_edges(&["jkt-1", "jkt-2"]);
+    let port = free_udp_port();
+    let work = tempfile::tempdir().unwrap();
+    let hub_addr = format!("127.0.0.1:{port}");
+    let cfg1 = edge_config(
+        work.path(),
+        &work.path().join("e1"),
+        certs.path(),
+        "jkt-1",
+        &hub_addr,
+    );
+    // The hub is not up yet: nothing granted.
+    let first = start_edge(&cfg1);
+    let cells = cells_of(&first, &cfg1);
+    assert_eq!(
+        (cells["lease_epoch"].as_u64(), leases(&cells)),
+        (Some(0), vec!["pending".to_string()]),
+        "{cells}"
+    );
+    let _hub = start_hub(&db.url, port, certs.path());
+    let granted = testkit::eventually("the hub to grant jkt-1 its cells", async || {
+        let c = cells_of(&first, &cfg1);
+        (c["lease_epoch"].as_u64() > Some(0) && leases(&c) == ["held"]).then_some(c)
+    })
+    .await;
+    assert_eq!(granted["hub_connected"], true, "{granted}");
+    // `status` reports the sync with the hub, once there is something to sync.
+    seed(&admin_client(&work.path().join("e1")), &first.base, 1).await;
+    let status = testkit::eventually("status to show the hub caught up", async || {
+        let s = json_of(&[
+            "status",
+            "--json",
+            "--url",
+            &first.base,
+            "--config",
+            cfg1.to_str().unwrap(),
+        ]);
+        let synced = s["acked_seq"].as_u64() > Some(0) && s["acked_seq"] == s["committed_seq"];
+        (synced && s["last_sync_at"].is_string()).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (
+            &status["hub_enabled"],
+            &status["hub_connected"],
+            &status["outbox_backlog"]
+        ),
+        (&json!(true), &json!(true), &json!(0)),
+        "{status}"
+    );
+    assert_eq!(status["lease_epoch"], granted["lease_epoch"], "{status}");
+    let table = ok(&[
+        "cells",
+        "list",
+        "--url",
+        &first.base,
+        "--config",
+        cfg1.to_str().unwrap(),
+    ]);
+    let epoch = granted["lease_epoch"].to_string();
+    assert!(
+        table.contains(&format!("lease epoch {epoch}")) && table.contains("held"),
+        "{table}"
+    );
+
+    // A second edge claiming the same cells is told another edge holds them.
+    let cfg2 = edge_config(
+        work.path(),
+        &work.path().join("e2"),
+        certs.path(),
+        "jkt-2",
+        &hub_addr,
+    );
+    let second = start_edge(&cfg2);
+    testkit::until("jkt-2 to see jkt-1's leases as conflicts", async || {
+        leases(&cells_of(&second, &cfg2)) == ["conflict"]
+    })
+    .await;
+    let still = cells_of(&first, &cfg1);
+    assert_eq!(leases(&still), ["held"], "jkt-1 keeps its cells: {still}");
+    drop((first, second));
 }

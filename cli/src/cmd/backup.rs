@@ -37,6 +37,10 @@ pub struct RestoreArgs {
     /// high-water mark the hub holds for this edge.
     #[arg(long, conflicts_with = "hub_seq")]
     hub_url: Option<String>,
+    /// Trust this CA (PEM) for an HTTPS hub, e.g. certs/ca.crt; without
+    /// it, the system's roots.
+    #[arg(long, env = "PAHLAWAN_CA_CERT", hide_env_values = true)]
+    ca_cert: Option<PathBuf>,
     /// The hub's high-water mark for this edge, when the hub cannot be asked.
     #[arg(long)]
     hub_seq: Option<u64>,
@@ -104,7 +108,9 @@ pub async fn restore(args: RestoreArgs, out: Out) -> anyhow::Result<()> {
     }
     let hub_seq = match (args.hub_seq, &args.hub_url) {
         (Some(n), _) => Some(n),
-        (None, Some(url)) => Some(hub_high_water(url, &config.edge_id).await?),
+        (None, Some(url)) => {
+            Some(hub_high_water(url, args.ca_cert.as_deref(), &config.edge_id).await?)
+        }
         (None, None) if config.hub.is_some() => {
             return Err(exit::usage(
                 "this edge syncs with a hub: pass --hub-url (the hub's HTTP address) or --hub-seq N, \
@@ -163,11 +169,10 @@ fn show_restored(r: &backup::Restored, from: &Path, out: Out) -> anyhow::Result<
 
 /// The hub's high-water mark for `edge_id` (`GET /api/v1/edges`); 0 when
 /// the hub has never heard from it.
-async fn hub_high_water(url: &str, edge_id: &str) -> anyhow::Result<u64> {
+async fn hub_high_water(url: &str, ca_cert: Option<&Path>, edge_id: &str) -> anyhow::Result<u64> {
     let base = url.trim_end_matches('/');
-    let resp = reqwest::Client::new()
+    let resp = crate::client::http_client(ca_cert)?
         .get(format!("{base}/api/v1/edges"))
-        .timeout(std::time::Duration::from_secs(30))
         .send()
         .await
         .map_err(|e| exit::unreachable(format!("the hub at {base} did not answer: {e}")))?;

@@ -98,14 +98,25 @@ pub async fn cells(
             .iter()
             .map(|c| CellJson {
                 token: crate::cells::token(c),
-                lease: if link.conflicts.contains(&c) {
-                    "conflict".into()
-                } else {
-                    "held".into()
-                },
+                lease: cell_lease(&link, c).into(),
             })
             .collect(),
     }))
+}
+
+/// One cell's lease as this edge knows it: `none` without a hub, `pending`
+/// until the hub granted an epoch, `conflict` when the hub says another
+/// edge holds it (our events there are fenced), else `held`.
+fn cell_lease(link: &crate::ports::LinkStatus, cell: u64) -> &'static str {
+    if !link.enabled {
+        "none"
+    } else if link.conflicts.contains(&cell) {
+        "conflict"
+    } else if link.lease_epoch == 0 {
+        "pending"
+    } else {
+        "held"
+    }
 }
 
 /// A page of this edge's own recipients in id order, without contact data.

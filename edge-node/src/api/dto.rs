@@ -1032,8 +1032,9 @@ pub struct StatusJson {
 pub struct CellJson {
     /// The S2 cell token.
     pub token: String,
-    /// `held`, or `conflict` when the hub says another edge holds its lease
-    /// (our events there are fenced).
+    /// `none` (no hub: nothing to lease), `pending` (the hub has not
+    /// granted an epoch yet), `held`, or `conflict` when the hub says
+    /// another edge holds its lease (our events there are fenced).
     #[schema(value_type = CellLeaseName)]
     pub lease: String,
 }
@@ -1042,7 +1043,7 @@ schema_type!(
     /// Who holds a cell's lease.
     CellLeaseName,
     "CellLease",
-    string_enum("Whether this edge holds the cell's lease", ["held", "conflict"])
+    string_enum("Whether this edge holds the cell's lease", ["none", "pending", "held", "conflict"])
 );
 
 /// `GET /admin/cells`: the cells this edge owns and the lease epoch it holds.
