@@ -38,6 +38,36 @@ pub struct HubConfig {
     pub retention_days: u32,
     /// Bearer tokens on the HTTP API (`[auth]`).
     pub auth: HubAuthConfig,
+    /// The fleet API's and the dashboard's figures (`[dashboard]`).
+    pub dashboard: DashboardConfig,
+}
+
+/// How the dashboard turns kilograms into what people read (`[dashboard]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Greenhouse gas avoided per kilogram of food delivered instead of
+    /// wasted, in kg CO2e. Default 2.5: FAO (2013), *Food Wastage
+    /// Footprint: Impacts on Natural Resources, Summary Report* — 3.3 Gt
+    /// CO2e for the 1.3 Gt of food wasted each year (about 2.5 kg CO2e per
+    /// kg). A figure of your own region's food mix is better when you have it.
+    pub co2e_kg_per_kg: f64,
+    /// Grams of food counted as one meal (450 g by default).
+    pub meal_grams: u32,
+    /// An edge not heard from (lease renewal or batch) for this long is
+    /// stale. Sessions renew leases every `lease_ttl_secs / 4`, so keep it
+    /// above that.
+    pub stale_after_secs: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> DashboardConfig {
+        DashboardConfig {
+            co2e_kg_per_kg: 2.5,
+            meal_grams: 450,
+            stale_after_secs: 180,
+        }
+    }
 }
 
 /// The hub's bearer tokens (`[auth]`): RS256 JWTs of its own issuer and
@@ -129,6 +159,7 @@ impl Default for HubConfig {
             max_sessions: 1_000,
             retention_days: 90,
             auth: HubAuthConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -178,6 +209,16 @@ impl HubConfig {
         if self.lease_ttl_secs < 5 || self.registry_refresh_secs < 1 || self.max_sessions < 1 {
             return Err(ConfigError::Invalid(
                 "lease_ttl_secs must be ≥ 5, registry_refresh_secs ≥ 1, max_sessions ≥ 1".into(),
+            ));
+        }
+        let d = &self.dashboard;
+        let sane = d.co2e_kg_per_kg.is_finite()
+            && (0.0..=100.0).contains(&d.co2e_kg_per_kg)
+            && (1..=10_000).contains(&d.meal_grams)
+            && (10..=86_400).contains(&d.stale_after_secs);
+        if !sane {
+            return Err(ConfigError::Invalid(
+                "dashboard: co2e_kg_per_kg must be 0 to 100, meal_grams 1 to 10000, stale_after_secs 10 to 86400".into(),
             ));
         }
         if self.auth.leeway_secs < 0 || self.auth.max_token_lifetime_secs < 60 {

@@ -87,6 +87,7 @@ impl Hub {
             stats: stats.clone(),
             verifier,
             clock: Arc::new(sync_link::SystemClock),
+            dashboard: cfg.dashboard.clone(),
         });
         let metrics_listener = cfg.metrics_listener();
         let http = http_listener::HttpServer::start(

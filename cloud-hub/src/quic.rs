@@ -278,6 +278,15 @@ impl HubShell<'_> {
         let registered = queries::register(&self.db, &self.edge, &hello.cells).await?;
         self.home_region = Some(registered.home_region);
         let t = clock.now();
+        // The core admitted only its own protocol version.
+        crate::db::fleet::record_hello(
+            &self.db,
+            self.edge.as_str(),
+            hello.committed_seq,
+            sync_protocol::session::PROTOCOL_VERSION,
+            crate::http::odt(t),
+        )
+        .await?;
         let ttl = self.ctx.lease_ttl;
         let granted = leases::grant(
             &mut self.db,

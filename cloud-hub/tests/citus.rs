@@ -538,3 +538,94 @@ async fn a_batch_refused_on_one_worker_leaves_nothing_on_the_other() {
         "the same batch, once it can commit"
     );
 }
+
+fn task_counts(plan: &[String]) -> Vec<u32> {
+    plan.iter()
+        .filter_map(|l| l.trim().strip_prefix("Task Count: "))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The dashboard's reads (`db::fleet`): a region's go to one shard in every
+/// part, the fleet-wide ones fan out (each bounded, as its comment says).
+#[tokio::test]
+async fn each_fleet_statement_is_routed_as_its_comment_says() {
+    use cloud_hub::db::fleet;
+    let edge = EdgeId::new("jkt-1").unwrap();
+    let (_tdb, c, home) = setup(&edge).await;
+    let now = OffsetDateTime::now_utc();
+    let today = now.date();
+    let limit = 100i64;
+    let no_ids: Vec<uuid::Uuid> = vec![];
+    let one_shard: Vec<(&str, &str, Vec<&(dyn ToSql + Sync)>)> = vec![
+        (
+            "a region's impact by edge",
+            fleet::SQL_REGION_IMPACT_BY_EDGE,
+            vec![&today, &limit, &home],
+        ),
+        (
+            "a region's daily series",
+            fleet::SQL_REGION_DAILY,
+            vec![&now, &today, &today, &home],
+        ),
+    ];
+    let fan_out: Vec<(&str, &str, Vec<&(dyn ToSql + Sync)>)> = vec![
+        (
+            "impact by edge",
+            fleet::SQL_IMPACT_BY_EDGE,
+            vec![&today, &limit],
+        ),
+        ("daily series", fleet::SQL_DAILY, vec![&now, &today, &today]),
+        ("fleet table", fleet::SQL_FLEET_EDGES, vec![&now, &limit]),
+        (
+            "fenced recently",
+            fleet::SQL_FENCED_RECENTLY,
+            vec![&now, &limit],
+        ),
+        (
+            "trouble: surplus",
+            fleet::SQL_TROUBLE_SURPLUS,
+            vec![&now, &now, &limit],
+        ),
+        (
+            "trouble: fallback",
+            fleet::SQL_FALLBACK_ALERTS,
+            vec![&now, &limit],
+        ),
+        (
+            "trouble: unanswered",
+            fleet::SQL_UNANSWERED,
+            vec![&now, &limit],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, sql, params) in &one_shard {
+        let plan = explain(&c, sql, params).await;
+        let counts = task_counts(&plan);
+        if counts.is_empty() || counts.iter().any(|n| *n != 1) {
+            wrong.push(format!(
+                "{what}: not one shard in every part\n{}",
+                plan.join("\n")
+            ));
+        }
+    }
+    let shards = citus::TEST_SHARD_COUNT;
+    for (what, sql, params) in &fan_out {
+        let plan = explain(&c, sql, params).await;
+        if !task_counts(&plan).iter().any(|n| *n >= shards) {
+            wrong.push(format!(
+                "{what}: expected a fan-out to {shards} shards\n{}",
+                plan.join("\n")
+            ));
+        }
+    }
+    // The registry read is the coordinator's (a reference table).
+    let plan = explain(&c, fleet::SQL_RECIPIENT_NAMES, &[&no_ids]).await;
+    if task_counts(&plan).iter().any(|n| *n > 1) {
+        wrong.push(format!(
+            "recipient names: not the reference table\n{}",
+            plan.join("\n")
+        ));
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n\n"));
+}

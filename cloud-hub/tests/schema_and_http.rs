@@ -277,6 +277,7 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
             cloud_hub::auth::Keyring::default(),
         ),
         clock: Arc::new(sync_link::SystemClock),
+        dashboard: cloud_hub::config::DashboardConfig::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod conninfo;
 pub mod export;
+pub mod fleet;
 pub mod leases;
 pub mod partitions;
 pub mod queries;

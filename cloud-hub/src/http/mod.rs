@@ -4,6 +4,7 @@
 //! impact) and, for admins, minting login codes ([`signin`]).
 
 pub mod auth;
+pub mod fleet;
 pub mod signin;
 
 use std::sync::Arc;
@@ -34,8 +35,59 @@ pub struct HttpState {
     pub stats: Arc<HubStats>,
     /// Bearer tokens of the hub's issuer and audience.
     pub verifier: crate::auth::Verifier,
-    /// Where "now" comes from (tokens, codes, sessions).
+    /// Where "now" comes from (tokens, codes, sessions, "today").
     pub clock: Arc<dyn sync_link::Clock>,
+    /// Meals, CO2e and staleness for the fleet API.
+    pub dashboard: crate::config::DashboardConfig,
+}
+
+/// Every error the hub answers: `{"error": {"code", "message"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Pahlawan Pangan hub API",
+        description = "The fleet's impact, edges and trouble for dashboards, and sign-in codes. \
+            Every route but /healthz, /readyz, /metrics and this document needs a hub bearer token \
+            (RS256, issuer and audience pahlawan-hub); a viewer may only read."
+    ),
+    paths(fleet::impact, fleet::daily, fleet::edges, fleet::trouble, signin::create),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+async fn openapi() -> Response {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi()).into_response()
 }
 
 /// A `Timestamp` as PostgreSQL's `timestamptz`.
@@ -239,6 +291,10 @@ pub fn router(state: Arc<HttpState>, metrics_apart: bool) -> Router {
         .route("/api/v1/edges", get(edges))
         .route("/api/v1/impact", get(impact))
         .route("/api/v1/login-codes", axum::routing::post(signin::create))
+        .route("/api/v1/fleet/impact", get(fleet::impact))
+        .route("/api/v1/fleet/impact/daily", get(fleet::daily))
+        .route("/api/v1/fleet/edges", get(fleet::edges))
+        .route("/api/v1/fleet/trouble", get(fleet::trouble))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
@@ -246,7 +302,8 @@ pub fn router(state: Arc<HttpState>, metrics_apart: bool) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     let open = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi));
     let open = if metrics_apart {
         open
     } else {

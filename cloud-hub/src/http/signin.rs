@@ -10,7 +10,6 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{ApiError, HttpState, error, odt, rfc3339, with_db};
 use crate::auth::{self, HubPrincipal, HubRole};
@@ -23,7 +22,7 @@ pub const MAX_CODE_TTL_SECS: i64 = 3_600;
 /// The longest subject.
 pub const MAX_SUB_CHARS: usize = 128;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLoginCode {
     /// `admin` or `viewer`.
@@ -33,6 +32,16 @@ pub struct NewLoginCode {
     /// Seconds until it expires (60 to 3,600; default 600).
     #[serde(default)]
     pub ttl_secs: Option<i64>,
+}
+
+/// A minted code: shown once, stored only as its SHA-256.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LoginCodeCreated {
+    /// `XXXX-XXXX-XXXX` (Crockford base32; case, dashes, O/0 and I/L/1 forgiven).
+    pub code: String,
+    pub role: String,
+    pub sub: String,
+    pub expires_at: String,
 }
 
 fn invalid(code: &'static str, message: &str) -> ApiError {
@@ -72,6 +81,12 @@ fn validate(body: &NewLoginCode) -> Result<(HubRole, i64), ApiError> {
     Ok((role, ttl))
 }
 
+/// Mint a one-time login code (admins only).
+#[utoipa::path(post, path = "/api/v1/login-codes", request_body = NewLoginCode,
+    security(("bearer" = [])),
+    responses((status = 201, body = LoginCodeCreated), (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody), (status = 422, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody)))]
 pub async fn create(
     State(s): State<Arc<HttpState>>,
     Extension(admin): Extension<HubPrincipal>,
@@ -102,8 +117,12 @@ pub async fn create(
             tracing::info!(by = %admin.sub, role = role.as_str(), %sub, "login code minted");
             (
                 StatusCode::CREATED,
-                Json(json!({"code": code, "role": role.as_str(), "sub": sub,
-                            "expires_at": rfc3339(expires)})),
+                Json(LoginCodeCreated {
+                    code,
+                    role: role.as_str().into(),
+                    sub: sub.into(),
+                    expires_at: rfc3339(expires),
+                }),
             )
                 .into_response()
         }
