@@ -72,6 +72,55 @@ enum Command {
         #[command(subcommand)]
         command: SubjectCommand,
     },
+    /// The food bank's kiosk page: pair one, list and revoke paired kiosks
+    /// on a running edge.
+    Kiosk {
+        #[command(subcommand)]
+        command: KioskCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KioskCommand {
+    /// Print a one-time code (and its QR code) that pairs a kiosk page with
+    /// a recipient; it is valid for a few minutes (`kiosk.code_ttl_secs`).
+    Pair(KioskPairArgs),
+    /// List paired kiosks.
+    List(AdminArgs),
+    /// Revoke a kiosk: its cookie stops working at once.
+    Revoke(KioskRevokeArgs),
+}
+
+#[derive(Args)]
+struct KioskPairArgs {
+    /// The recipient (food bank) the kiosk acts for.
+    #[arg(long)]
+    recipient: String,
+    /// Address the kiosk reaches the edge at, for the QR code's link
+    /// (default: the --url, or http://<listen>).
+    #[arg(long)]
+    kiosk_url: Option<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+#[derive(Args)]
+struct KioskRevokeArgs {
+    /// The device id `kiosk list` shows.
+    device: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// How an admin verb reaches a running edge.
+#[derive(Args)]
+struct AdminArgs {
+    /// The edge's base URL (default: http://<listen> from the configuration).
+    #[arg(long)]
+    url: Option<String>,
+    /// Admin tokens are signed with this edge's keys (from --data-dir).
+    #[command(flatten)]
+    edge: EdgeArgs,
 }
 
 #[derive(Subcommand)]
@@ -304,6 +353,129 @@ struct BenchArgs {
     recipients: usize,
 }
 
+mod kiosk {
+    //! `pahlawan kiosk pair|list|revoke`: admin calls to a running edge.
+
+    use super::{KioskCommand, admin_call};
+
+    pub async fn run(command: KioskCommand) -> anyhow::Result<()> {
+        match command {
+            KioskCommand::Pair(a) => {
+                let id = uuid::Uuid::parse_str(&a.recipient).map_err(|_| {
+                    anyhow::anyhow!("{:?} is not a recipient id (a UUID)", a.recipient)
+                })?;
+                let body = serde_json::json!({ "recipient_id": id.hyphenated().to_string() });
+                let (base, paired) = admin_call(
+                    &a.admin,
+                    reqwest::Method::POST,
+                    "/api/v1/kiosk/pairings",
+                    Some(body),
+                )
+                .await?;
+                let code = paired["code"].as_str().unwrap_or_default();
+                let expires = paired["expires_at"].as_str().unwrap_or_default();
+                let page = a.kiosk_url.unwrap_or(base);
+                let link = format!("{}/kiosk#code={code}", page.trim_end_matches('/'));
+                println!("{code}");
+                eprintln!(
+                    "Type this code on the kiosk page ({page}/kiosk) before {expires}, or scan:"
+                );
+                eprintln!("{}", qr(&link)?);
+                eprintln!("{link}");
+                Ok(())
+            }
+            KioskCommand::List(admin) => {
+                let (_, list) =
+                    admin_call(&admin, reqwest::Method::GET, "/api/v1/kiosk/devices", None).await?;
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                println!(
+                    "{:<36}  {:<36}  {:<7}  {:<20}  label",
+                    "device", "recipient", "status", "expires"
+                );
+                for d in items {
+                    let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                    println!(
+                        "{:<36}  {:<36}  {:<7}  {:<20}  {}",
+                        s("id"),
+                        s("recipient_id"),
+                        s("status"),
+                        s("expires_at"),
+                        s("label")
+                    );
+                }
+                Ok(())
+            }
+            KioskCommand::Revoke(a) => {
+                let id = uuid::Uuid::parse_str(&a.device)
+                    .map_err(|_| anyhow::anyhow!("{:?} is not a device id (a UUID)", a.device))?;
+                let path = format!("/api/v1/kiosk/devices/{}/revoke", id.hyphenated());
+                admin_call(&a.admin, reqwest::Method::POST, &path, None).await?;
+                println!("revoked {}", id.hyphenated());
+                Ok(())
+            }
+        }
+    }
+
+    /// The QR code of `text` for a terminal: two rows of modules per line.
+    fn qr(text: &str) -> anyhow::Result<String> {
+        let code = qrcode::QrCode::new(text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("making the QR code: {e}"))?;
+        Ok(code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build())
+    }
+}
+
+/// An admin call to a running edge: a short-lived admin token signed with
+/// the data dir's key; the edge's JSON answer, or its refusal on one line.
+async fn admin_call(
+    args: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    let config = edge_config(&args.edge)?;
+    let token = edge_node::auth::keys::issue(
+        &config.data_dir,
+        &config.auth.issuer,
+        &config.auth.audience,
+        edge_node::auth::Role::Admin,
+        "pahlawan-cli",
+        300,
+        edge_node::clock::Clock::now(&edge_node::clock::SystemClock),
+    )?;
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let base = base.trim_end_matches('/').to_string();
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(30));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("reaching the edge at {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .with_context(|| format!("the edge at {base} answered {status} with no JSON"))?;
+    if !status.is_success() {
+        let code = body["error"]["code"].as_str().unwrap_or("error");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        anyhow::bail!("the edge answered {}: {code}: {message}", status.as_u16());
+    }
+    Ok((base, body))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo and the benchmark report their own figures; keep logs to errors.
@@ -472,6 +644,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Subject { command } => subject(command).await,
+        Command::Kiosk { command } => kiosk::run(command).await,
     }
 }
 

@@ -144,6 +144,13 @@ async fn openapi_describes_every_route_and_every_answer_is_documented() {
         ("get", "/api/v1/sync"),
         ("get", "/api/v1/subjects/{id}/export"),
         ("post", "/api/v1/subjects/{id}/erase"),
+        ("get", "/api/v1/providers/{id}/card"),
+        ("get", "/api/v1/recipients/{id}/claims"),
+        ("post", "/api/v1/kiosk/pairings"),
+        ("post", "/api/v1/kiosk/pair"),
+        ("get", "/api/v1/kiosk/session"),
+        ("get", "/api/v1/kiosk/devices"),
+        ("post", "/api/v1/kiosk/devices/{id}/revoke"),
     ];
     let mut documented = Vec::new();
     for (path, item) in paths {
