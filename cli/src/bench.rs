@@ -341,8 +341,6 @@ fn sqlite_baseline() -> anyhow::Result<(f64, usize)> {
     Ok((ROWS as f64 / t.elapsed().as_secs_f64(), BATCH))
 }
 
-/// Rate limits out of the way: the benchmark measures the pipeline, and one
-/// provider token posts everything.
 /// An edge in `dir` serving HTTPS on its main address (a CA and a web
 /// certificate for localhost made there) and plain HTTP on a second
 /// loopback address, and the connector load workers reach HTTPS with.
@@ -367,6 +365,8 @@ fn tls_edge_config(dir: &std::path::Path) -> anyhow::Result<(EdgeConfig, TlsConn
     Ok((config, connector))
 }
 
+/// Rate limits out of the way: the benchmark measures the pipeline, and one
+/// provider token posts everything.
 pub fn unlimited(config: &mut EdgeConfig) {
     config.rate_limits.provider_per_minute = u32::MAX;
     config.rate_limits.ngo_per_minute = u32::MAX;

@@ -29,14 +29,21 @@ fn bad_invocations_fail_with_one_clear_line() {
     let missing = format!("{d}/missing.toml");
     let bad_toml = format!("{d}/bad.toml");
     std::fs::write(&bad_toml, "edge_id = \"Not Valid\"\n").unwrap();
-    // (arguments, environment, what the one line must mention)
-    type Row<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    // (arguments, environment, what the one line must mention, exit code:
+    // 1 failure, 2 usage, 3 not reachable, 4 credentials)
+    type Row<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, i32);
     let table: Vec<Row> = vec![
-        (vec!["certs", "init", "--dir", d], vec![], "already exists"),
+        (
+            vec!["certs", "init", "--dir", d],
+            vec![],
+            "already exists",
+            1,
+        ),
         (
             vec!["certs", "issue-edge", "--dir", d, "--edge-id", "Bad Id"],
             vec![],
             "--edge-id",
+            2,
         ),
         (
             vec![
@@ -49,34 +56,128 @@ fn bad_invocations_fail_with_one_clear_line() {
             ],
             vec![],
             "ca.key",
+            1,
         ),
-        (vec!["hub", "run"], vec![], "DATABASE_URL"),
+        (vec!["hub", "run"], vec![], "DATABASE_URL", 1),
+        (
+            vec![
+                "token",
+                "issue",
+                "--for",
+                "hub",
+                "--role",
+                "ngo",
+                "--sub",
+                "x",
+                "--certs-dir",
+                d,
+            ],
+            vec![],
+            "admin or viewer",
+            2,
+        ),
+        (
+            vec![
+                "token",
+                "issue",
+                "--for",
+                "hub",
+                "--role",
+                "viewer",
+                "--sub",
+                "x",
+                "--ttl",
+                "2h",
+                "--certs-dir",
+                d,
+            ],
+            vec![],
+            "max_token_lifetime_secs",
+            2,
+        ),
+        (
+            vec![
+                "token",
+                "issue",
+                "--for",
+                "hub",
+                "--role",
+                "viewer",
+                "--sub",
+                "x",
+                "--certs-dir",
+                "/nonexistent/dir",
+            ],
+            vec![],
+            "no signing key",
+            1,
+        ),
+        (
+            vec![
+                "hub",
+                "login-code",
+                "--sub",
+                "siti",
+                "--certs-dir",
+                d,
+                "--url",
+                "http://127.0.0.1:1",
+            ],
+            vec![],
+            "reaching the hub",
+            3,
+        ),
+        (
+            vec![
+                "hub",
+                "login-code",
+                "--sub",
+                "siti",
+                "--role",
+                "owner",
+                "--certs-dir",
+                d,
+            ],
+            vec![],
+            "admin or viewer",
+            2,
+        ),
         (
             vec!["edge", "run", "--config", &missing],
             vec![],
             "does not exist",
+            1,
         ),
         (
             vec!["edge", "run", "--config", &bad_toml, "--data-dir", d],
             vec![],
             "edge_id",
+            1,
         ),
         (
             vec!["edge", "config"],
             vec![("PAHLAWAN_EDGE_MATCHING__RADIUS_KM", "far")],
             "radius_km",
+            1,
         ),
-        (vec!["simulate", "--providers", "0"], vec![], "--providers"),
-        (vec!["bench-sync"], vec![], "DATABASE_URL"),
+        (
+            vec!["simulate", "--providers", "0"],
+            vec![],
+            "--providers",
+            2,
+        ),
+        (vec!["bench-sync"], vec![], "DATABASE_URL", 2),
         (
             vec!["hub", "export", "--before", "2026-09-01", "--to", d],
             vec![],
             "DATABASE_URL",
+            1,
         ),
         (
             vec!["hub", "export", "--before", "2026-13-01", "--to", d],
             vec![],
             "YYYY-MM-DD",
+            2,
         ),
         (
             vec!["hub", "export", "--before", "2026-09-01", "--to", d],
@@ -85,6 +186,7 @@ fn bad_invocations_fail_with_one_clear_line() {
                 "postgres://nobody@127.0.0.1:1/none?sslmode=disable",
             )],
             "connecting to PostgreSQL",
+            1,
         ),
         (
             vec!["hub", "export", "--before", "2026-09-01", "--to", d],
@@ -93,11 +195,43 @@ fn bad_invocations_fail_with_one_clear_line() {
                 "postgres://db/none?sslmode=verify-everything",
             )],
             "sslmode",
+            1,
+        ),
+        (vec!["recipients", "show"], vec![], "required", 2),
+        (
+            vec!["status", "--url", "http://127.0.0.1:1", "--token", "t"],
+            vec![],
+            "did not answer",
+            3,
+        ),
+        (
+            vec!["status", "--url", "http://127.0.0.1:1", "--data-dir", d],
+            vec![],
+            "no credentials",
+            4,
+        ),
+        (
+            vec![
+                "token",
+                "issue",
+                "--role",
+                "chef",
+                "--sub",
+                "x",
+                "--data-dir",
+                d,
+            ],
+            vec![],
+            "--role",
+            2,
         ),
     ];
-    for (args, env, needle) in table {
+    for (args, env, needle, expected) in table {
         let (code, _, stderr) = run(&args, &env);
-        assert_ne!(code, 0, "{args:?} must fail");
+        assert_eq!(
+            code, expected,
+            "{args:?}: the documented exit code ({stderr})"
+        );
         assert!(
             !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
             "{args:?} panicked: {stderr}"

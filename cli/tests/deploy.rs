@@ -1280,8 +1280,12 @@ async fn every_metric_the_deploy_examples_name_is_exported() {
     .await;
 
     // The hub's HTTP face too, so its request series exist.
+    let hub_token = common::hub_token(certs_dir.path(), cloud_hub::auth::HubRole::Viewer);
     for path in ["/healthz", "/readyz", "/api/v1/edges"] {
-        let r = reqwest::get(format!("http://{}{path}", hub.http_addr()))
+        let r = reqwest::Client::new()
+            .get(format!("http://{}{path}", hub.http_addr()))
+            .bearer_auth(&hub_token)
+            .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "the hub's {path}");

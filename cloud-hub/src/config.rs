@@ -36,6 +36,50 @@ pub struct HubConfig {
     /// partitions where a month is wholly older; delivered kilograms are kept
     /// as daily totals (`impact_daily`). The audit log is kept.
     pub retention_days: u32,
+    /// Bearer tokens on the HTTP API (`[auth]`).
+    pub auth: HubAuthConfig,
+}
+
+/// The hub's bearer tokens (`[auth]`): RS256 JWTs of its own issuer and
+/// audience, whose public keys are in a JWKS file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubAuthConfig {
+    /// Tokens must carry this `iss`.
+    pub issuer: String,
+    /// ... and this `aud` (the edge's tokens say `pahlawan-edge`).
+    pub audience: String,
+    /// Where the token keys live: `jwt-signing.pem` (what `pahlawan token
+    /// issue --for hub` signs with, 0600) and `jwks.json`. Default:
+    /// `tokens/` beside the hub's TLS key (`certs/tokens`).
+    pub keys_dir: Option<PathBuf>,
+    /// The JWKS file the hub accepts keys from (default
+    /// `<keys_dir>/jwks.json`).
+    pub jwks_file: Option<PathBuf>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: i64,
+    /// Tokens living longer than this (`exp - iat`) are refused.
+    pub max_token_lifetime_secs: i64,
+    /// Verified tokens remembered (until they expire), at most.
+    pub token_cache_entries: usize,
+    /// Create a signing key and its JWKS in `keys_dir` on first start if no
+    /// JWKS exists (turn off when keys are provisioned).
+    pub create_keys: bool,
+}
+
+impl Default for HubAuthConfig {
+    fn default() -> HubAuthConfig {
+        HubAuthConfig {
+            issuer: "pahlawan-hub".into(),
+            audience: "pahlawan-hub".into(),
+            keys_dir: None,
+            jwks_file: None,
+            leeway_secs: 30,
+            max_token_lifetime_secs: 3_600,
+            token_cache_entries: 4_096,
+            create_keys: true,
+        }
+    }
 }
 
 /// The HTTP listener (`[http]`), as on the edge.
@@ -55,6 +99,11 @@ pub struct HubHttpConfig {
     pub plain_http: http_listener::PlainHttp,
     /// With `[http.tls]`, a second, plain-HTTP address; none by default.
     pub plain_listen: Option<SocketAddr>,
+    /// Serve `/metrics` only here (plain HTTP, e.g. `127.0.0.1:9091` or a
+    /// pod address Prometheus scrapes) and no longer on `listen_http`.
+    /// Off loopback it needs `plain_http = "anywhere"`. None by default:
+    /// `/metrics` is on `listen_http`, open like `/healthz`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// PEM files made by `pahlawan certs init`.
@@ -79,6 +128,7 @@ impl Default for HubConfig {
             registry_refresh_secs: 30,
             max_sessions: 1_000,
             retention_days: 90,
+            auth: HubAuthConfig::default(),
         }
     }
 }
@@ -130,10 +180,41 @@ impl HubConfig {
                 "lease_ttl_secs must be ≥ 5, registry_refresh_secs ≥ 1, max_sessions ≥ 1".into(),
             ));
         }
+        if self.auth.leeway_secs < 0 || self.auth.max_token_lifetime_secs < 60 {
+            return Err(ConfigError::Invalid(
+                "auth: leeway_secs must be ≥ 0 and max_token_lifetime_secs ≥ 60".into(),
+            ));
+        }
         self.listener()
             .check()
             .map_err(|e| ConfigError::Invalid(format!("http: {e}")))?;
+        if let Some(m) = self.metrics_listener() {
+            m.check()
+                .map_err(|e| ConfigError::Invalid(format!("http.metrics_listen: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// Where the hub's token keys live (`[auth] keys_dir`, by default
+    /// `tokens/` beside the TLS key).
+    pub fn token_keys_dir(&self) -> PathBuf {
+        self.auth.keys_dir.clone().unwrap_or_else(|| {
+            self.tls
+                .key
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("tokens")
+        })
+    }
+
+    /// The `/metrics`-only listener, when `[http] metrics_listen` is set.
+    pub fn metrics_listener(&self) -> Option<http_listener::ListenerConfig> {
+        self.http
+            .metrics_listen
+            .map(|listen| http_listener::ListenerConfig {
+                plain_http: self.http.plain_http,
+                ..http_listener::ListenerConfig::plain(listen)
+            })
     }
 
     /// What the HTTP listener serves. PostgreSQL connections (one per

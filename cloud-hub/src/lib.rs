@@ -5,6 +5,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
+pub mod auth;
 pub mod certs;
 pub mod config;
 pub mod db;
@@ -31,6 +32,8 @@ pub enum HubError {
     Tls(#[from] sync_link::tls::TlsError),
     #[error(transparent)]
     Http(#[from] http_listener::ListenError),
+    #[error("the hub's token keys: {0}")]
+    Keys(#[from] jwt_auth::keys::KeyError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -45,6 +48,7 @@ pub struct Hub {
     stop: watch::Sender<bool>,
     endpoint: quinn::Endpoint,
     http: Option<http_listener::HttpServer>,
+    metrics_http: Option<http_listener::HttpServer>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stats: Arc<stats::HubStats>,
 }
@@ -53,6 +57,7 @@ impl Hub {
     pub async fn start(cfg: HubConfig) -> Result<Hub, HubError> {
         cfg.validate()?;
         sync_link::tls::install_crypto_provider();
+        let verifier = auth::verifier(&cfg.auth, &cfg.token_keys_dir())?;
         let mut client = db::connect(&cfg.database_url).await?;
         let citus = db::migrate(&mut client).await?;
         let (endpoint, quic_addr) = quic_endpoint(&cfg)?;
@@ -80,13 +85,28 @@ impl Hub {
             database_url: cfg.database_url.clone(),
             client: tokio::sync::Mutex::new(Some(client)),
             stats: stats.clone(),
+            verifier,
+            clock: Arc::new(sync_link::SystemClock),
         });
+        let metrics_listener = cfg.metrics_listener();
         let http = http_listener::HttpServer::start(
             &cfg.listener(),
-            http::router(state),
+            http::router(state.clone(), metrics_listener.is_some()),
             stats.metrics.conn.clone(),
         )
         .await?;
+        let metrics_http = match metrics_listener {
+            // Its connections are not the API's: they stay out of its series.
+            Some(l) => Some(
+                http_listener::HttpServer::start(
+                    &l,
+                    http::metrics_router(state),
+                    http_listener::ConnMetrics::default(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let http_addr = http.local_addr();
         tracing::info!(%quic_addr, %http_addr, citus, "hub started");
         Ok(Hub {
@@ -95,6 +115,7 @@ impl Hub {
             stop,
             endpoint,
             http: Some(http),
+            metrics_http,
             tasks: vec![quic_task, housekeeping],
             stats,
         })
@@ -106,6 +127,13 @@ impl Hub {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where `/metrics` is served apart (`[http] metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_http
+            .as_ref()
+            .map(http_listener::HttpServer::local_addr)
     }
 
     /// The HTTP listener speaks HTTPS (`[http.tls]`).
@@ -124,6 +152,9 @@ impl Hub {
         self.stop.send_replace(true);
         if let Some(http) = self.http.take() {
             http.shutdown().await;
+        }
+        if let Some(m) = self.metrics_http.take() {
+            m.shutdown().await;
         }
         self.endpoint.close(0u32.into(), b"hub shutting down");
         for t in self.tasks {

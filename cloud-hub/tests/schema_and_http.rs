@@ -27,9 +27,30 @@ async fn start_hub(database_url: &str, dir: &Path) -> Hub {
     .unwrap()
 }
 
-/// GET `url`: the status and the JSON body (every answer of the hub is JSON).
-async fn get_json(url: String) -> (u16, serde_json::Value) {
-    let r = reqwest::get(url).await.unwrap();
+/// A viewer's token for the hub whose certificates (and so token keys) are in `dir`.
+fn viewer(dir: &Path) -> String {
+    let now = sync_link::Clock::now(&sync_link::SystemClock);
+    let auth = cloud_hub::config::HubAuthConfig::default();
+    cloud_hub::auth::issue(
+        &auth,
+        &dir.join("tokens"),
+        cloud_hub::auth::HubRole::Viewer,
+        "t",
+        600,
+        now,
+    )
+    .unwrap()
+}
+
+/// GET `url` with `token`: the status and the JSON body (every answer of
+/// the hub is JSON).
+async fn get_json(url: String, token: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     let content_type = r.headers().get("content-type").cloned();
     let body = r.json::<serde_json::Value>().await.unwrap();
@@ -98,7 +119,8 @@ async fn health_readiness_edges_and_impact_answer() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start_hub(&tdb.url, dir.path()).await;
     let base = format!("http://{}", hub.http_addr());
-    let get = |p: &str| get_json(format!("{base}{p}"));
+    let token = viewer(dir.path());
+    let get = |p: &str| get_json(format!("{base}{p}"), &token);
     assert_eq!(get("/healthz").await.0, 200);
     assert_eq!(
         get("/readyz").await,
@@ -160,7 +182,8 @@ async fn readiness_follows_postgresql_going_away_and_coming_back() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start_hub(&tdb.url, dir.path()).await;
     let base = format!("http://{}", hub.http_addr());
-    let get = |p: &str| get_json(format!("{base}{p}"));
+    let token = viewer(dir.path());
+    let get = |p: &str| get_json(format!("{base}{p}"), &token);
     let ready = (200, serde_json::json!({"status": "ready"}));
     assert_eq!(get("/readyz").await, ready);
 
@@ -242,15 +265,27 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
         database_url: format!("host=127.0.0.1 port={port} user=hub dbname=hub"),
         client: tokio::sync::Mutex::new(None),
         stats: Arc::new(cloud_hub::stats::HubStats::default()),
+        // No keys: only the open routes answer (the probe is one).
+        verifier: cloud_hub::auth::Verifier::new(
+            cloud_hub::auth::VerifierConfig {
+                issuer: "pahlawan-hub".into(),
+                audience: "pahlawan-hub".into(),
+                leeway_secs: 30,
+                max_lifetime_secs: 3_600,
+                cache_entries: 0,
+            },
+            cloud_hub::auth::Keyring::default(),
+        ),
+        clock: Arc::new(sync_link::SystemClock),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
-        axum::serve(listener, cloud_hub::http::router(state))
+        axum::serve(listener, cloud_hub::http::router(state, false))
             .await
             .unwrap();
     });
-    let get = |p: &str| get_json(format!("{base}{p}"));
+    let get = |p: &str| get_json(format!("{base}{p}"), "");
     // Two probes at once: whichever holds the connection gives up when its
     // bound passes; the other waited its turn, then gave up waiting or timed
     // out itself. Neither waits forever.

@@ -505,6 +505,58 @@ impl Engine {
         })
     }
 
+    /// An operator's retry of a dead-lettered surplus: matched again now, as
+    /// a scheduled retry would be (nobody offered it before is offered it
+    /// again); back into the queue, or to the fallback, if no one fits.
+    pub fn dlq_retry(
+        &mut self,
+        now: Timestamp,
+        id: SurplusId,
+    ) -> Result<&LiveSurplus, CommandRefusal> {
+        self.with_surplus(now, id, |engine, s| {
+            if s.is_expired_at(now) {
+                return Err(Refusal::Expired.into());
+            }
+            if s.status != SurplusStatus::DeadLettered {
+                return Err(Refusal::InvalidTransition.into());
+            }
+            s.dlq_retry_at = None;
+            engine.match_or_dead_letter(now, s);
+            Ok(())
+        })
+    }
+
+    /// An operator hands a dead-lettered surplus to a recipient they chose:
+    /// it is offered to them (radius, food type and daily capacity are the
+    /// operator's call), who accepts or declines as with any offer.
+    pub fn dlq_resolve(
+        &mut self,
+        now: Timestamp,
+        id: SurplusId,
+        recipient_id: RecipientId,
+    ) -> Result<&LiveSurplus, CommandRefusal> {
+        if !self.recipients.contains(&recipient_id) {
+            return Err(CommandRefusal::UnknownRecipient);
+        }
+        let ack = Duration::from_secs(i64::from(self.cfg.lifecycle.ack_timeout_secs.max(1)));
+        let day = self.day(now);
+        self.with_surplus(now, id, |engine, s| {
+            if s.is_expired_at(now) {
+                return Err(Refusal::Expired.into());
+            }
+            if s.status != SurplusStatus::DeadLettered {
+                return Err(Refusal::InvalidTransition.into());
+            }
+            let event = s.offer(now, recipient_id, now + ack, false, day)?;
+            if let Some(r) = engine.recipients.get_mut(&recipient_id) {
+                r.reserve(day, s.posted.quantity);
+                r.stats.offers_made += 1;
+            }
+            engine.events.push(event);
+            Ok(())
+        })
+    }
+
     /// Fires every timer due at `now` (up to `max_timers_per_tick`): expiry,
     /// ACK timeouts, DLQ retries. Returns how many fired.
     pub fn tick(&mut self, now: Timestamp) -> usize {

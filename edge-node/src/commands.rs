@@ -83,6 +83,12 @@ pub enum SurplusAction {
         recipient_id: RecipientId,
         delivered: Mass,
     },
+    /// An operator's retry of a dead-lettered surplus: matched again now.
+    DlqRetry,
+    /// An operator hands a dead-lettered surplus to a recipient: offered to it.
+    DlqResolve {
+        recipient_id: RecipientId,
+    },
 }
 
 impl SurplusAction {
@@ -94,6 +100,8 @@ impl SurplusAction {
             SurplusAction::Decline { .. } => "offer.decline",
             SurplusAction::PickUp { .. } => "surplus.pickup",
             SurplusAction::Deliver { .. } => "surplus.deliver",
+            SurplusAction::DlqRetry => "dlq.retry",
+            SurplusAction::DlqResolve { .. } => "dlq.resolve",
         }
     }
 
@@ -107,21 +115,22 @@ impl SurplusAction {
         };
         Fingerprint::new()
             .feed(self.name().as_bytes())
-            .feed(self.recipient_id().as_bytes())
+            .feed(&self.recipient_id().map_or([0u8; 16], |r| *r.as_bytes()))
             .feed(surplus.as_bytes())
             .feed(&version.to_le_bytes())
             .feed(&grams.to_le_bytes())
             .finish()
     }
 
-    /// The recipient acting.
-    pub fn recipient_id(&self) -> RecipientId {
+    /// The recipient acting; `None` for an operator's action (admins only).
+    pub fn recipient_id(&self) -> Option<RecipientId> {
         match *self {
             SurplusAction::Claim { recipient_id, .. }
             | SurplusAction::Accept { recipient_id }
             | SurplusAction::Decline { recipient_id }
             | SurplusAction::PickUp { recipient_id }
-            | SurplusAction::Deliver { recipient_id, .. } => recipient_id,
+            | SurplusAction::Deliver { recipient_id, .. } => Some(recipient_id),
+            SurplusAction::DlqRetry | SurplusAction::DlqResolve { .. } => None,
         }
     }
 }

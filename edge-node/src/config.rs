@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use figment::Figment;
+use figment::providers::Env;
 use serde::{Deserialize, Serialize};
 use sync_protocol::{Duration, EdgeId};
 
@@ -49,6 +51,33 @@ pub struct EdgeConfig {
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
     pub kiosk: KioskConfig,
+    /// Scheduled backups of the database (`[backup]`); off by default.
+    pub backup: BackupConfig,
+}
+
+/// Scheduled backups (`[backup]`), the same files `pahlawan backup` writes,
+/// named `edge-<UTC ms>.pahlbak`. `backup_age_seconds` in `/metrics` says
+/// how old the newest is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Take one every this many hours, the first soon after start if none
+    /// is that recent; 0 turns scheduled backups off.
+    pub every_hours: u32,
+    /// Keep the newest this many; older scheduled backups are deleted.
+    pub keep: usize,
+    /// Where they go (default: `<data_dir>/backups`). Put it on another disk.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> BackupConfig {
+        BackupConfig {
+            every_hours: 0,
+            keep: 7,
+            dir: None,
+        }
+    }
 }
 
 /// The food bank's kiosk page (`[kiosk]`, served at `/kiosk`): pairing
@@ -322,6 +351,7 @@ impl Default for EdgeConfig {
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
             kiosk: KioskConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -381,6 +411,51 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// One setting: its dotted key, its value and where the value came from.
+pub type Sourced = (String, serde_json::Value, Source);
+
+/// Where a setting's value came from (the CLI adds its flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File,
+    Env,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::File => "file",
+            Source::Env => "env",
+        }
+    }
+}
+
+/// Defaults, then `file` (if given), then the environment.
+fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+    config_layers::layered(&EdgeConfig::default(), file, ENV_PREFIX)
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// The leaves of `v` as (dotted key, value); arrays are leaves.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, child, out);
+            }
+        }
+        serde_json::Value::Null => {}
+        leaf => out.push((prefix.to_string(), leaf.clone())),
+    }
+}
+
 /// A configuration that passed validation, with derived values.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -393,9 +468,36 @@ pub struct Validated {
 impl EdgeConfig {
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<EdgeConfig, ConfigError> {
-        let fig = config_layers::layered(&EdgeConfig::default(), file, ENV_PREFIX)
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
+        figment(file)?
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    /// [`EdgeConfig::load`], and where each setting's value came from, by
+    /// dotted key (`matching.radius_km`), sorted by key.
+    pub fn load_with_sources(
+        file: Option<&Path>,
+    ) -> Result<(EdgeConfig, Vec<Sourced>), ConfigError> {
+        use figment::Provider as _;
+        let fig = figment(file)?;
+        let config: EdgeConfig = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let mut leaves = Vec::new();
+        let value =
+            serde_json::to_value(&config).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        flatten("", &value, &mut leaves);
+        let env_name = Env::prefixed(ENV_PREFIX).metadata().name;
+        let sourced = leaves
+            .into_iter()
+            .map(|(key, v)| {
+                let source = match fig.find_metadata(&key) {
+                    Some(m) if m.name == env_name => Source::Env,
+                    Some(m) if matches!(m.source, Some(figment::Source::File(_))) => Source::File,
+                    _ => Source::Default,
+                };
+                (key, v, source)
+            })
+            .collect();
+        Ok((config, sourced))
     }
 
     pub fn validate(self) -> Result<Validated, ConfigError> {
@@ -483,7 +585,7 @@ impl EdgeConfig {
     }
 
     /// The HTTP, link, auth and admission bounds: (holds, what must hold).
-    fn shell_checks(&self) -> [(bool, &'static str); 9] {
+    fn shell_checks(&self) -> [(bool, &'static str); 10] {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         [
             (
@@ -527,6 +629,10 @@ impl EdgeConfig {
                 "retention_days must be 1 to 36500",
             ),
             (
+                self.backup.every_hours <= 8_760 && self.backup.keep >= 1,
+                "backup.every_hours must be 0 to 8760 and backup.keep ≥ 1",
+            ),
+            (
                 (1..=65_536).contains(&self.matching_pool.workers)
                     && self.matching_pool.queue <= 1_000_000,
                 "matching_pool: workers 1 to 65536, queue at most 1000000",
@@ -564,6 +670,14 @@ impl EdgeConfig {
 
     pub fn recent_window(&self) -> Duration {
         Duration::from_mins(i64::from(self.store.recent_window_mins))
+    }
+
+    /// Where scheduled backups go.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("backups"))
     }
 
     /// The effective configuration as TOML (for `pahlawan edge config`).

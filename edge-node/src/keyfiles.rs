@@ -3,12 +3,10 @@
 //! ([`crate::auth::keys`]) and the contact-sealing keys ([`crate::pii`]),
 //! so neither needs the other for a path.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const KEYS_DIR: &str = "keys";
-pub const SIGNING_KEY: &str = "jwt-signing.pem";
-pub const JWKS: &str = "jwks.json";
+pub use jwt_auth::keys::{JWKS, SIGNING_KEY};
 pub const PII_KEYS: &str = "pii-keys.json";
 
 pub fn keys_dir(data_dir: &Path) -> PathBuf {
@@ -16,19 +14,4 @@ pub fn keys_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// Writes a file atomically (temp + rename); secrets get mode 0600.
-pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut f = opts.open(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
+pub use jwt_auth::keys::write_atomic as write_file;

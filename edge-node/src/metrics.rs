@@ -24,7 +24,7 @@ use edge_core::engine::Alert;
 
 /// Every metric family an edge exports (the deploy examples are tested
 /// against the scrape itself, not this list).
-pub const FAMILIES: [&str; 10] = [
+pub const FAMILIES: [&str; 11] = [
     "surplus_claim_latency_seconds",
     "food_waste_prevented_tons_total",
     "matching_engine_saturation_ratio",
@@ -35,6 +35,7 @@ pub const FAMILIES: [&str; 10] = [
     "offers_total",
     "routing_breaker_state",
     "alerts_total",
+    "backup_age_seconds",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +102,11 @@ pub struct Metrics {
     /// The HTTP listener's connections (open, cap, accepted, refused,
     /// closed by timeouts, TLS reloads).
     pub conn: http_listener::ConnMetrics,
+    /// Seconds since the last scheduled backup was taken (-1: none yet),
+    /// from [`Metrics::last_backup_ms`] at scrape time.
+    pub backup_age: Gauge<f64, AtomicU64>,
+    /// When the newest scheduled backup was taken (UTC ms), -1 when none.
+    pub last_backup_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Metrics {
@@ -177,6 +183,13 @@ impl Metrics {
                 "Travel-time service circuit breaker: 0 closed, 1 open, 2 half-open",
                 Gauge::default(),
             ),
+            backup_age: register(
+                &mut r,
+                "backup_age_seconds",
+                "Seconds since the newest scheduled backup was taken; -1 when there is none",
+                Gauge::default(),
+            ),
+            last_backup_ms: std::sync::atomic::AtomicI64::new(-1),
             offers,
             alerts,
             registry: r,

@@ -69,6 +69,18 @@ impl ReadModel {
         self.views.values().filter(|v| v.status == status).count()
     }
 
+    /// Every view (optionally only in `status`), oldest posted first, then
+    /// by id; at most `limit`.
+    pub fn all(&self, status: Option<SurplusStatus>, limit: usize) -> Vec<Surplus> {
+        let mut out: Vec<&Surplus> = self
+            .views
+            .values()
+            .filter(|v| status.is_none_or(|s| v.status == s))
+            .collect();
+        out.sort_by_key(|v| (v.posted_at, v.id));
+        out.into_iter().take(limit).cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.views.len()
     }

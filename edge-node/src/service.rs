@@ -261,6 +261,7 @@ impl Edge {
             metrics,
             writer: store.stats,
             config: Arc::new(v.raw),
+            started_at: opts.clock.now(),
             clock: opts.clock,
             shutdown: shutting_down.subscribe(),
         });
@@ -293,6 +294,7 @@ impl Edge {
             security: self.state.security.clone(),
             writes: self.writes.clone(),
             clock: self.state.clock.clone(),
+            metrics: self.state.metrics.clone(),
         };
         tokio::spawn(crate::housekeeping::run(
             chores,

@@ -238,7 +238,10 @@ impl Shell<EdgeSession> for EdgeShell<'_> {
             self.edge.mark_published(core.acked()).await?;
             self.marked = core.acked();
             let marked = self.marked;
-            self.edge.update_status(|s| s.acked_seq = marked);
+            self.edge.update_status(|s| {
+                s.acked_seq = marked;
+                s.last_sync_at = Some(now());
+            });
         }
         Ok(Work::Done)
     }
@@ -313,6 +316,7 @@ async fn welcomed(edge: &LinkPort, core: &EdgeSession, stored_epoch: u64) -> Res
         s.acked_seq = core.acked();
         s.last_error = None;
         s.sessions += 1;
+        s.last_sync_at = Some(now());
     });
     tracing::info!(
         acked = core.acked(),

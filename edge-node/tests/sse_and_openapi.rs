@@ -151,6 +151,14 @@ async fn openapi_describes_every_route_and_every_answer_is_documented() {
         ("get", "/api/v1/kiosk/session"),
         ("get", "/api/v1/kiosk/devices"),
         ("post", "/api/v1/kiosk/devices/{id}/revoke"),
+        ("get", "/api/v1/admin/status"),
+        ("get", "/api/v1/admin/cells"),
+        ("get", "/api/v1/admin/recipients"),
+        ("get", "/api/v1/admin/providers"),
+        ("get", "/api/v1/admin/surplus"),
+        ("get", "/api/v1/admin/dlq"),
+        ("post", "/api/v1/admin/dlq/{id}/retry"),
+        ("post", "/api/v1/admin/dlq/{id}/resolve"),
     ];
     let mut documented = Vec::new();
     for (path, item) in paths {

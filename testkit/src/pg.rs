@@ -129,6 +129,65 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// A `pg_basebackup` of this running server (WAL streamed alongside, so
+    /// the copy is consistent on its own) restored as a new cluster and
+    /// started on a free port: how the README says to back up a hub.
+    pub fn base_backup(&self) -> Result<Cluster, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("pahlawan-pg-restored-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        if self.as_postgres {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            if !ok.is_ok_and(|s| s.success()) {
+                return Err("chown of the restored cluster's directory failed".into());
+            }
+        }
+        let data = dir.path().join("data");
+        let out = pg_command(&self.bin.join("pg_basebackup"), self.as_postgres)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(&data)
+            .args(["-X", "stream", "-c", "fast", "--no-sync"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            dir.path().display()
+        );
+        let restored = Cluster {
+            dir,
+            bin: self.bin.clone(),
+            port,
+            as_postgres: self.as_postgres,
+            options,
+        };
+        restored.restart()?;
+        Ok(restored)
+    }
+}
+
 /// `/proc/<pid>/stat`: (state, parent pid).
 fn proc_stat(pid: i32) -> Option<(char, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

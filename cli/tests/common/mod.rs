@@ -400,6 +400,22 @@ pub async fn hub_in_process(
     cloud_hub::Hub::start(cfg).await.unwrap()
 }
 
+/// A hub token for `role`, signed with the key a hub on `certs` made at
+/// its start (`certs/tokens/`), valid for ten minutes.
+pub fn hub_token(certs: &Path, role: cloud_hub::auth::HubRole) -> String {
+    let cfg = cloud_hub::HubConfig::default();
+    let now = edge_node::clock::Clock::now(&edge_node::clock::SystemClock);
+    cloud_hub::auth::issue(
+        &cfg.auth,
+        &certs.join("tokens"),
+        role,
+        "test-viewer",
+        600,
+        now,
+    )
+    .unwrap()
+}
+
 /// The `[hub]` section for `edge` syncing with `hub`, reconnecting quickly.
 pub fn hub_link(
     hub: &cloud_hub::Hub,

@@ -13,6 +13,7 @@ pub mod leases;
 pub mod partitions;
 pub mod queries;
 pub mod retention;
+pub mod signin;
 pub mod tls;
 
 use tokio_postgres::Client;

@@ -756,3 +756,70 @@ fn a_recipient_cannot_hoard_claims() {
     e.claim(mins(3), sid(3), rid(1), v).expect("room again");
     e.check_invariants().expect("invariants");
 }
+
+#[test]
+fn an_operator_retries_and_resolves_the_dead_letter_queue() {
+    // A far recipient (outside the radius): the post is dead-lettered.
+    let far = recipient(7, 40.0, 100, false);
+    let mut e = engine_with(std::slice::from_ref(&far));
+    e.post(T0, posted(1, 10, 240)).expect("posted");
+    assert_eq!(
+        e.surplus(&sid(1)).expect("live").status,
+        SurplusStatus::DeadLettered
+    );
+    e.drain();
+    // Retry with nobody in reach: back into the queue, a retry scheduled.
+    let s = e.dlq_retry(mins(0), sid(1)).expect("retried");
+    assert_eq!(s.status, SurplusStatus::DeadLettered);
+    assert!(s.dlq_retry_at.is_some());
+    assert_eq!(kinds(&e.drain()), ["dead_lettered"]);
+    // A recipient registered since: the retry offers to it.
+    e.register_recipient(recipient(1, 1.0, 100, false), CELL)
+        .expect("room");
+    e.drain();
+    let s = e.dlq_retry(mins(0), sid(1)).expect("retried");
+    assert_eq!(
+        (s.status, offered_to(&e, sid(1))),
+        (SurplusStatus::Offered, Some(rid(1)))
+    );
+    assert_eq!(kinds(&e.drain()), ["offer_made"]);
+    // Only a dead-lettered surplus is retried or resolved; nothing changes otherwise.
+    let refusals = [
+        e.dlq_retry(mins(0), sid(1)).map(|_| ()),
+        e.dlq_resolve(mins(0), sid(1), rid(7)).map(|_| ()),
+        e.dlq_resolve(mins(0), sid(9), rid(7)).map(|_| ()),
+    ];
+    assert_eq!(
+        refusals,
+        [
+            Err(CommandRefusal::Lifecycle(Refusal::InvalidTransition)),
+            Err(CommandRefusal::Lifecycle(Refusal::InvalidTransition)),
+            Err(CommandRefusal::NotLive),
+        ]
+    );
+    assert!(e.drain().events.is_empty(), "a refusal emits nothing");
+
+    // Resolve: the operator's recipient is offered it, out of reach or not.
+    let mut e = engine_with(&[far]);
+    e.post(T0, posted(2, 10, 240)).expect("posted");
+    e.drain();
+    assert_eq!(
+        e.dlq_resolve(mins(1), sid(2), rid(8)).map(|_| ()),
+        Err(CommandRefusal::UnknownRecipient)
+    );
+    // Before its scheduled retry (at +1 min), so only the operator's offer is made.
+    let s = e.dlq_resolve(mins(0), sid(2), rid(7)).expect("resolved");
+    assert_eq!(
+        (s.status, offered_to(&e, sid(2))),
+        (SurplusStatus::Offered, Some(rid(7)))
+    );
+    assert_eq!(kinds(&e.drain()), ["offer_made"]);
+    e.check_invariants().expect("invariants hold");
+    // After expiry neither works.
+    e.tick(mins(300));
+    e.drain();
+    assert_eq!(
+        e.dlq_retry(mins(300), sid(2)).map(|_| ()),
+        Err(CommandRefusal::NotLive)
+    );
+}

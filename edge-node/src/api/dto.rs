@@ -947,3 +947,176 @@ mod tests {
         }
     }
 }
+
+/// The most items an admin listing page holds (and its default).
+pub const MAX_ADMIN_PAGE: usize = 500;
+pub const DEFAULT_ADMIN_PAGE: usize = 100;
+
+/// `GET /admin/recipients`, `GET /admin/providers`: a page in id order.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// At most this many items, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "integral_usize")]
+    pub limit: Option<usize>,
+    /// Start after this id: the previous page's `next`.
+    #[param(value_type = Option<uuid::Uuid>)]
+    #[serde(default, deserialize_with = "some_hyphenated_uuid")]
+    pub after: Option<Uuid>,
+}
+
+/// `GET /admin/surplus`, `GET /admin/dlq`: what the edge holds in memory.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// Only surplus in this status.
+    #[param(value_type = Option<SurplusStatusName>)]
+    pub status: Option<String>,
+    /// At most this many items, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "integral_usize")]
+    pub limit: Option<usize>,
+}
+
+/// `GET /admin/dlq`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DlqQuery {
+    /// At most this many items, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "integral_usize")]
+    pub limit: Option<usize>,
+}
+
+impl DlqQuery {
+    pub fn limit(&self) -> Result<usize, super::error::ApiError> {
+        page_limit(self.limit)
+    }
+}
+
+fn some_hyphenated_uuid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
+    hyphenated_uuid(d).map(Some)
+}
+
+impl PageQuery {
+    /// The page size asked for, or 422.
+    pub fn limit(&self) -> Result<usize, super::error::ApiError> {
+        page_limit(self.limit)
+    }
+}
+
+impl StatusQuery {
+    pub fn limit(&self) -> Result<usize, super::error::ApiError> {
+        page_limit(self.limit)
+    }
+
+    /// The status asked for, or 422.
+    pub fn status(&self) -> Result<Option<sync_protocol::SurplusStatus>, super::error::ApiError> {
+        self.status
+            .as_deref()
+            .map(str::parse::<sync_protocol::SurplusStatus>)
+            .transpose()
+            .map_err(|e| super::error::ApiError::invalid("invalid_status", e.to_string()))
+    }
+}
+
+fn page_limit(limit: Option<usize>) -> Result<usize, super::error::ApiError> {
+    match limit.unwrap_or(DEFAULT_ADMIN_PAGE) {
+        n @ 1..=MAX_ADMIN_PAGE => Ok(n),
+        _ => Err(super::error::ApiError::invalid(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_ADMIN_PAGE}"),
+        )),
+    }
+}
+
+/// A page of recipients.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecipientPageJson {
+    pub items: Vec<RecipientJson>,
+    /// Pass as `after` for the next page; `null` on the last one.
+    pub next: Option<Uuid>,
+}
+
+/// A page of providers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderPageJson {
+    pub items: Vec<ProviderJson>,
+    /// Pass as `after` for the next page; `null` on the last one.
+    pub next: Option<Uuid>,
+}
+
+/// Surplus held in memory, oldest posted first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SurplusItemsJson {
+    pub items: Vec<SurplusJson>,
+}
+
+/// `GET /admin/status`: an operator's view of the edge.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusJson {
+    pub edge_id: String,
+    /// The `pahlawan` version serving.
+    pub version: String,
+    /// The store can commit (as `/readyz`).
+    pub ready: bool,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    /// The last outbox `seq` committed.
+    pub committed_seq: u64,
+    /// A hub is configured.
+    pub hub_enabled: bool,
+    pub hub_connected: bool,
+    /// The hub's acknowledged high-water mark.
+    pub acked_seq: u64,
+    /// Committed events the hub has not acknowledged.
+    pub outbox_backlog: u64,
+    /// Seconds since the oldest unacknowledged event was committed.
+    pub replication_lag_seconds: f64,
+    /// When the hub last acknowledged events or welcomed a session.
+    #[schema(format = DateTime)]
+    pub last_sync_at: Option<String>,
+    /// The lease epoch the hub granted this edge's cells.
+    pub lease_epoch: u64,
+    /// Unfinished surplus held in memory.
+    pub live_surplus: u64,
+    /// Surplus in the dead-letter queue.
+    pub dlq_size: u64,
+    /// Bytes the data directory's files take.
+    pub data_dir_bytes: u64,
+}
+
+/// One owned cell.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CellJson {
+    /// The S2 cell token.
+    pub token: String,
+    /// `none` (no hub: nothing to lease), `pending` (the hub has not
+    /// granted an epoch yet), `held`, or `conflict` when the hub says
+    /// another edge holds its lease (our events there are fenced).
+    #[schema(value_type = CellLeaseName)]
+    pub lease: String,
+}
+
+schema_type!(
+    /// Who holds a cell's lease.
+    CellLeaseName,
+    "CellLease",
+    string_enum("Whether this edge holds the cell's lease", ["none", "pending", "held", "conflict"])
+);
+
+/// `GET /admin/cells`: the cells this edge owns and the lease epoch it holds.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CellsJson {
+    /// The S2 level of the owned cells.
+    pub level: u8,
+    /// The epoch of the leases the hub granted (0: never connected).
+    pub lease_epoch: u64,
+    pub hub_connected: bool,
+    pub cells: Vec<CellJson>,
+}

@@ -4,6 +4,7 @@
 //! OpenAPI 3.1 description is generated from the same handler declarations
 //! (utoipa) and served at `/api/v1/openapi.json`.
 
+mod admin;
 pub mod auth;
 pub mod dto;
 pub mod error;
@@ -93,6 +94,14 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(kiosk::claims))
         .routes(routes!(kiosk::devices))
         .routes(routes!(kiosk::revoke))
+        .routes(routes!(admin::status))
+        .routes(routes!(admin::cells))
+        .routes(routes!(admin::recipients))
+        .routes(routes!(admin::providers))
+        .routes(routes!(admin::surplus))
+        .routes(routes!(admin::dlq))
+        .routes(routes!(admin::dlq_retry))
+        .routes(routes!(admin::dlq_resolve))
 }
 
 fn public() -> OpenApiRouter<AppState> {

@@ -79,12 +79,13 @@ pub async fn decline(
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
 ) -> Result<Response, ApiError> {
+    let recipient = recipient_id(req.recipient_id);
     let action = SurplusAction::Decline {
-        recipient_id: recipient_id(req.recipient_id),
+        recipient_id: recipient,
     };
     // A decline rematches: it takes a matching slot like a post (after the
     // caller is known to act for that recipient).
-    caller.require_recipient(action.recipient_id())?;
+    caller.require_recipient(recipient)?;
     let _slot = edge.matching_slot().await?;
     act(&edge, &caller, id, action, key, trace).await
 }

@@ -43,6 +43,8 @@ pub struct Parts {
     pub writer: Arc<WriterStats>,
     pub config: Arc<EdgeConfig>,
     pub clock: Arc<dyn Clock>,
+    /// When this edge started (for its uptime).
+    pub started_at: Timestamp,
     /// Flips to `true` when the edge starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -124,5 +126,11 @@ impl AppState {
         m.saturation.set(self.matching.saturation());
         m.breaker_state
             .set(self.travel.snapshot().breaker_state as i64);
+        let last = m.last_backup_ms.load(std::sync::atomic::Ordering::Relaxed);
+        m.backup_age.set(if last < 0 {
+            -1.0
+        } else {
+            (self.now().unix_ms().saturating_sub(last).max(0) as f64) / 1_000.0
+        });
     }
 }

@@ -1,126 +1,21 @@
-//! Key material on disk, under `<data_dir>/keys/`:
-//!
-//! - `jwt-signing.pem` — the RSA key `pahlawan token issue` signs with (0600);
-//! - `jwks.json` — the public keys the edge accepts, by `kid` (several, so
-//!   signing keys rotate without downtime; the edge re-reads it when it
-//!   changes);
-//! - `pii-keys.json` — the AES-256 keys that seal contact data (0600).
-//!
-//! A `kid` is the RFC 7638 thumbprint of the public key, so it never needs a
-//! file of its own.
+//! Key material on disk, under `<data_dir>/keys/`: the token keys
+//! (`jwt-signing.pem`, `jwks.json`, kept by [`jwt_auth::keys`]) and
+//! `pii-keys.json`, the AES-256 keys that seal contact data (0600).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rcgen::{KeyPair, PKCS_RSA_SHA256, PublicKeyData, RsaKeySize};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sync_protocol::Timestamp;
-use x509_parser::prelude::FromDer;
-use x509_parser::public_key::PublicKey;
-use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::Role;
 
 pub use crate::keyfiles::{JWKS, KEYS_DIR, PII_KEYS, SIGNING_KEY, keys_dir};
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("{0}: {1}")]
-    Io(String, String),
-    #[error("JWKS: {0}")]
-    Jwks(String),
-    #[error("key: {0}")]
-    Key(String),
-    #[error("no signing key at {0}; run `pahlawan keys init`")]
-    NoSigningKey(String),
-}
-
-/// Writes a file atomically (temp + rename); secrets get mode 0600.
-pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), KeyError> {
-    crate::keyfiles::write_file(path, contents, secret)
-        .map_err(|e| KeyError::Io(path.display().to_string(), e.to_string()))
-}
-
-/// The RSA public key's (n, e), big-endian, without leading zero bytes.
-fn rsa_components(spki_der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), KeyError> {
-    let (_, spki) =
-        SubjectPublicKeyInfo::from_der(spki_der).map_err(|e| KeyError::Key(e.to_string()))?;
-    match spki.parsed().map_err(|e| KeyError::Key(e.to_string()))? {
-        PublicKey::RSA(rsa) => {
-            let strip = |b: &[u8]| {
-                b.iter()
-                    .skip_while(|x| **x == 0)
-                    .copied()
-                    .collect::<Vec<u8>>()
-            };
-            Ok((strip(rsa.modulus), strip(rsa.exponent)))
-        }
-        _ => Err(KeyError::Key("not an RSA key".into())),
-    }
-}
-
-/// The public JWK of an RSA key, with its RFC 7638 thumbprint as `kid`.
-pub fn public_jwk(key_pem: &str) -> Result<serde_json::Value, KeyError> {
-    let kp = KeyPair::from_pem(key_pem).map_err(|e| KeyError::Key(e.to_string()))?;
-    let (n, e) = rsa_components(&kp.subject_public_key_info())?;
-    let (n, e) = (URL_SAFE_NO_PAD.encode(n), URL_SAFE_NO_PAD.encode(e));
-    // RFC 7638: the required members, lexicographic order, no whitespace.
-    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-    let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
-    Ok(serde_json::json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e}))
-}
-
-/// What `pahlawan keys init` did.
-#[derive(Debug, Default)]
-pub struct Created {
-    pub files: Vec<PathBuf>,
-    pub kept: Vec<PathBuf>,
-}
+pub use jwt_auth::keys::{Created, KeyError, public_jwk, write_file};
 
 /// Creates whatever key material is missing: a signing key, a JWKS that
 /// holds its public half, a PII key. Existing keys are kept.
 pub fn init(data_dir: &Path) -> Result<Created, KeyError> {
     let dir = keys_dir(data_dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| KeyError::Io(dir.display().to_string(), e.to_string()))?;
-    let mut out = Created::default();
-    let signing = dir.join(SIGNING_KEY);
-    let pem = if signing.exists() {
-        out.kept.push(signing.clone());
-        std::fs::read_to_string(&signing)
-            .map_err(|e| KeyError::Io(signing.display().to_string(), e.to_string()))?
-    } else {
-        let kp = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)
-            .map_err(|e| KeyError::Key(e.to_string()))?;
-        let pem = kp.serialize_pem();
-        write_file(&signing, pem.as_bytes(), true)?;
-        out.files.push(signing);
-        pem
-    };
-    let jwk = public_jwk(&pem)?;
-    let jwks_path = dir.join(JWKS);
-    let mut jwks: serde_json::Value = if jwks_path.exists() {
-        let text = std::fs::read_to_string(&jwks_path)
-            .map_err(|e| KeyError::Io(jwks_path.display().to_string(), e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| KeyError::Jwks(e.to_string()))?
-    } else {
-        serde_json::json!({"keys": []})
-    };
-    let keys = jwks["keys"]
-        .as_array_mut()
-        .ok_or_else(|| KeyError::Jwks("no \"keys\" array".into()))?;
-    if keys.iter().any(|k| k["kid"] == jwk["kid"]) {
-        out.kept.push(jwks_path);
-    } else {
-        keys.insert(0, jwk);
-        let text =
-            serde_json::to_string_pretty(&jwks).map_err(|e| KeyError::Jwks(e.to_string()))?;
-        write_file(&jwks_path, text.as_bytes(), false)?;
-        out.files.push(jwks_path);
-    }
+    let mut out = jwt_auth::keys::init(&dir)?;
     let pii = dir.join(PII_KEYS);
     if pii.exists() {
         out.kept.push(pii);
@@ -132,15 +27,20 @@ pub fn init(data_dir: &Path) -> Result<Created, KeyError> {
     Ok(out)
 }
 
-#[derive(Serialize)]
-struct IssueClaims<'a> {
-    iss: &'a str,
-    aud: &'a str,
+fn spec<'a>(
+    issuer: &'a str,
+    audience: &'a str,
+    role: Role,
     sub: &'a str,
-    role: &'a str,
-    iat: i64,
-    nbf: i64,
-    exp: i64,
+    ttl_secs: i64,
+) -> jwt_auth::keys::TokenSpec<'a> {
+    jwt_auth::keys::TokenSpec {
+        issuer,
+        audience,
+        role: role.as_str(),
+        sub,
+        ttl_secs,
+    }
 }
 
 /// Signs a token with the data dir's signing key.
@@ -153,13 +53,8 @@ pub fn issue(
     ttl_secs: i64,
     now: Timestamp,
 ) -> Result<String, KeyError> {
-    let path = keys_dir(data_dir).join(SIGNING_KEY);
-    if !path.exists() {
-        return Err(KeyError::NoSigningKey(path.display().to_string()));
-    }
-    let pem = std::fs::read_to_string(&path)
-        .map_err(|e| KeyError::Io(path.display().to_string(), e.to_string()))?;
-    sign(&pem, issuer, audience, role, sub, ttl_secs, now)
+    let spec = spec(issuer, audience, role, sub, ttl_secs);
+    jwt_auth::keys::issue(&keys_dir(data_dir), spec, now)
 }
 
 /// Signs a token with `key_pem` (PKCS#8 RSA).
@@ -172,23 +67,5 @@ pub fn sign(
     ttl_secs: i64,
     now: Timestamp,
 ) -> Result<String, KeyError> {
-    let kid = public_jwk(key_pem)?["kid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let key =
-        EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| KeyError::Key(e.to_string()))?;
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid);
-    let iat = now.unix_ms().div_euclid(1_000);
-    let claims = IssueClaims {
-        iss: issuer,
-        aud: audience,
-        sub,
-        role: role.as_str(),
-        iat,
-        nbf: iat,
-        exp: iat + ttl_secs,
-    };
-    jsonwebtoken::encode(&header, &claims, &key).map_err(|e| KeyError::Key(e.to_string()))
+    jwt_auth::keys::sign(key_pem, spec(issuer, audience, role, sub, ttl_secs), now)
 }

@@ -30,6 +30,8 @@ pub struct LinkStatus {
     pub neighbours_imported: u64,
     /// Sessions established with the hub since start (reconnects + 1).
     pub sessions: u64,
+    /// When the hub last acknowledged events (or welcomed a session).
+    pub last_sync_at: Option<Timestamp>,
 }
 
 /// What the hub link may see and do.

@@ -112,6 +112,30 @@ impl Reads {
         Ok(self.pool.recipient(id).await?)
     }
 
+    /// A page of this edge's own recipients, in id order after `after`.
+    pub async fn recipients_page(
+        &self,
+        after: Option<RecipientId>,
+        limit: usize,
+    ) -> Result<Vec<(Recipient, u64)>, EdgeError> {
+        Ok(self.pool.recipients_page(after, limit).await?)
+    }
+
+    /// A page of providers, in id order after `after`.
+    pub async fn providers_page(
+        &self,
+        after: Option<ProviderId>,
+        limit: usize,
+    ) -> Result<Vec<(Provider, String)>, EdgeError> {
+        Ok(self.pool.providers_page(after, limit).await?)
+    }
+
+    /// Surplus in memory (unfinished, and finished within the recent
+    /// window), optionally only in `status`, oldest posted first, at most `limit`.
+    pub fn surplus_all(&self, status: Option<SurplusStatus>, limit: usize) -> Vec<Surplus> {
+        self.model.read().all(status, limit)
+    }
+
     /// Everything held on a subject besides its own row (GDPR export).
     pub async fn subject_rows(
         &self,

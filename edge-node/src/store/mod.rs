@@ -9,6 +9,7 @@
 //! can write, and every state change commits its rows and its outbox events
 //! in one transaction.
 
+pub mod backup;
 pub mod export;
 pub mod load;
 pub mod reader;

@@ -107,6 +107,48 @@ impl ReadPool {
         .await
     }
 
+    /// This edge's own recipients (not neighbours' imports, not erased) in
+    /// id order after `after`, at most `limit`: a page of the listing.
+    pub async fn recipients_page(
+        self: &std::sync::Arc<Self>,
+        after: Option<RecipientId>,
+        limit: usize,
+    ) -> Result<Vec<(Recipient, u64)>, StoreError> {
+        let after = after.map_or_else(Vec::new, |a| a.as_bytes().to_vec());
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE id > ?1 AND erased_at IS NULL \
+                 AND owner_edge IS NULL ORDER BY id LIMIT ?2"
+            ))?;
+            let rows =
+                stmt.query_map(rusqlite::params![after, limit as i64], recipient_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Providers (not erased) in id order after `after`, at most `limit`.
+    pub async fn providers_page(
+        self: &std::sync::Arc<Self>,
+        after: Option<ProviderId>,
+        limit: usize,
+    ) -> Result<Vec<(Provider, String)>, StoreError> {
+        let after = after.map_or_else(Vec::new, |a| a.as_bytes().to_vec());
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {PROVIDER_COLUMNS}, address FROM providers WHERE id > ?1 AND erased_at IS NULL \
+                 ORDER BY id LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params![after, limit as i64])?;
+            let mut page = Vec::new();
+            while let Some(row) = rows.next()? {
+                page.push((provider_from_row(row)?, row.get(5)?));
+            }
+            Ok(page)
+        })
+        .await
+    }
+
     /// Everything held on a subject besides its own row (GDPR export).
     pub async fn subject_rows(
         self: &std::sync::Arc<Self>,

@@ -317,17 +317,20 @@ impl Writer {
         trace: Option<TraceContext>,
         actor: Option<Box<Actor>>,
     ) -> Result<Result<Acted, Rejection>, StoreError> {
+        // Keys are kept per recipient; an operator's action (no recipient)
+        // takes none.
         let recipient = action.recipient_id();
-        let stored = match &idempotency {
-            Some(key) => self.stored_action_key(&recipient, key)?,
-            None => None,
+        let stored = match (&idempotency, &recipient) {
+            (Some(key), Some(recipient)) => self.stored_action_key(recipient, key)?,
+            _ => None,
         };
         let fingerprint = idempotency.as_ref().map_or(0, |k| k.fingerprint);
         let (outcome, name) = match edge_core::idempotency::decide(stored, fingerprint) {
             Replay::Fresh => {
                 let outcome = self.act_on(now, id, action, trace)?;
-                if let (Ok(view), Some(key)) = (&outcome, &idempotency) {
-                    self.store_action_key(now, &recipient, view, key)?;
+                if let (Ok(view), Some(key), Some(recipient)) = (&outcome, &idempotency, &recipient)
+                {
+                    self.store_action_key(now, recipient, view, key)?;
                 }
                 let acted = outcome.map(|surplus| Acted {
                     surplus,
@@ -454,6 +457,8 @@ impl Writer {
                 recipient_id,
                 delivered,
             } => e.deliver(now, id, recipient_id, delivered),
+            SurplusAction::DlqRetry => e.dlq_retry(now, id),
+            SurplusAction::DlqResolve { recipient_id } => e.dlq_resolve(now, id, recipient_id),
         }
         .map(LiveSurplus::snapshot)
     }

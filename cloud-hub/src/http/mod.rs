@@ -1,6 +1,10 @@
 //! The hub's HTTP face: health, readiness (PostgreSQL reachable, and every
-//! Citus worker where Citus is), and the
-//! dashboards' JSON (edges with their lag, global impact).
+//! Citus worker where Citus is) and metrics, open to all; behind a bearer
+//! token ([`auth`]): the dashboards' JSON (edges with their lag, global
+//! impact) and, for admins, minting login codes ([`signin`]).
+
+pub mod auth;
+pub mod signin;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +32,56 @@ pub struct HttpState {
     pub database_url: String,
     pub client: Mutex<Option<tokio_postgres::Client>>,
     pub stats: Arc<HubStats>,
+    /// Bearer tokens of the hub's issuer and audience.
+    pub verifier: crate::auth::Verifier,
+    /// Where "now" comes from (tokens, codes, sessions).
+    pub clock: Arc<dyn sync_link::Clock>,
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+/// A `Timestamp` as PostgreSQL's `timestamptz`.
+pub fn odt(t: sync_protocol::Timestamp) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A `Timestamp` in RFC 3339 (UTC).
+pub fn rfc3339(t: sync_protocol::Timestamp) -> String {
+    odt(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message}})),
     )
         .into_response()
+}
+
+/// A refusal in the error format, for functions that decide before they
+/// answer (a `Response` is too large to return in a `Result`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, &self.message)
+    }
 }
 
 fn unavailable(message: &str) -> Response {
@@ -51,7 +97,7 @@ fn unavailable(message: &str) -> Response {
 /// back). Both waits are bounded by [`DB_TIMEOUT`]; a connection that did
 /// not answer in time is dropped, so the next request connects afresh instead
 /// of queueing behind it.
-async fn with_db<T>(
+pub async fn with_db<T>(
     state: &HttpState,
     f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, db::DbError>,
 ) -> Result<T, Response> {
@@ -183,14 +229,40 @@ async fn track(
     resp
 }
 
-pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+/// The longest request body a protected route reads.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Everything the hub serves over HTTP; `/metrics` on it unless
+/// `metrics_apart` (then [`metrics_router`] serves it on its own address).
+pub fn router(state: Arc<HttpState>, metrics_apart: bool) -> Router {
+    let protected = Router::new()
         .route("/api/v1/edges", get(edges))
         .route("/api/v1/impact", get(impact))
-        .route("/metrics", get(metrics))
+        .route("/api/v1/login-codes", axum::routing::post(signin::create))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    let open = if metrics_apart {
+        open
+    } else {
+        open.route("/metrics", get(metrics))
+    };
+    open.merge(protected)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `[http] metrics_listen`.
+pub fn metrics_router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "only /metrics here") })
         .with_state(state)
 }

@@ -9,20 +9,20 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use sync_protocol::Timestamp;
 
-use super::Principal;
+use super::FromClaims;
 
 #[derive(Debug)]
-pub struct TokenCache {
+pub struct TokenCache<P> {
     max: usize,
-    map: Mutex<HashMap<[u8; 32], Principal>>,
+    map: Mutex<HashMap<[u8; 32], P>>,
 }
 
 fn key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-impl TokenCache {
-    pub fn new(max: usize) -> TokenCache {
+impl<P: FromClaims> TokenCache<P> {
+    pub fn new(max: usize) -> TokenCache<P> {
         TokenCache {
             max,
             map: Mutex::new(HashMap::new()),
@@ -30,14 +30,14 @@ impl TokenCache {
     }
 
     /// The principal of a token verified before and not yet expired.
-    pub fn get(&self, token: &str, now: Timestamp) -> Option<Principal> {
+    pub fn get(&self, token: &str, now: Timestamp) -> Option<P> {
         if self.max == 0 {
             return None;
         }
         let k = key(token);
         let mut map = self.map.lock();
         match map.get(&k) {
-            Some(p) if p.expires_at > now => Some(p.clone()),
+            Some(p) if p.expires_at() > now => Some(p.clone()),
             Some(_) => {
                 map.remove(&k);
                 None
@@ -48,13 +48,13 @@ impl TokenCache {
 
     /// Remembers a verified token. At the bound, expired entries go first;
     /// if that is not enough, everything goes (it is only a cache).
-    pub fn insert(&self, token: &str, principal: Principal, now: Timestamp) {
+    pub fn insert(&self, token: &str, principal: P, now: Timestamp) {
         if self.max == 0 {
             return;
         }
         let mut map = self.map.lock();
         if map.len() >= self.max {
-            map.retain(|_, p| p.expires_at > now);
+            map.retain(|_, p| p.expires_at() > now);
             if map.len() >= self.max {
                 map.clear();
             }
@@ -78,15 +78,22 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use crate::{AuthError, Claims};
 
-    fn p(exp_ms: i64) -> Principal {
-        Principal {
-            sub: "a".into(),
-            role: Role::Admin,
-            subject: None,
-            expires_at: Timestamp::from_unix_ms(exp_ms),
+    #[derive(Debug, Clone)]
+    struct Expiring(Timestamp);
+
+    impl FromClaims for Expiring {
+        fn from_claims(c: Claims) -> Result<Expiring, AuthError> {
+            Ok(Expiring(c.expires_at))
         }
+        fn expires_at(&self) -> Timestamp {
+            self.0
+        }
+    }
+
+    fn p(exp_ms: i64) -> Expiring {
+        Expiring(Timestamp::from_unix_ms(exp_ms))
     }
 
     #[test]

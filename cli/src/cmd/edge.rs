@@ -1,0 +1,142 @@
+//! `pahlawan edge run|config`: serve a city edge, or print its effective
+//! configuration; [`EdgeArgs`] and [`edge_config`] are how every verb that
+//! needs an edge's configuration reads it, and [`Target`] how every verb
+//! that talks to a running edge finds it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use edge_node::EdgeConfig;
+
+use crate::client::{Admin, Reach};
+
+#[derive(Subcommand)]
+pub enum EdgeCommand {
+    /// Serve the edge's HTTP API (embedded defaults: SQLite under ./data,
+    /// Greater Jakarta's cells, 127.0.0.1:8080, no hub).
+    #[command(after_help = "Example:\n  pahlawan edge run --config /etc/pahlawan/edge.toml")]
+    Run(EdgeArgs),
+    /// Print the effective configuration (defaults, file, environment, flags) as TOML.
+    #[command(after_help = "Example:\n  pahlawan edge config --config edge.toml")]
+    Config(EdgeArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EdgeArgs {
+    /// TOML configuration file (see README); environment variables
+    /// PAHLAWAN_EDGE_* override it, flags override both.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory holding the SQLite database.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP API, e.g. 0.0.0.0:8080 for kiosks on the LAN.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Which edge to talk to, and as whom.
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// The edge's base URL (default: http://<listen>, or https://<listen>
+    /// with [http.tls], from the configuration).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// An admin bearer token; by default one is signed with the data
+    /// directory's key (keys/token-signing.pem).
+    #[arg(long, env = "PAHLAWAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Trust this CA (PEM) for an HTTPS edge, e.g. certs/ca.crt; without
+    /// it, the system's roots.
+    #[arg(long, env = "PAHLAWAN_CA_CERT", hide_env_values = true)]
+    pub ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+impl Target {
+    /// The admin connection these flags describe.
+    pub fn admin(&self) -> anyhow::Result<Admin> {
+        let config = edge_config(&self.edge)?;
+        let reach = Reach {
+            url: self.url.as_deref(),
+            token: self.token.as_deref(),
+            ca_cert: self.ca_cert.as_deref(),
+        };
+        Admin::connect(&config, reach)
+    }
+}
+
+/// Defaults, the file, the environment, then these flags.
+pub fn edge_config(args: &EdgeArgs) -> anyhow::Result<EdgeConfig> {
+    let mut config = EdgeConfig::load(args.config.as_deref())?;
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    Ok(config)
+}
+
+pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
+    match command {
+        EdgeCommand::Run(args) => edge_run(args).await,
+        EdgeCommand::Config(args) => {
+            print!("{}", edge_config(&args)?.to_toml());
+            Ok(())
+        }
+    }
+}
+
+async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
+    let config = edge_config(&args)?;
+    let edge = edge_node::Edge::start(config, edge_node::StartOptions::default())
+        .await
+        .context("starting the edge")?;
+    if let Some(addr) = edge.local_addr() {
+        let scheme = if edge.config().http.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        // A machine-readable line for scripts and tests, then the human hint.
+        println!("listening on {scheme}://{addr}");
+        eprintln!(
+            "edge serving on {scheme}://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json); Ctrl-C to stop"
+        );
+        if let Some(plain) = edge.plain_addr() {
+            eprintln!("plain HTTP also on http://{plain}");
+        }
+        let data_dir = edge.config().data_dir.display().to_string();
+        eprintln!(
+            "every route but /healthz, /readyz and the OpenAPI document needs a bearer token; get one with\n  \
+             pahlawan token issue --role admin --sub \"$USER\" --data-dir {data_dir}\n\
+             (or --role provider|ngo --sub <provider or recipient id>), then send \"Authorization: Bearer <token>\""
+        );
+    }
+    edge.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
