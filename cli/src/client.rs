@@ -120,6 +120,11 @@ impl Admin {
         Ok(Admin { base, token, http })
     }
 
+    /// The edge's base URL this connection calls.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `GET /api/v1{path}` (path with its query).
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(self.url(path))).await

@@ -399,6 +399,7 @@ impl Sim {
             new_providers.push(NewProvider {
                 name: format!("Restaurant {n}"),
                 location: around_city(&mut self.rng, 0.18),
+                address: String::new(),
                 contact: contact(200_000 + n),
             });
         }

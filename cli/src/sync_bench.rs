@@ -107,6 +107,7 @@ async fn fill(
             NewProvider {
                 name: "Bench".into(),
                 location: point(city, 0),
+                address: String::new(),
                 contact: contact(),
             },
             None,

@@ -8,6 +8,7 @@
 //!   ties matching to the lifecycle (rematch, dead-letter queue, fallback).
 //! - [`breaker`]: the routing service's circuit breaker (time passed in).
 //! - [`idempotency`]: `Idempotency-Key` replay decisions.
+//! - [`kiosk`]: pairing codes, pairing attempts and device credentials.
 //! - [`neighbours`]: which entries of the hub's registry feed change the
 //!   registry, and which are repeats.
 
@@ -15,6 +16,7 @@ pub mod breaker;
 pub mod engine;
 pub mod idempotency;
 pub mod index;
+pub mod kiosk;
 pub mod lifecycle;
 pub mod matching;
 pub mod neighbours;

@@ -14,6 +14,9 @@ use sync_protocol::Surplus;
 pub struct NewProvider {
     pub name: String,
     pub location: GeoPoint,
+    /// Where to pick up, as people write it ('' for none). Kept on this
+    /// edge only (not in the event).
+    pub address: String,
     pub contact: Contact,
 }
 
@@ -100,6 +103,23 @@ impl SurplusAction {
             SurplusAction::DlqRetry => "dlq.retry",
             SurplusAction::DlqResolve { .. } => "dlq.resolve",
         }
+    }
+
+    /// A stable fingerprint of the action on `surplus`, so an
+    /// `Idempotency-Key` reused for another action is caught.
+    pub fn fingerprint(&self, surplus: &sync_protocol::SurplusId) -> u64 {
+        let (version, grams) = match *self {
+            SurplusAction::Claim { version, .. } => (version, 0),
+            SurplusAction::Deliver { delivered, .. } => (0, delivered.grams()),
+            _ => (0, 0),
+        };
+        Fingerprint::new()
+            .feed(self.name().as_bytes())
+            .feed(&self.recipient_id().map_or([0u8; 16], |r| *r.as_bytes()))
+            .feed(surplus.as_bytes())
+            .feed(&version.to_le_bytes())
+            .feed(&grams.to_le_bytes())
+            .finish()
     }
 
     /// The recipient acting; `None` for an operator's action (admins only).
@@ -200,6 +220,14 @@ impl From<CommandRefusal> for Rejected {
 pub struct Rejection {
     pub reason: Rejected,
     pub current: Option<Box<Surplus>>,
+}
+
+/// An action's result: the surplus, and whether the action was applied
+/// before under the same `Idempotency-Key` (then it is not applied again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acted {
+    pub surplus: Surplus,
+    pub replayed: bool,
 }
 
 /// A post's result: the surplus, and whether it already existed under the

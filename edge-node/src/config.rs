@@ -50,6 +50,7 @@ pub struct EdgeConfig {
     pub hub: Option<HubLinkConfig>,
     pub auth: AuthConfig,
     pub rate_limits: RateLimitConfig,
+    pub kiosk: KioskConfig,
     /// Scheduled backups of the database (`[backup]`); off by default.
     pub backup: BackupConfig,
 }
@@ -75,6 +76,59 @@ impl Default for BackupConfig {
             every_hours: 0,
             keep: 7,
             dir: None,
+        }
+    }
+}
+
+/// The food bank's kiosk page (`[kiosk]`, served at `/kiosk`): pairing
+/// codes and the device credentials they are traded for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KioskConfig {
+    /// A pairing code from `pahlawan kiosk pair` is valid this long.
+    pub code_ttl_secs: i64,
+    /// A device credential lives this long; used in its second half, it is
+    /// renewed for as long again.
+    pub device_lifetime_days: i64,
+    /// Pairing attempts one client address may make per minute.
+    pub pair_attempts_per_minute_per_peer: u32,
+    /// Pairing attempts the edge takes per minute from everyone together.
+    pub pair_attempts_per_minute: u32,
+    /// Client addresses whose attempts are counted at once, at most.
+    pub max_tracked_peers: usize,
+    /// Device credentials one recipient may hold (revoked ones not counted).
+    pub max_devices_per_recipient: u32,
+}
+
+impl Default for KioskConfig {
+    fn default() -> KioskConfig {
+        KioskConfig {
+            code_ttl_secs: 600,
+            device_lifetime_days: 90,
+            pair_attempts_per_minute_per_peer: 10,
+            pair_attempts_per_minute: 60,
+            max_tracked_peers: 4096,
+            max_devices_per_recipient: 16,
+        }
+    }
+}
+
+impl KioskConfig {
+    pub fn code_ttl(&self) -> sync_protocol::Duration {
+        sync_protocol::Duration::from_secs(self.code_ttl_secs)
+    }
+
+    pub fn device_lifetime(&self) -> sync_protocol::Duration {
+        sync_protocol::Duration::from_secs(self.device_lifetime_days.saturating_mul(86_400))
+    }
+
+    /// The pairing-attempt limits the core counts with.
+    pub fn attempt_limits(&self) -> edge_core::kiosk::AttemptLimits {
+        edge_core::kiosk::AttemptLimits {
+            window: sync_protocol::Duration::from_mins(1),
+            per_peer: self.pair_attempts_per_minute_per_peer,
+            total: self.pair_attempts_per_minute,
+            max_peers: self.max_tracked_peers,
         }
     }
 }
@@ -296,6 +350,7 @@ impl Default for EdgeConfig {
             hub: None,
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            kiosk: KioskConfig::default(),
             backup: BackupConfig::default(),
         }
     }
@@ -530,7 +585,7 @@ impl EdgeConfig {
     }
 
     /// The HTTP, link, auth and admission bounds: (holds, what must hold).
-    fn shell_checks(&self) -> [(bool, &'static str); 9] {
+    fn shell_checks(&self) -> [(bool, &'static str); 10] {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         [
             (
@@ -581,6 +636,15 @@ impl EdgeConfig {
                 (1..=65_536).contains(&self.matching_pool.workers)
                     && self.matching_pool.queue <= 1_000_000,
                 "matching_pool: workers 1 to 65536, queue at most 1000000",
+            ),
+            (
+                (60..=86_400).contains(&self.kiosk.code_ttl_secs)
+                    && (1..=3_650).contains(&self.kiosk.device_lifetime_days)
+                    && self.kiosk.pair_attempts_per_minute_per_peer >= 1
+                    && self.kiosk.pair_attempts_per_minute >= 1
+                    && self.kiosk.max_tracked_peers >= 1
+                    && self.kiosk.max_devices_per_recipient >= 1,
+                "kiosk: code_ttl_secs 60 to 86400, device_lifetime_days 1 to 3650, every limit ≥ 1",
             ),
         ]
     }

@@ -161,6 +161,21 @@ impl ReadModel {
             .collect()
     }
 
+    /// What `recipient` claimed, newest change first, at most `limit`: a scan
+    /// of the views (bounded by `store.max_live_surplus` and the finished
+    /// window), for a kiosk's day list, which it asks for now and then.
+    pub fn claimed_by(&self, recipient: &RecipientId, limit: usize) -> Vec<Surplus> {
+        let mut out: Vec<Surplus> = self
+            .views
+            .values()
+            .filter(|v| v.claimed_by == Some(*recipient))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        out
+    }
+
     /// The offers waiting on `recipient`'s answer, oldest surplus first.
     pub fn pending_for(&self, recipient: &RecipientId) -> Vec<Surplus> {
         self.pending

@@ -372,6 +372,13 @@ impl Edge {
         crate::housekeeping::retain(&self.writes, s.now(), s.config.retention_days).await
     }
 
+    /// The HTTP app the server runs, for a test that hands it requests
+    /// without a socket — as if from another machine, whose connection a
+    /// loopback test cannot make.
+    pub fn router(&self) -> axum::Router {
+        crate::api::app(self.state.clone())
+    }
+
     /// The HTTP API's bound address, if serving.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|s| s.local_addr())

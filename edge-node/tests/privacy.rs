@@ -607,6 +607,7 @@ async fn retention_deletes_old_operational_data_and_keeps_totals_and_audit() {
             NewProvider {
                 name: "P".into(),
                 location: here,
+                address: String::new(),
                 contact: contact.clone(),
             },
             Some(actor.clone()),

@@ -91,6 +91,31 @@ fn operations(w: &World) -> Vec<(Method, String, Value)> {
         (Method::GET, format!("/subjects/{r1}/export"), Value::Null),
         (Method::POST, format!("/subjects/{p1}/erase"), Value::Null),
         (Method::POST, format!("/subjects/{r1}/erase"), Value::Null),
+        (Method::GET, format!("/recipients/{r1}/claims"), Value::Null),
+        (
+            Method::POST,
+            "/kiosk/pairings".into(),
+            json!({"recipient_id": r1}),
+        ),
+        (Method::GET, "/kiosk/devices".into(), Value::Null),
+        (
+            Method::POST,
+            format!("/kiosk/devices/{r1}/revoke"),
+            Value::Null,
+        ),
+    ]
+}
+
+/// Protected operations any authenticated caller may use for itself (a
+/// stranger to the objects is still a caller): closed to the anonymous.
+fn own_operations(w: &World) -> Vec<(Method, String, Value)> {
+    vec![
+        (
+            Method::GET,
+            format!("/providers/{}/card", w.p1),
+            Value::Null,
+        ),
+        (Method::GET, "/kiosk/session".into(), Value::Null),
     ]
 }
 
@@ -121,7 +146,7 @@ async fn call(
 async fn strangers_get_401_on_every_protected_operation_and_public_routes_stay_open() {
     let w = world(|_| {}).await;
     let anon = reqwest::Client::new();
-    for (m, path, body) in operations(&w) {
+    for (m, path, body) in operations(&w).into_iter().chain(own_operations(&w)) {
         let resp = anon
             .request(m.clone(), w.t.url(&path))
             .json(&body)

@@ -3,8 +3,10 @@
 //! ([`until`], [`eventually`]) instead of sleeps, a fresh PostgreSQL
 //! database per test ([`pg`]; on a Citus cluster with
 //! `PAHLAWAN_TEST_DB=citus`, [`citus`]), and a fault-injecting UDP proxy for QUIC
-//! partitions ([`udp_proxy`]).
+//! partitions ([`udp_proxy`]), and a headless Chromium over WebDriver for
+//! page tests ([`browser`]).
 
+pub mod browser;
 pub mod citus;
 pub mod pg;
 pub mod udp_proxy;

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod hub;
 pub mod import;
 pub mod keys;
+pub mod kiosk;
 pub mod registry;
 pub mod status;
 pub mod subject;
@@ -111,6 +112,12 @@ pub enum Command {
         #[command(subcommand)]
         command: subject::SubjectCommand,
     },
+    /// The food bank's kiosk page: pair one, list and revoke paired kiosks
+    /// on a running edge.
+    Kiosk {
+        #[command(subcommand)]
+        command: kiosk::KioskCommand,
+    },
 }
 
 impl Command {
@@ -150,5 +157,6 @@ pub async fn run(command: Command, out: Out) -> anyhow::Result<()> {
         Command::Keys { command } => keys::keys(command).await,
         Command::Token { command } => keys::token(command),
         Command::Subject { command } => subject::run(command).await,
+        Command::Kiosk { command } => kiosk::run(command, out).await,
     }
 }

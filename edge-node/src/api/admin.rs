@@ -8,6 +8,7 @@ use std::path::Path;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::Response;
 use sync_protocol::{ProviderId, RecipientId, SurplusStatus};
 
 use super::auth::Caller;
@@ -169,10 +170,13 @@ pub async fn providers(
     let after = q.after.map(ProviderId::from_uuid);
     let rows = edge.reads.providers_page(after, limit).await?;
     let next = (rows.len() == limit)
-        .then(|| rows.last().map(|p| *p.id.as_uuid()))
+        .then(|| rows.last().map(|(p, _)| *p.id.as_uuid()))
         .flatten();
     Ok(Json(ProviderPageJson {
-        items: rows.iter().map(|p| ProviderJson::new(p, None)).collect(),
+        items: rows
+            .iter()
+            .map(|(p, address)| ProviderJson::new(p, address.clone(), None))
+            .collect(),
         next,
     }))
 }
@@ -240,10 +244,10 @@ pub async fn dlq_retry(
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require_admin()?;
     let _slot = edge.matching_slot().await?;
-    super::surplus::act(&edge, &caller, id, SurplusAction::DlqRetry, trace).await
+    super::surplus::act(&edge, &caller, id, SurplusAction::DlqRetry, None, trace).await
 }
 
 /// Resolve a dead-lettered surplus by hand: it is offered to the recipient
@@ -263,10 +267,10 @@ pub async fn dlq_resolve(
     IdPath(id): IdPath<SurplusId>,
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require_admin()?;
     let action = SurplusAction::DlqResolve {
         recipient_id: recipient_id(req.recipient_id),
     };
-    super::surplus::act(&edge, &caller, id, action, trace).await
+    super::surplus::act(&edge, &caller, id, action, None, trace).await
 }

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use sync_protocol::{ProviderId, RecipientId};
 
 use super::error::ApiError;
+use super::kiosk::device::DeviceSecret;
+use super::kiosk::{DeviceAuth, DeviceRefusal, device_auth};
 use super::state::AppState;
 use crate::auth::{AuthError, Principal, Role};
 use crate::commands::Actor;
@@ -32,10 +34,12 @@ pub struct RequestMeta {
 pub struct Caller {
     pub principal: Principal,
     pub meta: RequestMeta,
+    /// The kiosk device whose cookie authenticated the call, if one did.
+    pub device: Option<DeviceSecret>,
 }
 
 /// User agents are kept to this many characters in the audit log.
-const MAX_USER_AGENT: usize = 256;
+pub const MAX_USER_AGENT: usize = 256;
 
 fn rate_headers(d: &Decision) -> Vec<(HeaderName, HeaderValue)> {
     vec![
@@ -69,12 +73,30 @@ fn unauthorized(e: AuthError) -> ApiError {
     }
 }
 
-/// The middleware on protected routes.
+/// The middleware on protected routes: a bearer token, or (without an
+/// `Authorization` header) a kiosk's device cookie, whose mutating calls
+/// must carry its CSRF token.
 pub async fn authenticate(State(edge): State<AppState>, mut req: Request, next: Next) -> Response {
-    let (caller, decision) = match admit(&edge, &req) {
+    let device = match req.headers().contains_key(header::AUTHORIZATION) {
+        true => None,
+        false => {
+            let conn = req.extensions().get::<http_listener::ConnInfo>();
+            device_auth(&edge, req.headers(), conn).await
+        }
+    };
+    let renew = match &device {
+        Some(Ok(d)) if d.renew => Some(d.secure),
+        _ => None,
+    };
+    let (caller, decision) = match admit(&edge, &req, device) {
         Ok(admitted) => admitted,
         Err(refusal) => return *refusal,
     };
+    if let Some(refusal) = csrf_refusal(&caller, &req) {
+        let what = format!("{} {}", req.method(), req.uri().path());
+        let record = caller.actor().record("forbidden", what, 403);
+        return audited(refusal.into_response(), edge.writes.audit(record).await);
+    }
     let path = req
         .extensions()
         .get::<axum::extract::OriginalUri>()
@@ -90,14 +112,40 @@ pub async fn authenticate(State(edge): State<AppState>, mut req: Request, next: 
     for (name, value) in rate_headers(&decision) {
         resp.headers_mut().insert(name, value);
     }
+    if let Some(secure) = renew {
+        super::kiosk::renew(&edge, &caller, secure, &mut resp).await;
+    }
     resp
+}
+
+/// A cookie-authenticated mutating call without its device's CSRF token
+/// (`X-CSRF-Token`) is refused: a page of another site cannot send it.
+fn csrf_refusal(caller: &Caller, req: &Request) -> Option<ApiError> {
+    let device = caller.device.as_ref()?;
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
+    let presented = req
+        .headers()
+        .get(super::kiosk::device::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok());
+    (!device.csrf_matches(presented)).then(|| {
+        ApiError::forbidden(
+            "csrf_token_invalid",
+            "a kiosk's call must carry its X-CSRF-Token",
+        )
+    })
 }
 
 /// The verified caller and its rate-limit decision, or the refusal to send:
 /// 429 for an address that keeps presenting refused tokens (before its next
 /// token costs a signature check), 401 for a missing or bad token, 429 for
 /// an empty bucket.
-fn admit(edge: &AppState, req: &Request) -> Result<(Caller, Decision), Box<Response>> {
+fn admit(
+    edge: &AppState,
+    req: &Request,
+    device: Option<Result<DeviceAuth, DeviceRefusal>>,
+) -> Result<(Caller, Decision), Box<Response>> {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -119,16 +167,29 @@ fn admit(edge: &AppState, req: &Request) -> Result<(Caller, Decision), Box<Respo
             .into_response(),
         ));
     }
-    let principal = match edge.security.verifier.verify(authorization, edge.now()) {
-        Ok(p) => p,
-        Err(e) => {
-            if e != AuthError::Missing
+    let (principal, device) = match device {
+        Some(Ok(d)) => (d.principal, Some(d.secret)),
+        Some(Err(refusal)) => {
+            // A cookie over plain HTTP is no guess at a credential: the
+            // address is not counted towards a block for it.
+            if refusal != DeviceRefusal::InsecureTransport
                 && let Some(ip) = peer
             {
                 let _ = edge.security.failed_auth.failed(ip);
             }
-            return Err(Box::new(unauthorized(e).into_response()));
+            return Err(Box::new(refusal.into_error().into_response()));
         }
+        None => match edge.security.verifier.verify(authorization, edge.now()) {
+            Ok(p) => (p, None),
+            Err(e) => {
+                if e != AuthError::Missing
+                    && let Some(ip) = peer
+                {
+                    let _ = edge.security.failed_auth.failed(ip);
+                }
+                return Err(Box::new(unauthorized(e).into_response()));
+            }
+        },
     };
     let decision = edge.security.limits.check(&principal);
     if let Some(secs) = decision.retry_after_secs {
@@ -153,7 +214,14 @@ fn admit(edge: &AppState, req: &Request) -> Result<(Caller, Decision), Box<Respo
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(MAX_USER_AGENT).collect()),
     };
-    Ok((Caller { principal, meta }, decision))
+    Ok((
+        Caller {
+            principal,
+            meta,
+            device,
+        },
+        decision,
+    ))
 }
 
 /// The audit action for a refusal of an authenticated caller the store did
@@ -208,13 +276,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 impl Caller {
-    /// The caller as the audit log names it.
+    /// The caller as the audit log names it. A kiosk acts as its
+    /// recipient with the role `kiosk`, its device id first in the user
+    /// agent (`kiosk-device=<id>; …`).
     pub fn actor(&self) -> Actor {
+        let (role, user_agent) = match &self.device {
+            None => (
+                self.principal.role.as_str().to_string(),
+                self.meta.user_agent.clone(),
+            ),
+            Some(d) => {
+                let ua = self.meta.user_agent.as_deref().unwrap_or("");
+                let tagged = format!("kiosk-device={}; {ua}", d.id);
+                (
+                    "kiosk".to_string(),
+                    Some(tagged.chars().take(MAX_USER_AGENT).collect()),
+                )
+            }
+        };
         Actor {
             sub: self.principal.sub.clone(),
-            role: self.principal.role.as_str().to_string(),
+            role,
             ip: self.meta.ip.clone(),
-            user_agent: self.meta.user_agent.clone(),
+            user_agent,
         }
     }
 

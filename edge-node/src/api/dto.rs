@@ -57,6 +57,14 @@ pub fn email_pattern() -> String {
 /// A description: no control characters but line feed and tab.
 pub const DESCRIPTION_PATTERN: &str = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$";
 
+/// A street address: no control characters (surrounding white space is
+/// trimmed off before it is stored).
+pub fn address_pattern() -> String {
+    format!("^[^{CONTROL}]*$")
+}
+/// The most characters an address has.
+pub const MAX_ADDRESS_CHARS: usize = 300;
+
 /// The least mass the edge keeps (it stores whole grams).
 pub const MIN_KG: f64 = 0.001;
 
@@ -126,6 +134,15 @@ schema_type!(
     string_schema("At most 2,000 characters, no control characters but line feed and tab")
         .max_length(Some(Validation::MAX_DESCRIPTION_CHARS))
         .pattern(Some(DESCRIPTION_PATTERN))
+        .into()
+);
+schema_type!(
+    /// A provider's street address.
+    AddressText,
+    "Address",
+    string_schema("At most 300 characters, no control characters; trimmed when stored")
+        .max_length(Some(MAX_ADDRESS_CHARS))
+        .pattern(Some(address_pattern()))
         .into()
 );
 schema_type!(
@@ -221,6 +238,18 @@ fn point(lat: f64, lon: f64) -> Result<GeoPoint, ApiError> {
     GeoPoint::new(lat, lon).map_err(|e| ApiError::invalid("invalid_coordinates", e.to_string()))
 }
 
+/// An address as [`AddressText`] states it; stored trimmed.
+fn address(s: Option<String>) -> Result<String, ApiError> {
+    let s = s.unwrap_or_default();
+    if s.chars().count() > MAX_ADDRESS_CHARS || s.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "invalid_address",
+            format!("address must be at most {MAX_ADDRESS_CHARS} printable characters"),
+        ));
+    }
+    Ok(s.trim().to_string())
+}
+
 /// A name as [`NameText`] states it; stored trimmed.
 fn name(s: String) -> Result<String, ApiError> {
     let t = s.trim();
@@ -299,6 +328,10 @@ pub struct NewProviderRequest {
     pub lat: f64,
     #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    /// Where to pick up food, as people write it (kiosks show it).
+    #[schema(value_type = Option<AddressText>)]
+    #[serde(default)]
+    pub address: Option<String>,
     #[schema(value_type = PhoneText)]
     pub contact_phone: String,
     #[schema(value_type = EmailText)]
@@ -310,6 +343,7 @@ impl NewProviderRequest {
         Ok(NewProvider {
             name: name(self.name)?,
             location: point(self.lat, self.lon)?,
+            address: address(self.address)?,
             contact: contact(self.contact_phone, self.contact_email)?,
         })
     }
@@ -324,19 +358,49 @@ pub struct ProviderJson {
     pub lat: f64,
     #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
+    /// Where to pick up ('' when none was given, or once erased).
+    pub address: String,
     /// Contact data: shown to admins only (`null` otherwise).
     pub contact_phone: Option<String>,
     pub contact_email: Option<String>,
 }
 
+/// What any caller may see of a provider: enough to pick food up (no
+/// contact data). Kiosks show it with each offer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderCardJson {
+    pub id: Uuid,
+    /// As registered, or empty once erased.
+    pub name: String,
+    /// Where to pick up ('' when none was given, or once erased).
+    pub address: String,
+    #[schema(minimum = -90.0, maximum = 90.0)]
+    pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
+    pub lon: f64,
+}
+
+impl ProviderCardJson {
+    pub fn new(p: &Provider, address: String) -> ProviderCardJson {
+        ProviderCardJson {
+            id: *p.id.as_uuid(),
+            name: p.name.clone(),
+            address,
+            lat: p.location.lat(),
+            lon: p.location.lon(),
+        }
+    }
+}
+
 impl ProviderJson {
     /// `contact`: opened for an admin; `None` hides it.
-    pub fn new(p: &Provider, contact: Option<&Contact>) -> ProviderJson {
+    pub fn new(p: &Provider, address: String, contact: Option<&Contact>) -> ProviderJson {
         ProviderJson {
             id: *p.id.as_uuid(),
             name: p.name.clone(),
             lat: p.location.lat(),
             lon: p.location.lon(),
+            address,
             contact_phone: contact.map(|c| c.phone.clone()),
             contact_email: contact.map(|c| c.email.clone()),
         }

@@ -10,6 +10,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 mod health;
+pub mod kiosk;
 mod metrics;
 pub mod offers;
 mod registry;
@@ -38,7 +39,12 @@ use self::error::ApiError;
     info(
         title = "Pahlawan Pangan edge API",
         description = "Post surplus food, get it offered, claimed, picked up and delivered before it expires. \
-            Every route but health, readiness and this document needs an RS256 bearer token.",
+            Every route but health, readiness, `POST /kiosk/pair` and this document needs an RS256 bearer token, \
+            or — for a paired kiosk page — its device cookie `pahlawan_kiosk` (HttpOnly, SameSite=Strict, from \
+            `POST /kiosk/pair`), which acts as its recipient with the `ngo` role; a call made with the cookie that \
+            changes anything must carry the kiosk's CSRF token in `X-CSRF-Token` (403 `csrf_token_invalid` otherwise), \
+            and a refused cookie is a 401 (`unknown_device`, `device_expired`, `device_revoked`, `malformed_device_cookie`, or `insecure_transport`: \
+            the cookie is set and taken only over HTTPS, or plain HTTP from the machine itself).",
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -68,6 +74,7 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(registry::post_provider))
         .routes(routes!(registry::get_provider))
+        .routes(routes!(registry::provider_card))
         .routes(routes!(registry::post_recipient))
         .routes(routes!(registry::get_recipient))
         .routes(routes!(surplus::post_surplus, surplus::list_surplus))
@@ -82,6 +89,11 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(health::sync_status))
         .routes(routes!(subjects::export))
         .routes(routes!(subjects::erase))
+        .routes(routes!(kiosk::new_pairing))
+        .routes(routes!(kiosk::session))
+        .routes(routes!(kiosk::claims))
+        .routes(routes!(kiosk::devices))
+        .routes(routes!(kiosk::revoke))
         .routes(routes!(admin::status))
         .routes(routes!(admin::cells))
         .routes(routes!(admin::recipients))
@@ -96,6 +108,7 @@ fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(kiosk::pair))
 }
 
 /// The API routes and their OpenAPI description, built from one declaration.
@@ -208,6 +221,7 @@ pub fn app(edge: AppState) -> Router {
             .into_response()
         })
         .route("/metrics", get(metrics::metrics))
+        .merge(kiosk::page::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             edge.clone(),
             metrics::track,
@@ -217,6 +231,8 @@ pub fn app(edge: AppState) -> Router {
             metrics::track_unmatched,
         ))
         .layer(axum::Extension(Arc::new(offers::StreamSlots::default())))
+        .layer(axum::Extension(kiosk::attempts(&edge.config)))
+        .layer(axum::middleware::from_fn(kiosk::page::security_headers))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(edge)
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use sync_protocol::{RecipientId, SurplusId};
@@ -18,7 +19,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use super::auth::Caller;
 use super::dto::{OfferListJson, RecipientRequest, SurplusJson, recipient_id};
 use super::error::{ActionErrors, ApiError, AuthErrors, BodyErrors, ErrorBody};
-use super::extract::{ApiJson, IdPath, Traceparent};
+use super::extract::{ApiJson, IdPath, IdempotencyKeyHeader, Traceparent};
 use super::state::AppState;
 use super::surplus::act;
 use crate::commands::SurplusAction;
@@ -26,50 +27,58 @@ use sync_protocol::Surplus;
 
 /// Accept the offer of a surplus: it becomes claimed by the recipient.
 #[utoipa::path(post, path = "/offers/{surplus_id}/accept", tag = "offers", security(("bearer" = [])),
-    params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
+    params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1 to 255 visible ASCII characters. Repeating an action with the same key answers with the surplus as it stands \
+            and does not apply it again (header Idempotent-Replayed: true); the same key with another action is refused (422 `idempotency_key_reused`)")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, description = "Claimed", body = SurplusJson, links(
+        (status = 200, description = "Claimed", body = SurplusJson, headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key")), links(
             ("PickUpSurplus" = (operation_id = "pickup",
                 parameters(("id" = "$response.body#/id")),
                 request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
         )),
-        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `idempotency_key_reused`", body = ErrorBody),
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn accept(
     State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let action = SurplusAction::Accept {
         recipient_id: recipient_id(req.recipient_id),
     };
-    act(&edge, &caller, id, action, trace).await
+    act(&edge, &caller, id, action, key, trace).await
 }
 
 /// Decline the offer: the surplus is rematched at once, excluding this recipient.
 #[utoipa::path(post, path = "/offers/{surplus_id}/decline", tag = "offers", security(("bearer" = [])),
-    params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id")),
+    params(("surplus_id" = uuid::Uuid, Path, description = "Surplus id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1 to 255 visible ASCII characters. Repeating an action with the same key answers with the surplus as it stands \
+            and does not apply it again (header Idempotent-Replayed: true); the same key with another action is refused (422 `idempotency_key_reused`)")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, description = "Declined; the surplus as rematched", body = SurplusJson, links(
+        (status = 200, description = "Declined; the surplus as rematched", body = SurplusJson, headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key")), links(
             ("AcceptNextOffer" = (operation_id = "accept",
                 parameters(("surplus_id" = "$response.body#/id")),
                 request_body = json!({"recipient_id": "$response.body#/offer/recipient_id"}))),
         )),
-        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `idempotency_key_reused`", body = ErrorBody),
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn decline(
     State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let recipient = recipient_id(req.recipient_id);
     let action = SurplusAction::Decline {
         recipient_id: recipient,
@@ -78,7 +87,7 @@ pub async fn decline(
     // caller is known to act for that recipient).
     caller.require_recipient(recipient)?;
     let _slot = edge.matching_slot().await?;
-    act(&edge, &caller, id, action, trace).await
+    act(&edge, &caller, id, action, key, trace).await
 }
 
 async fn known_recipient(edge: &AppState, id: RecipientId) -> Result<(), ApiError> {

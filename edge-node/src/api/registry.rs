@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use sync_protocol::{Contact, ProviderId, RecipientId, SealedContact, Subject};
 
 use super::auth::Caller;
-use super::dto::{NewProviderRequest, NewRecipientRequest, ProviderJson, RecipientJson};
+use super::dto::{
+    NewProviderRequest, NewRecipientRequest, ProviderCardJson, ProviderJson, RecipientJson,
+};
 use super::error::{ApiError, AuthErrors, BodyErrors, ErrorBody, MisdirectedError};
 use super::extract::{ApiJson, IdPath};
 use super::state::AppState;
@@ -40,13 +42,14 @@ pub async fn post_provider(
     caller.require_admin()?;
     let new = req.validate()?;
     let contact = new.contact.clone();
+    let address = new.address.clone();
     let provider = edge
         .writes
         .register_provider(new, Some(caller.actor()))
         .await??;
     Ok((
         StatusCode::CREATED,
-        Json(ProviderJson::new(&provider, Some(&contact))),
+        Json(ProviderJson::new(&provider, address, Some(&contact))),
     ))
 }
 
@@ -65,14 +68,41 @@ pub async fn get_provider(
     IdPath(id): IdPath<ProviderId>,
 ) -> Result<Json<ProviderJson>, ApiError> {
     caller.require_provider(id)?;
-    let provider = edge
+    let (provider, address) = edge
         .reads
         .provider(id)
         .await?
         .ok_or_else(|| ApiError::not_found("provider"))?;
     let subject = Subject::Provider(id);
     let contact = read_contact(&edge, &caller, &provider.contact, &subject).await?;
-    Ok(Json(ProviderJson::new(&provider, contact.as_ref())))
+    Ok(Json(ProviderJson::new(
+        &provider,
+        address,
+        contact.as_ref(),
+    )))
+}
+
+/// What any authenticated caller may see of a provider — name, address and
+/// place, no contact data: a kiosk shows it with each offer.
+#[utoipa::path(get, path = "/providers/{id}/card", tag = "registry", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Provider id")),
+    responses(
+        (status = 200, body = ProviderCardJson),
+        (status = 404, description = "No such provider (or not a UUID, or erased)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+        AuthErrors,
+    ))]
+pub async fn provider_card(
+    State(edge): State<AppState>,
+    _caller: Caller,
+    IdPath(id): IdPath<ProviderId>,
+) -> Result<Json<ProviderCardJson>, ApiError> {
+    let (provider, address) = edge
+        .reads
+        .provider(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("provider"))?;
+    Ok(Json(ProviderCardJson::new(&provider, address)))
 }
 
 /// Register a recipient (NGO, food bank, shelter). Admins only.

@@ -76,8 +76,8 @@ pub struct Erased {
 
 /// Which subject an id names here, if any (erased subjects are gone).
 async fn find(edge: &AppState, id: Uuid) -> Result<Option<Found>, ApiError> {
-    if let Some(p) = edge.reads.provider(ProviderId::from_uuid(id)).await? {
-        return Ok(Some(Found::Provider(p)));
+    if let Some((p, address)) = edge.reads.provider(ProviderId::from_uuid(id)).await? {
+        return Ok(Some(Found::Provider(p, address)));
     }
     if let Some((r, cell)) = edge.reads.recipient(RecipientId::from_uuid(id)).await? {
         return Ok(Some(Found::Recipient(r, cell)));
@@ -87,14 +87,14 @@ async fn find(edge: &AppState, id: Uuid) -> Result<Option<Found>, ApiError> {
 
 /// A subject's row, as read.
 enum Found {
-    Provider(sync_protocol::Provider),
+    Provider(sync_protocol::Provider, String),
     Recipient(sync_protocol::Recipient, u64),
 }
 
 impl Found {
     fn subject(&self) -> Subject {
         match self {
-            Found::Provider(p) => Subject::Provider(p.id),
+            Found::Provider(p, _) => Subject::Provider(p.id),
             Found::Recipient(r, _) => Subject::Recipient(r.id),
         }
     }
@@ -136,7 +136,7 @@ pub async fn export(
     let subject = found.subject();
     require_self_or_admin(&caller, &subject)?;
     let (sealed, provider, recipient) = match found {
-        Found::Provider(p) => (p.contact.clone(), Some(p), None),
+        Found::Provider(p, address) => (p.contact.clone(), Some((p, address)), None),
         Found::Recipient(r, cell) => (r.contact.clone(), None, Some((r, cell))),
     };
     // The subject sees its own contact; an admin's read of it is audited by
@@ -155,7 +155,7 @@ pub async fn export(
         kind: subject.kind().to_string(),
         id,
         exported_at: rfc3339(edge.now()),
-        provider: provider.map(|p| ProviderJson::new(&p, contact.as_ref())),
+        provider: provider.map(|(p, address)| ProviderJson::new(&p, address, contact.as_ref())),
         recipient: recipient.map(|(r, cell)| RecipientJson::new(&r, cell, contact.as_ref())),
         surplus: rows.surplus.iter().map(SurplusJson::from).collect(),
         offers: rows

@@ -154,14 +154,16 @@ pub async fn list_surplus(
     Ok(Json(SurplusListJson { items }))
 }
 
-/// A recipient's action on a surplus: only as itself (or by an admin).
+/// A recipient's action on a surplus: only as itself (or by an admin),
+/// once per `Idempotency-Key`.
 pub(super) async fn act(
     edge: &AppState,
     caller: &Caller,
     id: SurplusId,
     action: SurplusAction,
+    key: Option<String>,
     trace: Traceparent,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     match action.recipient_id() {
         Some(r) => caller.require_recipient(r)?,
         None => caller.require_admin()?,
@@ -169,7 +171,7 @@ pub(super) async fn act(
     let started = std::time::Instant::now();
     let answered = edge
         .writes
-        .act(id, action, trace.0, Some(caller.actor()))
+        .act_keyed(id, action, key, trace.0, Some(caller.actor()))
         .await;
     if matches!(
         action,
@@ -179,84 +181,103 @@ pub(super) async fn act(
             .claim_latency
             .observe(started.elapsed().as_secs_f64());
     }
-    let v = answered??;
-    Ok(Json(SurplusJson::from(&v)))
+    let acted = answered??;
+    let mut resp = Json(SurplusJson::from(&acted.surplus)).into_response();
+    if acted.replayed {
+        resp.headers_mut().insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
 }
 
 /// Claim a surplus directly with the version read: first commit wins. The
 /// recipient claims only as itself.
 #[utoipa::path(post, path = "/surplus/{id}/claim", tag = "surplus", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Surplus id")),
+    params(("id" = uuid::Uuid, Path, description = "Surplus id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1 to 255 visible ASCII characters. Repeating an action with the same key answers with the surplus as it stands \
+            and does not apply it again (header Idempotent-Replayed: true); the same key with another action is refused (422 `idempotency_key_reused`)")),
     request_body = ClaimRequest,
     responses(
-        (status = 200, description = "Claimed", body = SurplusJson, links(
+        (status = 200, description = "Claimed", body = SurplusJson, headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key")), links(
             ("PickUpSurplus" = (operation_id = "pickup",
                 parameters(("id" = "$response.body#/id")),
                 request_body = json!({"recipient_id": "$response.body#/claimed_by"}))),
         )),
-        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `idempotency_key_reused`", body = ErrorBody),
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn claim(
     State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     trace: Traceparent,
     ApiJson(req): ApiJson<ClaimRequest>,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let action = SurplusAction::Claim {
         recipient_id: recipient_id(req.recipient_id),
         version: req.version,
     };
-    act(&edge, &caller, id, action, trace).await
+    act(&edge, &caller, id, action, key, trace).await
 }
 
 /// The claimant picked the food up.
 #[utoipa::path(post, path = "/surplus/{id}/pickup", tag = "surplus", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Surplus id")),
+    params(("id" = uuid::Uuid, Path, description = "Surplus id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1 to 255 visible ASCII characters. Repeating an action with the same key answers with the surplus as it stands \
+            and does not apply it again (header Idempotent-Replayed: true); the same key with another action is refused (422 `idempotency_key_reused`)")),
     request_body = RecipientRequest,
     responses(
-        (status = 200, description = "Picked up", body = SurplusJson, links(
+        (status = 200, description = "Picked up", body = SurplusJson, headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key")), links(
             ("DeliverSurplus" = (operation_id = "deliver",
                 parameters(("id" = "$response.body#/id")),
                 request_body = json!({"recipient_id": "$response.body#/claimed_by",
                     "delivered_kg": "$response.body#/quantity_kg"}))),
         )),
-        (status = 422, description = "A field breaks the schema, or `unknown_recipient`", body = ErrorBody),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `idempotency_key_reused`", body = ErrorBody),
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn pickup(
     State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     trace: Traceparent,
     ApiJson(req): ApiJson<RecipientRequest>,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let action = SurplusAction::PickUp {
         recipient_id: recipient_id(req.recipient_id),
     };
-    act(&edge, &caller, id, action, trace).await
+    act(&edge, &caller, id, action, key, trace).await
 }
 
 /// The claimant delivered the food; `delivered_kg` is the impact figure.
 #[utoipa::path(post, path = "/surplus/{id}/deliver", tag = "surplus", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path, description = "Surplus id")),
+    params(("id" = uuid::Uuid, Path, description = "Surplus id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "1 to 255 visible ASCII characters. Repeating an action with the same key answers with the surplus as it stands \
+            and does not apply it again (header Idempotent-Replayed: true); the same key with another action is refused (422 `idempotency_key_reused`)")),
     request_body = DeliverRequest,
     responses(
-        (status = 200, description = "Delivered", body = SurplusJson),
-        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `delivered_exceeds_quantity`", body = ErrorBody),
+        (status = 200, description = "Delivered", body = SurplusJson, headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key"))),
+        (status = 422, description = "A field breaks the schema, or `unknown_recipient`, `delivered_exceeds_quantity`, `idempotency_key_reused`", body = ErrorBody),
         BodyErrors, ActionErrors, AuthErrors,
     ))]
 pub async fn deliver(
     State(edge): State<AppState>,
     caller: Caller,
     IdPath(id): IdPath<SurplusId>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     trace: Traceparent,
     ApiJson(req): ApiJson<DeliverRequest>,
-) -> Result<Json<SurplusJson>, ApiError> {
+) -> Result<Response, ApiError> {
     let action = SurplusAction::Deliver {
         recipient_id: recipient_id(req.recipient_id),
         delivered: req.delivered()?,
     };
-    act(&edge, &caller, id, action, trace).await
+    act(&edge, &caller, id, action, key, trace).await
 }

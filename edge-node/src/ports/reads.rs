@@ -81,7 +81,30 @@ impl Reads {
         self.offers.subscribe()
     }
 
-    pub async fn provider(&self, id: ProviderId) -> Result<Option<Provider>, EdgeError> {
+    /// A kiosk device credential by id.
+    pub async fn kiosk_device(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<crate::store::reader::KioskDeviceRow>, EdgeError> {
+        Ok(self.pool.kiosk_device(id).await?)
+    }
+
+    /// Kiosk devices, newest first.
+    pub async fn kiosk_devices(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::store::reader::KioskDeviceRow>, EdgeError> {
+        Ok(self.pool.kiosk_devices(limit).await?)
+    }
+
+    /// What this recipient claimed that the read model holds: unfinished,
+    /// and finished within the recent window (24 h).
+    pub fn claimed_by(&self, recipient: &RecipientId, limit: usize) -> Vec<Surplus> {
+        self.model.read().claimed_by(recipient, limit)
+    }
+
+    /// A provider and its address.
+    pub async fn provider(&self, id: ProviderId) -> Result<Option<(Provider, String)>, EdgeError> {
         Ok(self.pool.provider(id).await?)
     }
 
@@ -103,7 +126,7 @@ impl Reads {
         &self,
         after: Option<ProviderId>,
         limit: usize,
-    ) -> Result<Vec<Provider>, EdgeError> {
+    ) -> Result<Vec<(Provider, String)>, EdgeError> {
         Ok(self.pool.providers_page(after, limit).await?)
     }
 

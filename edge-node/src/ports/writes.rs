@@ -17,10 +17,13 @@ use tokio::sync::oneshot;
 use super::EdgeError;
 use crate::cells::CellSet;
 use crate::commands::{
-    Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection, SurplusAction,
+    Acted, Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection,
+    SurplusAction,
 };
 use crate::pii::PiiKeys;
-use crate::store::writer::{Command, PostRequest, QueueSenders, Reply, Unavailable};
+use crate::store::writer::{
+    Command, KioskAnswer, KioskOp, PostRequest, QueueSenders, Reply, Unavailable,
+};
 use sync_protocol::Surplus;
 
 /// Rows per retention or re-seal step: one writer group stays short.
@@ -160,10 +163,39 @@ impl Writes {
         trace: Option<TraceContext>,
         actor: Option<Actor>,
     ) -> Result<Result<Surplus, Rejection>, EdgeError> {
+        let acted = self.act_keyed(surplus_id, action, None, trace, actor);
+        Ok(acted.await?.map(|a| a.surplus))
+    }
+
+    /// `act` with an optional `Idempotency-Key`: the same key and action
+    /// again answers with the surplus as it stands and is not applied twice.
+    pub async fn act_keyed(
+        &self,
+        surplus_id: SurplusId,
+        action: SurplusAction,
+        idempotency_key: Option<String>,
+        trace: Option<TraceContext>,
+        actor: Option<Actor>,
+    ) -> Result<Result<Acted, Rejection>, EdgeError> {
+        let idempotency = idempotency_key.map(|key| IdempotencyKey {
+            key,
+            fingerprint: action.fingerprint(&surplus_id),
+        });
         self.call(Room::Now, |reply| Command::Act {
             surplus_id,
             action,
+            idempotency,
             trace,
+            actor: actor.map(Box::new),
+            reply,
+        })
+        .await
+    }
+
+    /// Kiosk pairing and device credentials, audited with `actor`.
+    pub async fn kiosk(&self, op: KioskOp, actor: Option<Actor>) -> Result<KioskAnswer, EdgeError> {
+        self.call(Room::Now, |reply| Command::Kiosk {
+            op,
             actor: actor.map(Box::new),
             reply,
         })

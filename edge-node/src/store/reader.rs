@@ -72,17 +72,18 @@ impl ReadPool {
         self.with(move |c| read_surplus_view(c, &id)).await
     }
 
+    /// A provider and its address (edge-local, so beside the domain record).
     pub async fn provider(
         self: &std::sync::Arc<Self>,
         id: ProviderId,
-    ) -> Result<Option<Provider>, StoreError> {
+    ) -> Result<Option<(Provider, String)>, StoreError> {
         self.with(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = ?1 AND erased_at IS NULL"
+                "SELECT {PROVIDER_COLUMNS}, address FROM providers WHERE id = ?1 AND erased_at IS NULL"
             ))?;
             let mut rows = stmt.query([id.as_bytes()])?;
             Ok(match rows.next()? {
-                Some(row) => Some(provider_from_row(row)?),
+                Some(row) => Some((provider_from_row(row)?, row.get(5)?)),
                 None => None,
             })
         })
@@ -131,15 +132,19 @@ impl ReadPool {
         self: &std::sync::Arc<Self>,
         after: Option<ProviderId>,
         limit: usize,
-    ) -> Result<Vec<Provider>, StoreError> {
+    ) -> Result<Vec<(Provider, String)>, StoreError> {
         let after = after.map_or_else(Vec::new, |a| a.as_bytes().to_vec());
         self.with(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {PROVIDER_COLUMNS} FROM providers WHERE id > ?1 AND erased_at IS NULL \
+                "SELECT {PROVIDER_COLUMNS}, address FROM providers WHERE id > ?1 AND erased_at IS NULL \
                  ORDER BY id LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(rusqlite::params![after, limit as i64], provider_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut rows = stmt.query(rusqlite::params![after, limit as i64])?;
+            let mut page = Vec::new();
+            while let Some(row) = rows.next()? {
+                page.push((provider_from_row(row)?, row.get(5)?));
+            }
+            Ok(page)
         })
         .await
     }
@@ -239,4 +244,77 @@ impl ReadPool {
         })
         .await
     }
+
+    /// A kiosk device credential by id (revoked ones too).
+    pub async fn kiosk_device(
+        self: &std::sync::Arc<Self>,
+        id: uuid::Uuid,
+    ) -> Result<Option<KioskDeviceRow>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {KIOSK_DEVICE_COLUMNS} FROM kiosk_devices WHERE id = ?1"
+            ))?;
+            let mut rows = stmt.query([id.as_bytes()])?;
+            Ok(match rows.next()? {
+                Some(row) => Some(kiosk_device_from_row(row)?),
+                None => None,
+            })
+        })
+        .await
+    }
+
+    /// Kiosk devices, newest first, at most `limit`.
+    pub async fn kiosk_devices(
+        self: &std::sync::Arc<Self>,
+        limit: usize,
+    ) -> Result<Vec<KioskDeviceRow>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {KIOSK_DEVICE_COLUMNS} FROM kiosk_devices ORDER BY created_at DESC, id LIMIT ?1"
+            ))?;
+            let mut rows = stmt.query([limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(kiosk_device_from_row(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// A paired kiosk, as stored (the secret only as its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KioskDeviceRow {
+    pub id: uuid::Uuid,
+    pub recipient: RecipientId,
+    pub secret_hash: [u8; 32],
+    pub label: String,
+    pub created_at: sync_protocol::Timestamp,
+    pub expires_at: sync_protocol::Timestamp,
+    pub revoked_at: Option<sync_protocol::Timestamp>,
+}
+
+const KIOSK_DEVICE_COLUMNS: &str =
+    "id, recipient_id, secret_hash, label, created_at, expires_at, revoked_at";
+
+fn kiosk_device_from_row(row: &rusqlite::Row<'_>) -> Result<KioskDeviceRow, StoreError> {
+    let bytes16 = |i: usize| -> Result<[u8; 16], StoreError> {
+        let v: Vec<u8> = row.get(i)?;
+        v.try_into()
+            .map_err(|_| StoreError::Corrupt("kiosk device id".into()))
+    };
+    let hash: Vec<u8> = row.get(2)?;
+    let ts = sync_protocol::Timestamp::from_unix_ms;
+    Ok(KioskDeviceRow {
+        id: uuid::Uuid::from_bytes(bytes16(0)?),
+        recipient: RecipientId::from_bytes(bytes16(1)?),
+        secret_hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("kiosk device secret hash".into()))?,
+        label: row.get(3)?,
+        created_at: ts(row.get(4)?),
+        expires_at: ts(row.get(5)?),
+        revoked_at: row.get::<_, Option<i64>>(6)?.map(ts),
+    })
 }

@@ -62,6 +62,12 @@ pub fn retain(
         .execute(params![cutoff, limit])?;
     deleted += conn
         .prepare_cached(
+            "DELETE FROM action_keys WHERE (recipient_id, key) IN
+                (SELECT recipient_id, key FROM action_keys WHERE created_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![cutoff, limit])?;
+    deleted += conn
+        .prepare_cached(
             "DELETE FROM outbox WHERE seq IN
                 (SELECT seq FROM outbox
                  WHERE seq <= (SELECT published_seq FROM sync_state WHERE id = 1)

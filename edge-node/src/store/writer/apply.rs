@@ -14,7 +14,8 @@ use super::command::{Command, Pending, PostRequest};
 use super::project::table_of;
 use super::{StoreError, Writer};
 use crate::commands::{
-    Actor, IdempotencyKey, NewProvider, NewRecipient, Posted, Rejected, Rejection, SurplusAction,
+    Acted, Actor, IdempotencyKey, NewProvider, NewRecipient, Posted, Rejected, Rejection,
+    SurplusAction,
 };
 use crate::pii::PiiKeys;
 use crate::store::rows::{forget_foreign_recipient, read_surplus_view, upsert_foreign_recipient};
@@ -50,10 +51,14 @@ impl Writer {
             Command::Act {
                 surplus_id,
                 action,
+                idempotency,
                 trace,
                 actor,
                 reply,
-            } => Pending::Act(reply, self.act(now, surplus_id, action, trace, actor)?),
+            } => {
+                let acted = self.act(now, surplus_id, action, idempotency, trace, actor)?;
+                Pending::Act(reply, acted)
+            }
             Command::Erase {
                 subject,
                 actor,
@@ -85,6 +90,9 @@ impl Writer {
             Command::ImportRecipients { entries, reply } => {
                 Pending::Count(reply, self.import(now, entries)?)
             }
+            Command::Kiosk { op, actor, reply } => {
+                Pending::Kiosk(reply, self.kiosk(now, op, actor)?)
+            }
             Command::Stop => unreachable!("Stop never enters a batch"),
         })
     }
@@ -96,6 +104,7 @@ impl Writer {
         actor: Option<Box<Actor>>,
     ) -> Result<Result<Provider, Rejection>, StoreError> {
         let id = ProviderId::from_uuid(self.ids.next(now));
+        let address = new.address;
         let p = Provider {
             id,
             name: new.name,
@@ -108,6 +117,11 @@ impl Writer {
             .map(|()| p)
             .map_err(refused);
         self.write_output(now, None)?;
+        if result.is_ok() && !address.is_empty() {
+            self.conn
+                .prepare_cached("UPDATE providers SET address = ?2 WHERE id = ?1")?
+                .execute(params![id.as_bytes(), address])?;
+        }
         self.audit_outcome(now, actor, "provider.register", &result, |p| {
             (format!("provider/{}", p.id), 201)
         })?;
@@ -291,21 +305,107 @@ impl Writer {
         }))
     }
 
+    /// An action, once per `Idempotency-Key`: a repeat of an applied action
+    /// answers with the surplus as it stands and is audited as a replay
+    /// (`offer.accept.replay`), so the log shows the action applied once.
     fn act(
         &mut self,
         now: Timestamp,
         id: SurplusId,
         action: SurplusAction,
+        idempotency: Option<IdempotencyKey>,
         trace: Option<TraceContext>,
         actor: Option<Box<Actor>>,
-    ) -> Result<Result<Surplus, Rejection>, StoreError> {
-        let outcome = self.act_on(now, id, action, trace)?;
+    ) -> Result<Result<Acted, Rejection>, StoreError> {
+        // Keys are kept per recipient; an operator's action (no recipient)
+        // takes none.
+        let recipient = action.recipient_id();
+        let stored = match (&idempotency, &recipient) {
+            (Some(key), Some(recipient)) => self.stored_action_key(recipient, key)?,
+            _ => None,
+        };
+        let fingerprint = idempotency.as_ref().map_or(0, |k| k.fingerprint);
+        let (outcome, name) = match edge_core::idempotency::decide(stored, fingerprint) {
+            Replay::Fresh => {
+                let outcome = self.act_on(now, id, action, trace)?;
+                if let (Ok(view), Some(key), Some(recipient)) = (&outcome, &idempotency, &recipient)
+                {
+                    self.store_action_key(now, recipient, view, key)?;
+                }
+                let acted = outcome.map(|surplus| Acted {
+                    surplus,
+                    replayed: false,
+                });
+                (acted, action.name().to_string())
+            }
+            Replay::Replay(earlier) => {
+                let view = self.stored_view(&earlier)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("action key names missing {earlier}"))
+                })?;
+                let acted = Acted {
+                    surplus: view,
+                    replayed: true,
+                };
+                (Ok(acted), format!("{}.replay", action.name()))
+            }
+            Replay::KeyReused => {
+                let refusal = Rejection {
+                    reason: Rejected::IdempotencyKeyReused,
+                    current: None,
+                };
+                (Err(refusal), action.name().to_string())
+            }
+        };
         if let Some(actor) = actor {
             let status = outcome.as_ref().map_or_else(|r| r.reason.status(), |_| 200);
-            let resource = format!("surplus/{id}");
-            self.audit(now, actor.record(action.name(), resource, status))?;
+            self.audit(now, actor.record(&name, format!("surplus/{id}"), status))?;
         }
         Ok(outcome)
+    }
+
+    fn store_action_key(
+        &self,
+        now: Timestamp,
+        recipient: &RecipientId,
+        view: &Surplus,
+        key: &IdempotencyKey,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO action_keys (recipient_id, key, fingerprint, surplus_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                recipient.as_bytes(),
+                key.key,
+                key.fingerprint as i64,
+                view.id.as_bytes(),
+                now.unix_ms()
+            ])?;
+        Ok(())
+    }
+
+    fn stored_action_key(
+        &self,
+        recipient: &RecipientId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<StoredKey>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT fingerprint, surplus_id FROM action_keys WHERE recipient_id = ?1 AND key = ?2",
+        )?;
+        let mut rows = stmt.query(params![recipient.as_bytes(), key.key])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let fingerprint: i64 = row.get(0)?;
+        let id: Vec<u8> = row.get(1)?;
+        let id = id
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("action key surplus id".into()))?;
+        Ok(Some(StoredKey {
+            fingerprint: fingerprint as u64,
+            surplus_id: SurplusId::from_bytes(id),
+        }))
     }
 
     fn act_on(

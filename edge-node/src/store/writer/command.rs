@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use sync_protocol::{
-    AuditRecord, Provider, Recipient, Subject, SurplusId, Timestamp, TraceContext,
+    AuditRecord, Provider, Recipient, RecipientId, Subject, SurplusId, Timestamp, TraceContext,
 };
 use tokio::sync::oneshot;
 
 use crate::commands::{
-    Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection, SurplusAction,
+    Acted, Actor, IdempotencyKey, NewProvider, NewRecipient, NewSurplus, Posted, Rejection,
+    SurplusAction,
 };
 use crate::pii::PiiKeys;
-use sync_protocol::Surplus;
 
 /// The store could not make the write durable; nothing was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,9 +53,11 @@ pub enum Command {
     Act {
         surplus_id: SurplusId,
         action: SurplusAction,
+        /// The page's `Idempotency-Key`: a repeat answers, never re-applies.
+        idempotency: Option<IdempotencyKey>,
         trace: Option<TraceContext>,
         actor: Option<Box<Actor>>,
-        reply: Reply<Result<Surplus, Rejection>>,
+        reply: Reply<Result<Acted, Rejection>>,
     },
     /// GDPR erasure of one of this edge's subjects (false: not ours or
     /// unknown).
@@ -97,9 +99,63 @@ pub enum Command {
         entries: Vec<sync_protocol::session::RegistryEntry>,
         reply: Reply<usize>,
     },
+    /// Kiosk pairing, devices and their audit records (`kiosk.rs`).
+    Kiosk {
+        op: KioskOp,
+        actor: Option<Box<Actor>>,
+        reply: Reply<KioskAnswer>,
+    },
     /// Finish what is queued ahead of this, then stop. Handles that outlive
     /// the edge (a lingering connection) then get `Unavailable`.
     Stop,
+}
+
+/// What a kiosk command asks (hashes, never the codes or secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KioskOp {
+    /// Store a one-time code for a recipient of this edge.
+    NewCode {
+        recipient: RecipientId,
+        code_hash: [u8; 32],
+        expires_at: Timestamp,
+    },
+    /// Trade a code for a new device credential (`label`: who asked, from
+    /// where, as the audit log names it).
+    Redeem {
+        code_hash: [u8; 32],
+        device: DeviceId,
+        secret_hash: [u8; 32],
+        label: String,
+        expires_at: Timestamp,
+        max_devices: u32,
+    },
+    /// Extend a valid device's life.
+    Renew {
+        device: DeviceId,
+        expires_at: Timestamp,
+    },
+    /// Revoke a device (no effect on one already revoked).
+    Revoke { device: DeviceId },
+}
+
+/// A kiosk device's id.
+pub type DeviceId = uuid::Uuid;
+
+/// What a kiosk command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KioskAnswer {
+    /// The code is stored.
+    CodeStored,
+    /// No such recipient on this edge (or erased, or a neighbour's).
+    UnknownRecipient,
+    /// Paired: the device acts for this recipient.
+    Paired(RecipientId),
+    /// The code could not be redeemed.
+    Refused(edge_core::kiosk::PairRefusal),
+    /// The recipient holds the most devices allowed.
+    TooManyDevices,
+    /// Renewed or revoked: whether a row changed.
+    Changed(bool),
 }
 
 /// An answer held back until the group commits.
@@ -113,12 +169,10 @@ pub(super) enum Pending {
         Result<Recipient, Rejection>,
     ),
     Post(Reply<Result<Posted, Rejection>>, Result<Posted, Rejection>),
-    Act(
-        Reply<Result<Surplus, Rejection>>,
-        Result<Surplus, Rejection>,
-    ),
+    Act(Reply<Result<Acted, Rejection>>, Result<Acted, Rejection>),
     Count(Reply<usize>, usize),
     Erased(Reply<bool>, bool),
+    Kiosk(Reply<KioskAnswer>, KioskAnswer),
     Done(Reply<()>),
 }
 
@@ -142,6 +196,7 @@ impl Pending {
             Pending::Act(r, v) => answer!(r, v),
             Pending::Count(r, v) => answer!(r, v),
             Pending::Erased(r, v) => answer!(r, v),
+            Pending::Kiosk(r, v) => answer!(r, v),
             Pending::Done(r) => answer!(r, ()),
         }
     }

@@ -16,6 +16,7 @@
 mod apply;
 pub mod command;
 pub mod committed;
+mod kiosk;
 mod project;
 pub mod queue;
 
@@ -36,7 +37,7 @@ use edge_core::engine::{Engine, EngineConfig};
 use edge_core::lifecycle::LiveSurplus;
 use sync_protocol::Surplus;
 
-pub use command::{Command, PostRequest, Reply, Unavailable};
+pub use command::{Command, DeviceId, KioskAnswer, KioskOp, PostRequest, Reply, Unavailable};
 pub use committed::{Committed, DirectoryEntry, GroupCounts, Publish};
 pub use queue::{QueueError, QueueSenders, Queues, queues};
 
@@ -479,6 +480,7 @@ mod tests {
         let new = NewProvider {
             name: "P".into(),
             location: here,
+            address: String::new(),
             contact: contact.clone(),
         };
         tx.request(Command::RegisterProvider {

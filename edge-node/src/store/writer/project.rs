@@ -226,7 +226,7 @@ fn reseal(conn: &Connection, subject: &Subject, contact: &SealedContact) -> Resu
 fn erase(conn: &Connection, now: Timestamp, subject: &Subject) -> Result<(), StoreError> {
     let table = table_of(subject);
     let extra = match subject {
-        Subject::Provider(_) => "",
+        Subject::Provider(_) => ", address = ''",
         Subject::Recipient(_) => ", food_types = 0, is_fallback = 0",
     };
     conn.prepare_cached(&format!(
