@@ -178,7 +178,10 @@ impl ListenerConfig {
             return Err("tls.reload_check_ms must be ≥ 10".into());
         }
         for (addr, tls) in self.addresses() {
-            if !tls && self.plain_http == PlainHttp::Loopback && !addr.ip().is_loopback() {
+            if !tls
+                && self.plain_http == PlainHttp::Loopback
+                && !addr.ip().to_canonical().is_loopback()
+            {
                 return Err(format!(
                     "{addr} would serve plain HTTP off loopback: configure [http.tls] (cert, key), \
                      or set http.plain_http = \"anywhere\" if a proxy in front terminates TLS"

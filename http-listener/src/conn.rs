@@ -36,7 +36,9 @@ impl ConnInfo {
     /// Credentials (a session or device cookie) may be set or accepted on
     /// this connection: it is HTTPS, or it never left the machine.
     pub fn may_carry_credentials(&self) -> bool {
-        self.tls || self.peer.ip().is_loopback()
+        // `to_canonical`: a dual-stack socket reports 127.0.0.1 as
+        // ::ffff:127.0.0.1, which is loopback too.
+        self.tls || self.peer.ip().to_canonical().is_loopback()
     }
 }
 
@@ -339,5 +341,37 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             });
             Ok(Response::from_parts(parts, body))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnInfo;
+
+    fn plain_from(peer: &str) -> ConnInfo {
+        ConnInfo {
+            peer: peer.parse().expect("a test address"),
+            local: "[::]:8080".parse().expect("a test address"),
+            tls: false,
+        }
+    }
+
+    #[test]
+    fn credentials_travel_over_plain_http_only_from_loopback_in_either_family() {
+        for peer in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+            assert!(plain_from(peer).may_carry_credentials(), "{peer}");
+        }
+        for peer in [
+            "192.168.1.10:5000",
+            "[::ffff:192.168.1.10]:5000",
+            "[fe80::1]:5000",
+        ] {
+            assert!(!plain_from(peer).may_carry_credentials(), "{peer}");
+        }
+        let tls = ConnInfo {
+            tls: true,
+            ..plain_from("192.168.1.10:5000")
+        };
+        assert!(tls.may_carry_credentials());
     }
 }
