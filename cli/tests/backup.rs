@@ -330,7 +330,7 @@ async fn a_restored_edge_resumes_after_the_hubs_high_water_mark() {
     let (code, _, err) = pahlawan(&["restore", "--from", &f, "--config", &cfg_s]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--hub-url"), "{err}");
-    let (code, out, err) = pahlawan(&[
+    let ask = [
         "restore",
         "--from",
         &f,
@@ -338,8 +338,27 @@ async fn a_restored_edge_resumes_after_the_hubs_high_water_mark() {
         &cfg_s,
         "--hub-url",
         &hub_http,
-        "--json",
+    ];
+    // The hub's API wants a token: without one, a usage error naming the flag.
+    let (code, _, err) = pahlawan(&ask);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--hub-token"), "{err}");
+    let certs_dir = certs.path().to_str().unwrap();
+    let (code, token, err) = pahlawan(&[
+        "token",
+        "issue",
+        "--for",
+        "hub",
+        "--role",
+        "viewer",
+        "--sub",
+        "restore",
+        "--certs-dir",
+        certs_dir,
     ]);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_string();
+    let (code, out, err) = pahlawan(&[&ask[..], &["--hub-token", &token, "--json"]].concat());
     assert_eq!(code, 0, "{err}");
     let restored: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(

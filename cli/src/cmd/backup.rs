@@ -27,7 +27,7 @@ pub struct BackupArgs {
 
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  pahlawan restore --from jakarta-1.pahlbak --data-dir /var/lib/pahlawan --hub-url http://hub.internal:8090\n  pahlawan restore --from jakarta-1.pahlbak --config edge.toml --hub-seq 123456"
+    after_help = "Examples:\n  pahlawan restore --from jakarta-1.pahlbak --data-dir /var/lib/pahlawan --hub-url http://hub.internal:8090 --hub-token \"$(cat viewer.jwt)\"\n  pahlawan restore --from jakarta-1.pahlbak --config edge.toml --hub-seq 123456"
 )]
 pub struct RestoreArgs {
     /// The backup file (from `pahlawan backup` or a scheduled backup).
@@ -37,6 +37,10 @@ pub struct RestoreArgs {
     /// high-water mark the hub holds for this edge.
     #[arg(long, conflicts_with = "hub_seq")]
     hub_url: Option<String>,
+    /// A hub token (viewer or admin) for --hub-url, e.g. from `pahlawan
+    /// token issue --for hub --role viewer`.
+    #[arg(long, env = "PAHLAWAN_HUB_TOKEN", hide_env_values = true)]
+    hub_token: Option<String>,
     /// Trust this CA (PEM) for an HTTPS hub, e.g. certs/ca.crt; without
     /// it, the system's roots.
     #[arg(long, env = "PAHLAWAN_CA_CERT", hide_env_values = true)]
@@ -109,7 +113,12 @@ pub async fn restore(args: RestoreArgs, out: Out) -> anyhow::Result<()> {
     let hub_seq = match (args.hub_seq, &args.hub_url) {
         (Some(n), _) => Some(n),
         (None, Some(url)) => {
-            Some(hub_high_water(url, args.ca_cert.as_deref(), &config.edge_id).await?)
+            let hub = HubAsk {
+                url,
+                ca_cert: args.ca_cert.as_deref(),
+                token: args.hub_token.as_deref(),
+            };
+            Some(hub_high_water(&hub, &config.edge_id).await?)
         }
         (None, None) if config.hub.is_some() => {
             return Err(exit::usage(
@@ -167,17 +176,32 @@ fn show_restored(r: &backup::Restored, from: &Path, out: Out) -> anyhow::Result<
     })
 }
 
+/// Where and how to ask the hub.
+struct HubAsk<'a> {
+    url: &'a str,
+    ca_cert: Option<&'a Path>,
+    token: Option<&'a str>,
+}
+
 /// The hub's high-water mark for `edge_id` (`GET /api/v1/edges`); 0 when
 /// the hub has never heard from it.
-async fn hub_high_water(url: &str, ca_cert: Option<&Path>, edge_id: &str) -> anyhow::Result<u64> {
-    let base = url.trim_end_matches('/');
-    let resp = crate::client::http_client(ca_cert)?
-        .get(format!("{base}/api/v1/edges"))
+async fn hub_high_water(hub: &HubAsk<'_>, edge_id: &str) -> anyhow::Result<u64> {
+    let base = hub.url.trim_end_matches('/');
+    let mut req = crate::client::http_client(hub.ca_cert)?.get(format!("{base}/api/v1/edges"));
+    if let Some(token) = hub.token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| exit::unreachable(format!("the hub at {base} did not answer: {e}")))?;
     let status = resp.status();
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(exit::usage(format!(
+            "the hub at {base} wants a token: pass --hub-token (pahlawan token issue --for hub --role viewer)"
+        )));
+    }
     if !status.is_success() {
         anyhow::bail!("the hub at {base} answered {status} to GET /api/v1/edges");
     }
