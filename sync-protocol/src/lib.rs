@@ -20,6 +20,8 @@ pub mod kiosk;
 #[cfg(feature = "alloc")]
 pub mod lease;
 #[cfg(feature = "alloc")]
+pub mod quorum_lease;
+#[cfg(feature = "alloc")]
 pub mod session;
 pub mod time;
 #[cfg(feature = "alloc")]
