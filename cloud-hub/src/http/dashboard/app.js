@@ -303,7 +303,8 @@
       bar.appendChild(tip);
       chart.appendChild(bar);
       if (k % 5 === 0 || k === days.length - 1) {
-        var label = svg('text', { x: L + k * step + step / 2, y: H - 8, class: 'tick', 'text-anchor': 'middle' });
+        var last = k === days.length - 1;
+        var label = svg('text', { x: last ? W - 2 : L + k * step + step / 2, y: H - 8, class: 'tick', 'text-anchor': last ? 'end' : 'middle' });
         label.textContent = dayLabel(x.day);
         chart.appendChild(label);
       }
