@@ -135,6 +135,11 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+/// 32 bytes from the operating system's random source (session secrets).
+pub fn random_bytes() -> [u8; 32] {
+    random::<32>()
+}
+
 /// A fresh one-time login code, e.g. `7KQ2-MXW9-PA3D`.
 pub fn new_login_code() -> String {
     let mut out = String::with_capacity(LOGIN_CODE_CHARS + 2);

@@ -58,6 +58,9 @@ pub struct DashboardConfig {
     /// stale. Sessions renew leases every `lease_ttl_secs / 4`, so keep it
     /// above that.
     pub stale_after_secs: u64,
+    /// A dashboard session (the sign-in cookie) lasts this many hours, or
+    /// until the token it was traded for expires, whichever is first.
+    pub session_hours: u32,
 }
 
 impl Default for DashboardConfig {
@@ -66,6 +69,7 @@ impl Default for DashboardConfig {
             co2e_kg_per_kg: 2.5,
             meal_grams: 450,
             stale_after_secs: 180,
+            session_hours: 12,
         }
     }
 }
@@ -215,10 +219,11 @@ impl HubConfig {
         let sane = d.co2e_kg_per_kg.is_finite()
             && (0.0..=100.0).contains(&d.co2e_kg_per_kg)
             && (1..=10_000).contains(&d.meal_grams)
-            && (10..=86_400).contains(&d.stale_after_secs);
+            && (10..=86_400).contains(&d.stale_after_secs)
+            && (1..=720).contains(&d.session_hours);
         if !sane {
             return Err(ConfigError::Invalid(
-                "dashboard: co2e_kg_per_kg must be 0 to 100, meal_grams 1 to 10000, stale_after_secs 10 to 86400".into(),
+                "dashboard: co2e_kg_per_kg must be 0 to 100, meal_grams 1 to 10000, stale_after_secs 10 to 86400, session_hours 1 to 720".into(),
             ));
         }
         if self.auth.leeway_secs < 0 || self.auth.max_token_lifetime_secs < 60 {

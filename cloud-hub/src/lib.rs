@@ -88,6 +88,7 @@ impl Hub {
             verifier,
             clock: Arc::new(sync_link::SystemClock),
             dashboard: cfg.dashboard.clone(),
+            sign_in_limiter: Default::default(),
         });
         let metrics_listener = cfg.metrics_listener();
         let http = http_listener::HttpServer::start(

@@ -597,6 +597,7 @@ async fn each_fleet_statement_is_routed_as_its_comment_says() {
             fleet::SQL_UNANSWERED,
             vec![&now, &limit],
         ),
+        ("the map's cells", fleet::SQL_CELL_MAP, vec![&now, &limit]),
     ];
     let mut wrong = Vec::new();
     for (what, sql, params) in &one_shard {

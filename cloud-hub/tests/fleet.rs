@@ -382,3 +382,42 @@ async fn a_dashboard_polls_the_fleet_routes_with_etags() {
     }
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_map_has_each_leased_cell_and_each_cell_food_reached_today() {
+    let (_tdb, mut c, _, _) = a_day_of_two_edges().await;
+    let jkt = EdgeId::new("jkt-1").unwrap();
+    let x = cell(JAKARTA.0, JAKARTA.1);
+    let granted = leases::grant(&mut c, &jkt, &[x], 0, T0, Duration::from_secs(300))
+        .await
+        .unwrap();
+    let rows = fleet::cell_map(&c, today()).await.unwrap();
+    let now = odt(T0 + Duration::from_mins(1));
+    let map: Vec<_> = rows
+        .iter()
+        .map(|r| cloud_hub::http::fleet::map_cell(r, now))
+        .collect();
+    let jakarta = map
+        .iter()
+        .find(|m| m.cell == cloud_hub::http::fleet::cell_token(x as i64))
+        .expect("the leased cell");
+    assert_eq!(jakarta.edge_id.as_deref(), Some("jkt-1"));
+    assert_eq!(jakarta.lease_epoch, Some(granted.epoch as i64));
+    assert!(jakarta.leased);
+    assert_eq!(jakarta.delivered_today_kg, 4.5);
+    assert_eq!(jakarta.outline.len(), 4);
+    // Berlin's cell holds no lease here, but food was delivered in it.
+    let berlin = map
+        .iter()
+        .find(|m| m.cell == cloud_hub::http::fleet::cell_token(cell(BERLIN.0, BERLIN.1) as i64))
+        .expect("the cell food reached");
+    assert_eq!((berlin.edge_id.as_deref(), berlin.leased), (None, false));
+    assert_eq!(berlin.delivered_today_kg, 0.9);
+    assert_eq!(map.len(), 2);
+    // Tomorrow nothing was delivered yet; the lease has lapsed by then.
+    let later = odt(T0 + Duration::from_mins(24 * 60));
+    let tomorrow = fleet::cell_map(&c, later.date()).await.unwrap();
+    assert_eq!(tomorrow.len(), 1, "only the leased cell");
+    assert_eq!(tomorrow[0].delivered_today_g, 0);
+    assert!(!cloud_hub::http::fleet::map_cell(&tomorrow[0], later).leased);
+}

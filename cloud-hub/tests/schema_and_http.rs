@@ -278,6 +278,7 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
         ),
         clock: Arc::new(sync_link::SystemClock),
         dashboard: cloud_hub::config::DashboardConfig::default(),
+        sign_in_limiter: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -411,3 +411,47 @@ pub async fn record_hello(
         .await?;
     Ok(())
 }
+
+/// The map: every leased cell (a reference table, read on the coordinator)
+/// with the grams delivered in it since `$1` (the start of today, UTC).
+/// The delivered part fans out to every shard, time-windowed to one day,
+/// each shard grouping its own rows by cell; at most `$2` cells.
+pub const SQL_CELL_MAP: &str = "WITH d AS (
+        SELECT cell, sum(delivered_g)::bigint AS g FROM surplus
+        WHERE status = 'delivered' AND delivered_g IS NOT NULL AND updated_at >= $1
+        GROUP BY cell
+    )
+    SELECT l.cell, l.holder, l.epoch, l.expires_at, COALESCE(d.g, 0)::bigint
+    FROM cell_leases l LEFT JOIN d ON d.cell = l.cell
+    UNION ALL
+    SELECT d.cell, NULL, NULL, NULL, d.g FROM d
+    WHERE NOT EXISTS (SELECT 1 FROM cell_leases l WHERE l.cell = d.cell)
+    ORDER BY 1 LIMIT $2";
+
+/// One cell on the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellRow {
+    pub cell: i64,
+    /// The edge holding (or last holding) its lease; `None` for a cell
+    /// food was delivered in that no lease names.
+    pub holder: Option<String>,
+    pub epoch: Option<i64>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub delivered_today_g: i64,
+}
+
+/// The cells of the map, at most [`MAX_ROWS`].
+pub async fn cell_map(client: &Client, today: Date) -> Result<Vec<CellRow>, DbError> {
+    let start = today.midnight().assume_utc();
+    let rows = client.query(SQL_CELL_MAP, &[&start, &MAX_ROWS]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| CellRow {
+            cell: r.get(0),
+            holder: r.get(1),
+            epoch: r.get(2),
+            expires_at: r.get(3),
+            delivered_today_g: r.get(4),
+        })
+        .collect())
+}

@@ -1,7 +1,9 @@
 //! The middleware on the hub's protected routes: a bearer token (RS256,
 //! the hub's issuer and audience) or 401; a `viewer` may only read
 //! (`GET`/`HEAD`), anything else is 403. The handler finds the
-//! [`HubPrincipal`] in the request's extensions. Open routes — `/healthz`,
+//! [`HubPrincipal`] in the request's extensions. Without an
+//! `Authorization` header the dashboard's session cookie
+//! ([`super::session`]) stands in for the token. Open routes — `/healthz`,
 //! `/readyz`, `/metrics` — never pass through here.
 
 use std::sync::Arc;
@@ -37,16 +39,36 @@ pub fn allowed(role: HubRole, method: &Method) -> bool {
     }
 }
 
-/// The middleware on protected routes.
+/// The middleware on protected routes: a bearer token, or else the
+/// dashboard's session cookie (whose changes must carry its CSRF token).
 pub async fn require(State(s): State<Arc<HttpState>>, mut req: Request, next: Next) -> Response {
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal: HubPrincipal = match s.verifier.verify(authorization, s.clock.now()) {
-        Ok(p) => p,
-        Err(e) => return unauthorized(e),
-    };
+    let principal: HubPrincipal =
+        if authorization.is_none() && super::session::from_headers(req.headers()).is_some() {
+            match super::session::principal(&s, req.headers(), req.extensions()).await {
+                Ok(Some((p, secret))) => {
+                    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+                    let presented = req
+                        .headers()
+                        .get(super::session::CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok());
+                    if !reads && !secret.csrf_matches(presented) {
+                        return super::session::csrf_refused();
+                    }
+                    p
+                }
+                Ok(None) => return unauthorized(AuthError::Missing),
+                Err(resp) => return resp,
+            }
+        } else {
+            match s.verifier.verify(authorization, s.clock.now()) {
+                Ok(p) => p,
+                Err(e) => return unauthorized(e),
+            }
+        };
     if !allowed(principal.role, req.method()) {
         return error(
             StatusCode::FORBIDDEN,

@@ -517,6 +517,71 @@ pub async fn trouble(
     }
 }
 
+/// One cell on the map: its S2 outline and what happened in it today.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct MapCell {
+    /// The S2 token.
+    pub cell: String,
+    /// The edge holding its lease (or last holding it); `null` for a cell
+    /// food was delivered in that no lease names.
+    pub edge_id: Option<String>,
+    pub lease_epoch: Option<i64>,
+    /// The lease has not expired.
+    pub leased: bool,
+    /// Kilograms delivered in it today (UTC).
+    pub delivered_today_kg: f64,
+    /// The cell's four corners, counter-clockwise, as `[lat, lon]` degrees.
+    pub outline: Vec<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CellMap {
+    pub day: String,
+    pub items: Vec<MapCell>,
+}
+
+/// The four corners of an S2 cell, `[lat, lon]` in degrees.
+pub fn cell_outline(id: i64) -> Vec<[f64; 2]> {
+    let cell = s2::cell::Cell::from(CellID(id as u64));
+    (0..4)
+        .map(|k| {
+            let ll = s2::latlng::LatLng::from(cell.vertex(k));
+            [ll.lat.deg(), ll.lng.deg()]
+        })
+        .collect()
+}
+
+pub fn map_cell(r: &fleet::CellRow, now: OffsetDateTime) -> MapCell {
+    MapCell {
+        cell: cell_token(r.cell),
+        edge_id: r.holder.clone(),
+        lease_epoch: r.epoch,
+        leased: r.expires_at.is_some_and(|t| t > now),
+        delivered_today_kg: r.delivered_today_g as f64 / 1_000.0,
+        outline: cell_outline(r.cell),
+    }
+}
+
+/// Every leased cell and every cell food was delivered in today, with its
+/// S2 outline: what the dashboard's map draws.
+#[utoipa::path(get, path = "/api/v1/fleet/cells", security(("bearer" = [])),
+    responses((status = 200, body = CellMap), (status = 304, description = "unchanged since the ETag sent"),
+        (status = 401, body = super::ErrorBody)))]
+pub async fn cells(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    let now = now_odt(&s);
+    let today = now.date();
+    match with_db(&s, async |c| fleet::cell_map(c, today).await).await {
+        Ok(rows) => with_etag(
+            &headers,
+            &CellMap {
+                day: today.to_string(),
+                items: rows.iter().map(|r| map_cell(r, now)).collect(),
+            },
+        ),
+        Err(resp) => resp,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +613,27 @@ mod tests {
         let changed = with_etag(&h, &serde_json::json!({"a": 2}));
         assert_eq!(changed.status(), StatusCode::OK);
         assert_ne!(changed.headers()[header::ETAG], tag);
+    }
+
+    #[test]
+    fn a_cells_outline_is_its_four_corners_around_its_centre() {
+        let id = CellID::from(s2::latlng::LatLng::from_degrees(-6.2, 106.8)).parent(9);
+        let outline = cell_outline(id.0 as i64);
+        assert_eq!(outline.len(), 4);
+        let (lat, lon) = (
+            outline.iter().map(|p| p[0]).sum::<f64>() / 4.0,
+            outline.iter().map(|p| p[1]).sum::<f64>() / 4.0,
+        );
+        // A level-9 cell is about 18 km across: its corners are within
+        // 0.2 degrees of the point, and it contains the point.
+        for p in &outline {
+            assert!(
+                (p[0] + 6.2).abs() < 0.2 && (p[1] - 106.8).abs() < 0.2,
+                "{p:?}"
+            );
+        }
+        let centre = CellID::from(s2::latlng::LatLng::from_degrees(lat, lon)).parent(9);
+        assert_eq!(centre, id);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The hub's HTTP face: health, readiness (PostgreSQL reachable, and every
 //! Citus worker where Citus is) and metrics, open to all; behind a bearer
-//! token ([`auth`]): the dashboards' JSON (edges with their lag, global
-//! impact) and, for admins, minting login codes ([`signin`]).
+//! token ([`auth`]) or the dashboard's session cookie ([`session`]): the
+//! fleet's JSON ([`fleet`]) and, for admins, minting login codes
+//! ([`signin`]); the dashboard page itself ([`dashboard`]).
 
 pub mod auth;
+pub mod dashboard;
 pub mod fleet;
+pub mod session;
 pub mod signin;
 
 use std::sync::Arc;
@@ -39,6 +42,8 @@ pub struct HttpState {
     pub clock: Arc<dyn sync_link::Clock>,
     /// Meals, CO2e and staleness for the fleet API.
     pub dashboard: crate::config::DashboardConfig,
+    /// Sign-in attempts per address.
+    pub sign_in_limiter: session::SignInLimiter,
 }
 
 /// Every error the hub answers: `{"error": {"code", "message"}}`.
@@ -59,10 +64,12 @@ pub struct ErrorDetail {
     info(
         title = "Pahlawan Pangan hub API",
         description = "The fleet's impact, edges and trouble for dashboards, and sign-in codes. \
-            Every route but /healthz, /readyz, /metrics and this document needs a hub bearer token \
-            (RS256, issuer and audience pahlawan-hub); a viewer may only read."
+            Every route but /healthz, /readyz, /metrics, this document and the dashboard's page and \
+            sign-in needs a hub bearer token (RS256, issuer and audience pahlawan-hub) or the \
+            dashboard's session cookie (changes with it carry X-CSRF-Token); a viewer may only read."
     ),
-    paths(fleet::impact, fleet::daily, fleet::edges, fleet::trouble, signin::create),
+    paths(fleet::impact, fleet::daily, fleet::edges, fleet::trouble, fleet::cells, signin::create,
+        session::sign_in, session::current, session::sign_out),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)
 )]
@@ -295,12 +302,21 @@ pub fn router(state: Arc<HttpState>, metrics_apart: bool) -> Router {
         .route("/api/v1/fleet/impact/daily", get(fleet::daily))
         .route("/api/v1/fleet/edges", get(fleet::edges))
         .route("/api/v1/fleet/trouble", get(fleet::trouble))
+        .route("/api/v1/fleet/cells", get(fleet::cells))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
-    let open = Router::new()
+    let session = Router::new()
+        .route(
+            "/dashboard/session",
+            get(session::current)
+                .post(session::sign_in)
+                .delete(session::sign_out),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let open = dashboard::routes(session)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/openapi.json", get(openapi));
@@ -312,6 +328,7 @@ pub fn router(state: Arc<HttpState>, metrics_apart: bool) -> Router {
     open.merge(protected)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::middleware::from_fn(dashboard::security_headers))
         .with_state(state)
 }
 
