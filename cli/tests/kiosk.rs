@@ -331,6 +331,235 @@ async fn a_paired_kiosk_takes_offers_pickups_and_deliveries_and_no_tap_is_lost_t
     b.close().await;
 }
 
+/// The smallest text a kiosk read from two metres may show, in CSS px.
+const TWO_METRES_PX: f64 = 18.0;
+
+/// Every accessibility check of `testkit::browser` on the page as it is
+/// now: large type, WCAG AA contrast, visible focus on every control Tab
+/// reaches, nothing revealed by hover. `state` names the page's state in
+/// the failure, which lists every problem found at once.
+async fn assert_accessible(b: &Browser, state: &str) {
+    let mut problems = Vec::new();
+    let body = b
+        .js(
+            "return parseFloat(getComputedStyle(document.body).fontSize);",
+            vec![],
+        )
+        .await;
+    match body.as_f64() {
+        Some(px) if px >= TWO_METRES_PX => {}
+        other => problems.push(format!("body text is {other:?}px, under {TWO_METRES_PX}px")),
+    }
+    for (check, found) in [
+        ("text under 18px", b.small_text(TWO_METRES_PX).await),
+        ("contrast below WCAG AA", b.contrast_failures().await),
+        ("focus not visible", b.focus_visible_failures().await),
+        ("hover reveals content", b.hover_reveal_rules().await),
+    ] {
+        problems.extend(found.into_iter().map(|f| format!("{check}: {f}")));
+    }
+    assert!(
+        problems.is_empty(),
+        "{state}: {} accessibility problem(s):\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+}
+
+/// Tab from the top of the page reaches each of `wanted` (a part of a
+/// [`Browser::keyboard_walk`] description, e.g. `button.accept`) as often
+/// as it says, and the language switch before the offers.
+async fn assert_tab_reaches(b: &Browser, state: &str, wanted: &[(&str, usize)]) {
+    let walk = b.keyboard_walk(60).await;
+    eprintln!("{state}: the Tab order: {walk:#?}");
+    let at = |needle: &str| walk.iter().position(|d| d.starts_with(needle));
+    for (needle, times) in wanted {
+        let n = walk.iter().filter(|d| d.starts_with(needle)).count();
+        assert_eq!(n, *times, "{state}: {needle} in the Tab order {walk:#?}");
+    }
+    assert!(
+        at("button#lang-id") < at("button.accept"),
+        "{state}: the language switch comes first: {walk:#?}"
+    );
+}
+
+/// Back to the top of the page, nothing focused: the checks leave focus
+/// and the scroll wherever their last Tab took them.
+async fn to_top(b: &Browser) {
+    b.js(
+        "document.activeElement.blur(); window.scrollTo(0, 0);",
+        vec![],
+    )
+    .await;
+}
+
+/// Waits for a live offer's card (one with its Accept button).
+async fn until_offer(b: &Browser, id: &str) {
+    b.until_js(
+        "the offer's card",
+        &format!(
+            "return !!document.querySelector('{} button.accept');",
+            card(id)
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kiosk_reads_from_two_metres_and_works_by_keyboard_alone_in_both_languages_and_offline()
+{
+    let mut edge = Edge::start(300);
+    let (provider, me, other) = seed(&edge).await;
+
+    // The pairing page, by keyboard alone: a wrong code typed, Enter.
+    let Some(b) = Browser::start("kiosk-a11y-pairing", "en").await else {
+        return;
+    };
+    b.goto(&format!("{}/kiosk", edge.base)).await;
+    b.until_js(
+        "the pairing form",
+        "return !document.getElementById('pair').hidden;",
+    )
+    .await;
+    b.tab_to("#pair-code", 10).await;
+    b.type_keys("2222-2222").await;
+    b.press_enter().await;
+    b.until_text("#pair-error", "not right").await;
+    assert_accessible(&b, "the pairing page with an error").await;
+    let walk = b.keyboard_walk(20).await;
+    for id in ["#lang-en", "#lang-id", "#pair-code", "#pair-button"] {
+        assert!(walk.iter().any(|d| d.contains(id)), "{id} in {walk:#?}");
+    }
+    to_top(&b).await;
+    b.screenshot("en-pairing-error").await;
+    b.close().await;
+
+    let Some(b) = paired_page(&edge, &me, "kiosk-a11y").await else {
+        return;
+    };
+    // Accepted by keyboard alone: Tab to the offer's Accept, Enter.
+    let s1 = post_surplus(&edge, &provider, 12.5).await;
+    let s1 = s1["id"].as_str().expect("id").to_string();
+    until_offer(&b, &s1).await;
+    b.tab_to(&format!("{} button.accept", card(&s1)), 20).await;
+    b.press_enter().await;
+    let v = until_status(&edge, &s1, "claimed").await;
+    assert_eq!(
+        v["claimed_by"],
+        me.as_str(),
+        "claimed by the kiosk's recipient"
+    );
+    assert_eq!(
+        edge.audits("offer.accept", &format!("surplus/{s1}"), 200),
+        1,
+        "one accept"
+    );
+    // A second one accepted with Space, then picked up with Enter: its
+    // card holds the delivered-kg field.
+    let s3 = post_surplus(&edge, &provider, 6.0).await;
+    let s3 = s3["id"].as_str().expect("id").to_string();
+    until_offer(&b, &s3).await;
+    b.tab_to(&format!("{} button.accept", card(&s3)), 20).await;
+    b.press_space().await;
+    until_status(&edge, &s3, "claimed").await;
+    let pickup = format!("#claims {} button.pickup", card(&s3));
+    b.until_js(
+        "the pick-up button",
+        &format!("return !!document.querySelector('{pickup}');"),
+    )
+    .await;
+    b.tab_to(&pickup, 20).await;
+    b.press_enter().await;
+    until_status(&edge, &s3, "picked_up").await;
+    b.until_js(
+        "the delivered-kg field",
+        &format!(
+            "return !!document.querySelector('#claims {} input.deliver-kg');",
+            card(&s3)
+        ),
+    )
+    .await;
+    // A race lost by keyboard: the plain message stays on the page.
+    let s4 = post_surplus(&edge, &provider, 3.0).await;
+    let id4 = s4["id"].as_str().expect("id").to_string();
+    until_offer(&b, &id4).await;
+    let (st, v) = post(
+        &edge.as_(Role::Ngo, &other),
+        format!("{}/api/v1/surplus/{id4}/claim", edge.base),
+        json!({"recipient_id": other, "version": s4["version"]}),
+    )
+    .await
+    .expect("claim");
+    assert_eq!(st, 200, "{v}");
+    b.tab_to(&format!("{} button.accept", card(&id4)), 20).await;
+    b.press_enter().await;
+    b.until_text("#message", "Someone else took this food first")
+        .await;
+    // And a live offer.
+    let s2 = post_surplus(&edge, &provider, 4.0).await;
+    let s2 = s2["id"].as_str().expect("id").to_string();
+    until_offer(&b, &s2).await;
+    b.until_js(
+        "the lost offer gone, the claims listed",
+        &format!(
+            "return !document.querySelector('#offers {}') && \
+             document.querySelectorAll('#claims li').length === 2;",
+            card(&id4)
+        ),
+    )
+    .await;
+
+    let controls = [
+        ("button#lang-en", 1),
+        ("button#lang-id", 1),
+        ("button.accept", 1),
+        ("button.decline", 1),
+        ("button.pickup", 1),
+        ("input.deliver-kg", 1),
+        ("button.deliver", 1),
+    ];
+    assert_accessible(&b, "English").await;
+    assert_tab_reaches(&b, "English", &controls).await;
+    // The focus ring, as a keyboard user sees it on the offer's Accept.
+    to_top(&b).await;
+    b.tab_to(&format!("{} button.accept", card(&s2)), 20).await;
+    b.screenshot("en-board-focus").await;
+
+    // Offline: the banner, in English, then Bahasa Indonesia chosen by
+    // keyboard (Space on the switch).
+    edge.stop();
+    b.until_js(
+        "the offline banner",
+        "return !document.getElementById('offline').hidden;",
+    )
+    .await;
+    assert_accessible(&b, "English, offline").await;
+    to_top(&b).await;
+    b.screenshot("en-board-offline").await;
+    b.tab_to("#lang-id", 10).await;
+    b.press_space().await;
+    b.until_text("#title", "Tawaran makanan").await;
+    b.until_text("#offline", "Luring").await;
+    b.until_text("#message", "Penerima lain mengambil").await;
+    assert_accessible(&b, "Bahasa Indonesia, offline").await;
+    assert_tab_reaches(&b, "Bahasa Indonesia, offline", &controls).await;
+    to_top(&b).await;
+    b.screenshot("id-board-offline").await;
+
+    edge.restart();
+    b.until_js(
+        "the banner to go",
+        "return document.getElementById('offline').hidden;",
+    )
+    .await;
+    until_offer(&b, &s2).await;
+    assert_accessible(&b, "Bahasa Indonesia").await;
+    assert_tab_reaches(&b, "Bahasa Indonesia", &controls).await;
+    to_top(&b).await;
+    b.screenshot("id-board").await;
+    b.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_said_plainly_and_an_expired_offer_is_not_actionable() {
     let edge = Edge::start(20);

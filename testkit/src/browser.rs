@@ -8,6 +8,14 @@
 //! awaited. Screenshots are PNG files under `target/browser-artefacts/`
 //! (or `$CARGO_TARGET_DIR/browser-artefacts/`).
 //!
+//! Accessibility checks (WCAG 2.1 AA) for any page, each returning a
+//! description of every failure: [`Browser::contrast_failures`],
+//! [`Browser::small_text`], [`Browser::keyboard_walk`] (with
+//! [`Browser::tab_to`], [`Browser::press_enter`], [`Browser::press_space`],
+//! [`Browser::type_keys`] to use a page by keyboard alone),
+//! [`Browser::focus_visible_failures`] and [`Browser::hover_reveal_rules`].
+//! Their page-side half is `a11y.js`, plain JavaScript.
+//!
 //! Chromium missing: under `CI=true` the test fails (`scripts/test`
 //! installs `chromium` and `chromium-driver`); elsewhere [`Browser::start`]
 //! returns `None` after a loud warning, and the test returns.
@@ -16,6 +24,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -224,6 +234,164 @@ impl Browser {
         retried(&format!("find {css}"), self.c().find(Locator::Css(css))).await
     }
 
+    // --- accessibility checks (WCAG 2.1 AA), in one place for every page --
+    //
+    // Each runs `a11y.js` in the page and returns a description of every
+    // failure, so a test asserts the list is empty and its failure message
+    // says what to fix. Approximations (named in `a11y.js` too): an
+    // element's background is the composite of its and its DOM ancestors'
+    // `background-color`s, not of what absolute positioning paints under
+    // it; ancestors' `opacity` is folded into the text's alpha; shadow
+    // roots, pseudo-elements and placeholders are not walked.
+
+    /// Runs one function of `a11y.js` with `args`.
+    async fn a11y(&self, call: &str, args: Vec<Value>) -> Value {
+        let script = format!("{A11Y_JS}\nreturn a11y.{call};");
+        bounded(&format!("a11y.{call}"), self.c().execute(&script, args)).await
+    }
+
+    /// WCAG 1.4.3 (contrast, minimum): every visible element with text of
+    /// its own (a text node child, or a text field's value) whose computed
+    /// `color` has less than 4.5:1 against its effective background (3:1
+    /// for large text: at least 24px, or 18.66px and weight 700 or more).
+    /// The background is found by walking up the ancestors, compositing
+    /// each `background-color` (with its alpha) until one is opaque, over
+    /// white if none is; a background image under the text is a failure
+    /// too (no ratio can be computed). Disabled controls are exempt, as in
+    /// WCAG. Each failure names the element, its text, the ratio and the
+    /// colours.
+    pub async fn contrast_failures(&self) -> Vec<String> {
+        strings(self.a11y("contrastFailures()", vec![]).await)
+    }
+
+    /// Visible text (as [`Browser::contrast_failures`] walks it) whose
+    /// computed font size is below `min_px`: for a screen read from a
+    /// distance.
+    pub async fn small_text(&self, min_px: f64) -> Vec<String> {
+        strings(
+            self.a11y("smallText(arguments[0])", vec![json!(min_px)])
+                .await,
+        )
+    }
+
+    /// Presses Tab from the top of the page up to `max` times and describes
+    /// each element that took focus, in order (`tag#id.class "text"
+    /// aria-label="…"`); stops early when focus leaves the page's last stop
+    /// or comes back to its first. A test asserts every control it cares
+    /// about is in the list.
+    pub async fn keyboard_walk(&self, max: usize) -> Vec<String> {
+        self.a11y("toTop()", vec![]).await;
+        let mut walk = Vec::new();
+        for _ in 0..max {
+            self.press(Key::Tab).await;
+            let now = self.a11y("focused()", vec![]).await;
+            if now["none"] == true {
+                if walk.is_empty() {
+                    continue;
+                }
+                break;
+            }
+            if now["wrapped"] == true {
+                break;
+            }
+            walk.push(now["desc"].as_str().unwrap_or("?").to_string());
+        }
+        walk
+    }
+
+    /// Presses Tab from the top of the page until the focused element
+    /// matches `css` (at most `max` times); panics naming the elements Tab
+    /// went through when it never does.
+    pub async fn tab_to(&self, css: &str, max: usize) {
+        self.a11y("toTop()", vec![]).await;
+        let mut seen = Vec::new();
+        for _ in 0..max {
+            self.press(Key::Tab).await;
+            if truthy(&self.a11y("matches(arguments[0])", vec![json!(css)]).await) {
+                return;
+            }
+            let now = self.a11y("focused()", vec![]).await;
+            seen.push(now["desc"].as_str().unwrap_or("(the page)").to_string());
+        }
+        panic!("{max} Tabs never focused {css:?}; they went through {seen:?}");
+    }
+
+    /// Presses Enter on whatever has focus (a button's click, a form's
+    /// submit).
+    pub async fn press_enter(&self) {
+        self.press(Key::Enter).await;
+    }
+
+    /// Presses Space on whatever has focus (a button's click, a check
+    /// box's toggle).
+    pub async fn press_space(&self) {
+        self.press(Key::Space).await;
+    }
+
+    /// Types `text` key by key into whatever has focus.
+    pub async fn type_keys(&self, text: &str) {
+        let mut keys = KeyActions::new("keyboard".to_string());
+        for c in text.chars() {
+            keys = keys
+                .then(KeyAction::Down { value: c })
+                .then(KeyAction::Up { value: c });
+        }
+        bounded("type keys", self.c().perform_actions(keys)).await;
+    }
+
+    /// One key press (down and up) through WebDriver actions, sent to
+    /// whatever has focus, as a keyboard would.
+    async fn press(&self, key: Key) {
+        let value: char = key.into();
+        let keys = KeyActions::new("keyboard".to_string())
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
+        bounded(&format!("press {key:?}"), self.c().perform_actions(keys)).await;
+    }
+
+    /// WCAG 2.4.7 (focus visible) and 1.4.11 (non-text contrast) for focus:
+    /// notes every visible, enabled, tabbable element, then Tabs through the
+    /// page from the top; each element focused must show an outline or a
+    /// box-shadow that paints (not `none`, not 0px, not transparent), looks
+    /// different from the element unfocused, and has at least 3:1 against
+    /// the background around the element. A focusable element Tab never
+    /// reaches is a failure too.
+    pub async fn focus_visible_failures(&self) -> Vec<String> {
+        let count = self.a11y("focusPrepare()", vec![]).await;
+        let count = count.as_u64().unwrap_or(0) as usize;
+        let mut failures = Vec::new();
+        let mut focused_any = false;
+        for _ in 0..count * 2 + 4 {
+            self.press(Key::Tab).await;
+            let now = self.a11y("focusCheck()", vec![]).await;
+            if now["none"] == true {
+                if focused_any {
+                    break;
+                }
+                continue;
+            }
+            focused_any = true;
+            if now["wrapped"] == true {
+                break;
+            }
+            if let Some(f) = now["failure"].as_str() {
+                failures.push(f.to_string());
+            }
+        }
+        failures.extend(strings(self.a11y("unreached()", vec![]).await));
+        failures
+    }
+
+    /// Style rules whose selector has `:hover` (or whose nesting parent's
+    /// has) and that set `display`, `visibility` or `opacity`: content only
+    /// a pointer reveals, out of reach by touch and keyboard. (Finding
+    /// hover-only controls themselves is hard; this finds the usual way of
+    /// making one.) A style sheet whose rules cannot be read (another
+    /// origin) is listed too: it went unchecked.
+    pub async fn hover_reveal_rules(&self) -> Vec<String> {
+        strings(self.a11y("hoverRevealRules()", vec![]).await)
+    }
+
     /// Saves a PNG of the page as `<prefix>-<name>.png`; returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = bounded(&format!("screenshot {name}"), self.c().screenshot()).await;
@@ -241,6 +409,23 @@ impl Browser {
         if let Some(c) = self.client.take() {
             let _ = tokio::time::timeout(COMMAND_TIMEOUT, c.close()).await;
         }
+    }
+}
+
+/// The page-side half of the accessibility checks.
+const A11Y_JS: &str = include_str!("a11y.js");
+
+/// A script's array of strings (anything else in it shown as JSON).
+fn strings(v: Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+        other => panic!("an accessibility check returned {other}, not a list"),
     }
 }
 

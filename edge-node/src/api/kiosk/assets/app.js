@@ -95,7 +95,7 @@
 
   var state = {
     lang: 'en', session: null, skewMs: 0, offers: {}, claims: [], providers: {},
-    online: true, source: null, flushing: false
+    online: true, source: null, flushing: false, message: null
   };
 
   function $(id) { return document.getElementById(id); }
@@ -111,6 +111,7 @@
     for (var i = 0; i < nodes.length; i++) { nodes[i].textContent = t(nodes[i].getAttribute('data-t')); }
     $('lang-en').setAttribute('aria-pressed', String(state.lang === 'en'));
     $('lang-id').setAttribute('aria-pressed', String(state.lang === 'id'));
+    drawMessage();
     render();
   }
 
@@ -163,10 +164,16 @@
     $('offline').hidden = online;
   }
 
-  function showMessage(text) {
+  // The message shown, by its text's key (and what follows it), so a
+  // change of language changes it too.
+  function showMessage(key, extra) {
+    state.message = key ? { key: key, extra: extra || '' } : null;
+    drawMessage();
+  }
+  function drawMessage() {
     var m = $('message');
-    m.textContent = text;
-    m.hidden = !text;
+    m.textContent = state.message ? t(state.message.key) + state.message.extra : '';
+    m.hidden = !state.message;
   }
 
   function start() {
@@ -338,16 +345,16 @@
   function answered(a, r) {
     var code = r.json && r.json.error ? r.json.error.code : '';
     if (r.status === 200) {
-      showMessage('');
+      showMessage(null);
     } else if (r.status === 409 && (a.kind === 'accept' || a.kind === 'decline')) {
-      showMessage(t('lost_race'));
+      showMessage('lost_race');
     } else if (r.status === 410) {
-      showMessage(t('gone'));
+      showMessage('gone');
     } else if (r.status === 401) {
-      showMessage(t('unpaired'));
+      showMessage('unpaired');
       showPairing();
     } else {
-      showMessage(t('refused') + (code || r.status));
+      showMessage('refused', String(code || r.status));
     }
     delete state.offers[a.surplus_id];
     refresh();
