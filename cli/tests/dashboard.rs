@@ -44,6 +44,27 @@ fn login_code(base: &str, certs: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// WCAG AA on the page as it is now: contrast, focus visible, nothing
+/// revealed only on hover, and each of `reach` in the Tab order.
+async fn accessible(b: &Browser, state: &str, reach: &[&str]) {
+    let mut failures = Vec::new();
+    for (what, found) in [
+        ("contrast below WCAG AA", b.contrast_failures().await),
+        ("focus not visible", b.focus_visible_failures().await),
+        ("hover reveals content", b.hover_reveal_rules().await),
+        ("text under 12px", b.small_text(12.0).await),
+    ] {
+        failures.extend(found.into_iter().map(|f| format!("{what}: {f}")));
+    }
+    let walk = b.keyboard_walk(40).await;
+    for r in reach {
+        if !walk.iter().any(|w| w.contains(r)) {
+            failures.push(format!("Tab never reaches {r}: {walk:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{state}:\n{}", failures.join("\n"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_an_edge_delivered_its_trouble_and_its_going_stale() {
     let db = pg::fresh_database().await;
@@ -155,8 +176,21 @@ async fn the_dashboard_shows_what_an_edge_delivered_its_trouble_and_its_going_st
     b.until_text("#sign-in-error", "unknown, used or expired")
         .await;
     b.screenshot("en-sign-in").await;
-    b.type_into("#sign-in-secret", &code.to_lowercase()).await;
-    b.click("#sign-in-button").await;
+    accessible(
+        &b,
+        "sign-in with an error",
+        &["#sign-in-secret", "#sign-in-button", "#lang-id"],
+    )
+    .await;
+    // Signing in by keyboard alone: Tab to the field, type, Enter.
+    b.js(
+        "document.getElementById('sign-in-secret').value = '';",
+        vec![],
+    )
+    .await;
+    b.tab_to("#sign-in-secret", 10).await;
+    b.type_keys(&code.to_lowercase()).await;
+    b.press_enter().await;
     b.until_text("#who", "siti@example.org").await;
 
     // The figures: 12.4 kg today, 27 meals at 450 g, 31 kg CO2e at 2.5.
@@ -204,15 +238,24 @@ async fn the_dashboard_shows_what_an_edge_delivered_its_trouble_and_its_going_st
         "one cell had food delivered today ({cells} cells)"
     );
     b.screenshot("en-fleet").await;
+    accessible(&b, "the fleet in English", &["#lang-id", "#sign-out"]).await;
 
-    // Bahasa Indonesia: labels change, numbers take the Indonesian format,
-    // and the choice survives a reload (the session too: the cookie).
-    b.click("#lang-id").await;
+    // Bahasa Indonesia (by keyboard: Tab to it, Space): labels change,
+    // numbers take the Indonesian format, and the choice survives a reload
+    // (the session too: the cookie).
+    b.tab_to("#lang-id", 10).await;
+    b.press_space().await;
     b.until_text("#impact-title", "Makanan yang diantar").await;
     assert_eq!(b.text("#today-kg").await.as_deref(), Some("12,4"));
     b.until_text(&row, "Sehat").await;
     b.until_text("#trouble-surplus", "Makanan beku").await;
     b.screenshot("id-fleet").await;
+    accessible(
+        &b,
+        "the fleet in Bahasa Indonesia",
+        &["#lang-en", "#sign-out"],
+    )
+    .await;
     b.goto(&format!("{hub_base}/dashboard")).await;
     b.until_text("#who", "Masuk sebagai siti@example.org").await;
     b.until_text("#today-kg", "12,4").await;
@@ -224,6 +267,7 @@ async fn the_dashboard_shows_what_an_edge_delivered_its_trouble_and_its_going_st
     let stale = b.until_text(&format!("{row}.stale"), "Basi").await;
     assert!(stale.contains(EDGE), "{stale}");
     b.screenshot("id-stale").await;
+    accessible(&b, "a stale edge", &["#lang-en"]).await;
     b.click("#lang-en").await;
     b.until_text(&format!("{row}.stale"), "Stale").await;
     b.screenshot("en-stale").await;
