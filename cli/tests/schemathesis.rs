@@ -261,3 +261,59 @@ fn get_json(url: &str) -> Value {
             .expect("the document is JSON")
     })
 }
+
+/// The hub's API contract from outside: a real `pahlawan hub run` on a
+/// throwaway PostgreSQL, an admin hub token, every check, the examples,
+/// coverage and fuzzing phases over its OpenAPI document (it has no links
+/// for a stateful phase). Sign-in (`/dashboard/session`) is fuzzed too: its
+/// refusals and the per-address limit are documented statuses.
+#[test]
+fn schemathesis_finds_nothing_against_a_real_hub() {
+    let Some(st) = tools::outside_tool(
+        tools::schemathesis_program(),
+        "the schemathesis run against a real hub",
+        "scripts/test installs it into a virtualenv (pip install schemathesis)",
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = rt.block_on(testkit::pg::fresh_database());
+    let certs = common::certs_for_edges(&[]);
+    let hub = common::start_hub(&db.url, common::free_udp_port(), certs.path());
+    let http = hub
+        .banner
+        .rsplit("http on ")
+        .next()
+        .expect("the hub's banner names its HTTP address")
+        .to_string();
+    let token = common::hub_token(certs.path(), cloud_hub::auth::HubRole::Admin);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{http}/api/v1/openapi.json");
+    let out = schemathesis(
+        &st,
+        dir.path(),
+        &spec,
+        &token,
+        &["--phases", "examples,coverage,fuzzing"],
+    );
+    let output = text(&out);
+    eprintln!("{output}");
+    assert!(
+        out.status.success(),
+        "schemathesis reported findings against the hub (exit {}); see its report above",
+        out.status
+    );
+    let generated = count_in(&output, "generated,").unwrap_or(0);
+    let operations = count_in(&output, "Tested:").unwrap_or(0);
+    assert!(generated > 0, "schemathesis generated no test case");
+    assert!(
+        operations >= 9,
+        "schemathesis tested only {operations} operations of the hub"
+    );
+    drop(hub);
+    drop(rt);
+}

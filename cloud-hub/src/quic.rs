@@ -153,7 +153,7 @@ fn neighbours(cells: &[u64]) -> Vec<u64> {
     let mut out = BTreeSet::new();
     for &c in cells {
         let id = CellID(c);
-        if !id.is_valid() {
+        if !crate::region::valid_cell(c) {
             continue;
         }
         for n in id.all_neighbors(id.level()) {

@@ -8,10 +8,17 @@ use sync_protocol::GeoPoint;
 /// Level-4 S2 cells are ~600 km across: one region holds a metropolitan area.
 pub const REGION_LEVEL: u64 = 4;
 
+/// Whether `cell` is a valid S2 cell id. `CellID::is_valid` negates the id
+/// as an `i64`, which overflows (a panic where overflow checks are on) for
+/// `1 << 63` — no valid cell — so that one is refused first.
+pub fn valid_cell(cell: u64) -> bool {
+    cell != 1 << 63 && CellID(cell).is_valid()
+}
+
 /// The region of a cell (0, "no cell", maps to region 0).
 pub fn region_of(cell: u64) -> i64 {
     let id = CellID(cell);
-    if cell == 0 || !id.is_valid() || id.level() < REGION_LEVEL {
+    if cell == 0 || !valid_cell(cell) || id.level() < REGION_LEVEL {
         return 0;
     }
     id.parent(REGION_LEVEL).0 as i64
@@ -22,12 +29,26 @@ pub fn region_of(cell: u64) -> i64 {
 /// than trusting them.
 pub fn located(cell: u64, at: &GeoPoint) -> bool {
     let id = CellID(cell);
-    id.is_valid() && CellID::from(LatLng::from_degrees(at.lat(), at.lon())).parent(id.level()) == id
+    valid_cell(cell)
+        && CellID::from(LatLng::from_degrees(at.lat(), at.lon())).parent(id.level()) == id
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_id_whose_negation_overflows_is_no_cell_and_no_panic() {
+        assert!(!valid_cell(1 << 63));
+        assert_eq!(region_of(1 << 63), 0);
+        assert!(!located(
+            1 << 63,
+            &GeoPoint::new(-6.2, 106.8).expect("a point")
+        ));
+        assert!(valid_cell(
+            CellID::from(LatLng::from_degrees(-6.2, 106.8)).0
+        ));
+    }
 
     fn cell(lat: f64, lon: f64) -> u64 {
         CellID::from(LatLng::from_degrees(lat, lon)).parent(9).0

@@ -52,7 +52,9 @@ impl CellSet {
             let valid_chars =
                 !t.is_empty() && t.len() <= 16 && t.bytes().all(|b| b.is_ascii_hexdigit());
             let id = CellID::from_token(t);
-            if !valid_chars || !id.is_valid() {
+            // `is_valid` negates the id as an i64: `1 << 63` (token "8", no
+            // cell) would overflow, so it is refused before.
+            if !valid_chars || id.0 == 1 << 63 || !id.is_valid() {
                 return Err(CellError::Token(t.clone()));
             }
             if id.level() != u64::from(level) {
@@ -213,7 +215,7 @@ mod tests {
             CellSet::from_tokens(10, &tokens),
             Err(CellError::WrongLevel { .. })
         ));
-        for bad in ["", "zz", "X", "0123456789abcdef0"] {
+        for bad in ["", "zz", "X", "0123456789abcdef0", "8"] {
             assert!(
                 matches!(
                     CellSet::from_tokens(9, &[bad.to_string()]),

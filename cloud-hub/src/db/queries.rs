@@ -115,8 +115,8 @@ pub async fn registry(
     let after_id = *after.id.as_uuid();
     let (lo, hi): (Vec<i64>, Vec<i64>) = cells
         .iter()
+        .filter(|c| crate::region::valid_cell(**c))
         .map(|c| s2::cellid::CellID(*c))
-        .filter(|c| c.is_valid())
         .map(|c| (c.range_min().0 as i64, c.range_max().0 as i64))
         .unzip();
     let rows = client

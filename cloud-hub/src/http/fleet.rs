@@ -94,6 +94,7 @@ pub struct ImpactReport {
 #[into_params(parameter_in = Query)]
 pub struct RegionQuery {
     /// Only this region (its S2 token, a level-4 cell): one shard.
+    #[param(pattern = "^[0-9ab][0-9a-f][13579bdf]$")]
     pub region: Option<String>,
 }
 
@@ -102,8 +103,10 @@ pub struct RegionQuery {
 #[into_params(parameter_in = Query)]
 pub struct DailyQuery {
     /// Days up to and including today (1 to 366; default 30).
+    #[param(minimum = 1, maximum = 366)]
     pub days: Option<i64>,
     /// Only this region (its S2 token, a level-4 cell): one shard.
+    #[param(pattern = "^[0-9ab][0-9a-f][13579bdf]$")]
     pub region: Option<String>,
 }
 
@@ -112,6 +115,7 @@ pub struct DailyQuery {
 #[into_params(parameter_in = Query)]
 pub struct TroubleQuery {
     /// Rows per list, at most (1 to 1000; default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -120,10 +124,15 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))
 }
 
+/// What a region's token looks like: a level-4 S2 cell is 12 bits — the
+/// face (0 to 5) and 4 × 2 position bits — then the marker bit, so its
+/// token is three hex digits, the first at most `b`, the last odd.
+pub const REGION_TOKEN_PATTERN: &str = "^[0-9ab][0-9a-f][13579bdf]$";
+
 /// A region token → its `geo_region_id`.
 pub fn parse_region(token: &str) -> Result<i64, ApiError> {
     let id = CellID::from_token(token);
-    if !id.is_valid() || id.level() != REGION_LEVEL {
+    if !crate::region::valid_cell(id.0) || id.level() != REGION_LEVEL {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_region",
@@ -230,7 +239,8 @@ pub fn impact_report(
 #[utoipa::path(get, path = "/api/v1/fleet/impact", params(RegionQuery),
     security(("bearer" = [])),
     responses((status = 200, body = ImpactReport), (status = 304, description = "unchanged since the ETag sent"),
-        (status = 401, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+        (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody)))]
 pub async fn impact(
     State(s): State<Arc<HttpState>>,
     headers: HeaderMap,
@@ -271,7 +281,8 @@ pub struct DailyReport {
 #[utoipa::path(get, path = "/api/v1/fleet/impact/daily", params(DailyQuery),
     security(("bearer" = [])),
     responses((status = 200, body = DailyReport), (status = 304, description = "unchanged since the ETag sent"),
-        (status = 401, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+        (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody)))]
 pub async fn daily(
     State(s): State<Arc<HttpState>>,
     headers: HeaderMap,
@@ -489,7 +500,8 @@ pub fn trouble_report(t: &fleet::Trouble) -> TroubleReport {
 #[utoipa::path(get, path = "/api/v1/fleet/trouble", params(TroubleQuery),
     security(("bearer" = [])),
     responses((status = 200, body = TroubleReport), (status = 304, description = "unchanged since the ETag sent"),
-        (status = 401, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+        (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody)))]
 pub async fn trouble(
     State(s): State<Arc<HttpState>>,
     headers: HeaderMap,
@@ -634,6 +646,24 @@ mod tests {
         }
         let centre = CellID::from(s2::latlng::LatLng::from_degrees(lat, lon)).parent(9);
         assert_eq!(centre, id);
+    }
+
+    #[test]
+    fn every_token_the_documented_pattern_allows_is_a_region_and_no_other() {
+        let hex = "0123456789abcdef";
+        let mut regions = 0;
+        for a in hex.chars() {
+            for b in hex.chars() {
+                for c in hex.chars() {
+                    let token = format!("{a}{b}{c}");
+                    let allowed = "0123456789ab".contains(a) && "13579bdf".contains(c);
+                    assert_eq!(parse_region(&token).is_ok(), allowed, "{token}");
+                    regions += usize::from(allowed);
+                }
+            }
+        }
+        assert_eq!(regions, 6 * 256, "six faces of 4^4 cells");
+        assert!(REGION_TOKEN_PATTERN.contains("[13579bdf]"));
     }
 
     #[test]

@@ -207,9 +207,11 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Trade a login code or a hub token for a session cookie.
 #[utoipa::path(post, path = "/dashboard/session", request_body = SignIn,
-    responses((status = 201, body = SessionInfo), (status = 401, body = super::ErrorBody),
-        (status = 403, body = super::ErrorBody), (status = 422, body = super::ErrorBody),
-        (status = 429, body = super::ErrorBody)))]
+    responses((status = 201, body = SessionInfo), (status = 400, body = super::ErrorBody),
+        (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody), (status = 415, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody), (status = 429, body = super::ErrorBody),
+        (status = 503, body = super::ErrorBody)))]
 pub async fn sign_in(State(s): State<Arc<HttpState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Some(conn) = conn(&parts.extensions).filter(ConnInfo::may_carry_credentials) else {

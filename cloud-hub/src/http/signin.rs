@@ -26,12 +26,34 @@ pub const MAX_SUB_CHARS: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct NewLoginCode {
     /// `admin` or `viewer`.
+    #[schema(pattern = "^(admin|viewer)$")]
     pub role: String,
     /// Who signs in with it: a person's name or address.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub sub: String,
     /// Seconds until it expires (60 to 3,600; default 600).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 60, maximum = 3600)]
     pub ttl_secs: Option<i64>,
+}
+
+/// A whole number as JSON Schema reads one: `600` or `600.0` (not `600.5`).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_991.0)
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("a whole number of seconds"))
 }
 
 /// A minted code: shown once, stored only as its SHA-256.
@@ -84,7 +106,9 @@ fn validate(body: &NewLoginCode) -> Result<(HubRole, i64), ApiError> {
 /// Mint a one-time login code (admins only).
 #[utoipa::path(post, path = "/api/v1/login-codes", request_body = NewLoginCode,
     security(("bearer" = [])),
-    responses((status = 201, body = LoginCodeCreated), (status = 401, body = super::ErrorBody),
+    responses((status = 201, body = LoginCodeCreated), (status = 400, body = super::ErrorBody),
+        (status = 401, body = super::ErrorBody), (status = 413, body = super::ErrorBody),
+        (status = 415, body = super::ErrorBody),
         (status = 403, body = super::ErrorBody), (status = 422, body = super::ErrorBody),
         (status = 429, body = super::ErrorBody)))]
 pub async fn create(
@@ -132,5 +156,35 @@ pub async fn create(
             "1,000 login codes are waiting to be used; wait for some to expire",
         ),
         Err(resp) => resp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_secs_is_read_as_json_schema_reads_an_integer() {
+        let read = |body: &str| serde_json::from_str::<NewLoginCode>(body).map(|b| b.ttl_secs);
+        let base = r#"{"role": "viewer", "sub": "siti""#;
+        assert_eq!(read(&format!("{base}}}")).ok(), Some(None));
+        assert_eq!(
+            read(&format!("{base}, \"ttl_secs\": null}}")).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            read(&format!("{base}, \"ttl_secs\": 338}}")).ok(),
+            Some(Some(338))
+        );
+        assert_eq!(
+            read(&format!("{base}, \"ttl_secs\": 338.0}}")).ok(),
+            Some(Some(338))
+        );
+        for bad in ["338.5", "\"338\"", "1e300", "true"] {
+            assert!(
+                read(&format!("{base}, \"ttl_secs\": {bad}}}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
