@@ -31,6 +31,10 @@ use serde_json::{Value, json};
 
 /// The longest one WebDriver command (or the connection) may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Fresh chromedrivers [`Browser::start`] tries before it fails ...
+pub const START_ATTEMPTS: u32 = 3;
+/// ... and how long each may take to hand out a session.
+pub const START_ATTEMPT: Duration = Duration::from_secs(90);
 
 /// Debian's Chromium and its driver (override with `PAHLAWAN_CHROMIUM`,
 /// `PAHLAWAN_CHROMEDRIVER`).
@@ -109,19 +113,6 @@ impl Browser {
             );
             return None;
         }
-        let port = free_port();
-        let driver = {
-            use std::os::unix::process::CommandExt;
-            Command::new(&chromedriver)
-                .arg(format!("--port={port}"))
-                .arg("--allowed-ips=")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()))
-        };
-        let driver = Driver(driver);
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": chromium,
@@ -133,27 +124,69 @@ impl Browser {
             Value::Object(m) => m,
             _ => unreachable!("an object"),
         };
-        let url = format!("http://127.0.0.1:{port}");
-        // chromedriver takes a moment to listen: retry the connection
-        // until it answers, each try bounded, all of them too.
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = crate::eventually(&format!("chromedriver on {url}"), || {
-            let mut builder = ClientBuilder::new(connector.clone());
-            builder.capabilities(caps.clone());
-            let url = url.clone();
-            async move {
-                tokio::time::timeout(COMMAND_TIMEOUT, builder.connect(&url))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
+        // A driver that never hands out a session (its port taken by
+        // another test between `free_port` and its bind, or a browser that
+        // hangs at start on a loaded machine) is killed and a fresh one
+        // started on another port; each attempt's log is kept beside the
+        // screenshots and the last one's tail is in the failure.
+        let mut last_error = String::new();
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_port();
+            let log = artefact_dir().join(format!("{prefix}-chromedriver-{attempt}.log"));
+            let _ = std::fs::create_dir_all(artefact_dir());
+            let driver = {
+                use std::os::unix::process::CommandExt;
+                Command::new(&chromedriver)
+                    .arg(format!("--port={port}"))
+                    .arg("--allowed-ips=")
+                    .arg(format!("--log-path={}", log.display()))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()))
+            };
+            let driver = Driver(driver);
+            let url = format!("http://127.0.0.1:{port}");
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            let deadline = tokio::time::Instant::now() + START_ATTEMPT;
+            // chromedriver takes a moment to listen: retry the connection
+            // until it answers, each try bounded.
+            while tokio::time::Instant::now() < deadline {
+                let mut builder = ClientBuilder::new(connector.clone());
+                builder.capabilities(caps.clone());
+                match tokio::time::timeout(COMMAND_TIMEOUT, builder.connect(&url)).await {
+                    Ok(Ok(client)) => {
+                        return Some(Browser {
+                            client: Some(client),
+                            _driver: driver,
+                            prefix: prefix.to_string(),
+                        });
+                    }
+                    Ok(Err(e)) => last_error = e.to_string(),
+                    Err(_) => last_error = format!("no session within {COMMAND_TIMEOUT:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-        })
-        .await;
-        Some(Browser {
-            client: Some(client),
-            _driver: driver,
-            prefix: prefix.to_string(),
-        })
+            let tail: String = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!(
+                "browser test {prefix}: chromedriver attempt {attempt} on {url} gave no session: {last_error}\n{tail}"
+            );
+            drop(driver);
+        }
+        panic!(
+            "browser test {prefix}: no chromedriver session in {START_ATTEMPTS} attempts; last: {last_error} (logs: {}/{prefix}-chromedriver-*.log)",
+            artefact_dir().display()
+        );
     }
 
     fn c(&self) -> &Client {
