@@ -2,7 +2,9 @@
 //! on connections at accept time (a total derived from the open-file limit,
 //! and one per client address), header, body and idle timeouts, HTTPS with
 //! a certificate reloaded when its files change, HSTS, and each request's
-//! [`ConnInfo`] (HTTPS or loopback: may it carry credentials?).
+//! [`ConnInfo`] (HTTPS or loopback: may it carry credentials?); and what
+//! pages and responses share ([`page`]: security headers, embedded assets,
+//! cookies).
 //!
 //! One client must not lock a city out: a connection that holds a slot
 //! without sending a header loses it after `header_read_timeout_secs`; one
@@ -14,6 +16,7 @@ pub mod caps;
 pub mod config;
 pub mod conn;
 pub mod metrics;
+pub mod page;
 pub mod server;
 pub mod tls;
 

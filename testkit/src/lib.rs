@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod citus;
+pub mod page;
 pub mod pg;
 pub mod udp_proxy;
 

@@ -119,18 +119,7 @@ pub fn clear_cookie(secure: bool) -> HeaderValue {
 /// The session cookie a request carries: `None` without one, `Some(None)`
 /// for one that does not parse.
 pub fn from_headers(headers: &HeaderMap) -> Option<Option<SessionSecret>> {
-    let mut found = None;
-    for v in headers.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
-        for pair in v.split(';') {
-            if let Some((name, value)) = pair.trim().split_once('=')
-                && name == SESSION_COOKIE
-            {
-                found = Some(SessionSecret::parse(value));
-            }
-        }
-    }
-    found
+    http_listener::page::cookie(headers, SESSION_COOKIE).map(SessionSecret::parse)
 }
 
 /// Sign-in attempts per address in fixed windows, bounded in memory.

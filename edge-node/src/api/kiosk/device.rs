@@ -12,7 +12,7 @@
 //! same-origin reads (`POST /kiosk/pair`, `GET /kiosk/session`), and
 //! compared with the one the cookie implies.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_listener::ConnInfo;
@@ -105,18 +105,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The device cookie a request carries: `None` without one, `Some(None)`
 /// for one that does not parse.
 pub fn from_headers(headers: &HeaderMap) -> Option<Option<DeviceSecret>> {
-    let mut found = None;
-    for v in headers.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
-        for pair in v.split(';') {
-            if let Some((name, value)) = pair.trim().split_once('=')
-                && name == DEVICE_COOKIE
-            {
-                found = Some(DeviceSecret::parse(value));
-            }
-        }
-    }
-    found
+    http_listener::page::cookie(headers, DEVICE_COOKIE).map(DeviceSecret::parse)
 }
 
 /// How a device cookie may travel on a connection: `None` when it may not
@@ -136,6 +125,7 @@ pub struct Secure(pub bool);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     fn secret() -> DeviceSecret {
         DeviceSecret::new(Uuid::from_bytes([3; 16]), [9; SECRET_BYTES])
