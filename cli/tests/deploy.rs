@@ -853,6 +853,107 @@ fn hpa_refs(into: &mut DeployRefs) {
     }
 }
 
+/// Series Prometheus makes itself for every target, which no scrape holds.
+const SYNTHETIC_SERIES: [&str; 1] = ["up"];
+
+/// Each alerting rule's `expr` in `prometheus/alerts.yml` (written one
+/// line each), with the alert's name.
+fn alert_rules() -> Vec<(String, String)> {
+    let text = read("prometheus/alerts.yml");
+    let mut rules = Vec::new();
+    let mut alert = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("- alert:") {
+            assert!(alert.is_none(), "alert {alert:?} has no one-line expr");
+            alert = Some(name.trim().to_string());
+        } else if let Some(expr) = line.strip_prefix("expr:") {
+            let name = alert.take().expect("an expr belongs to an alert");
+            assert!(!expr.trim().is_empty(), "{name}: expr on one line");
+            rules.push((name, expr.trim().to_string()));
+        }
+    }
+    assert!(alert.is_none(), "alert {alert:?} has no expr");
+    rules
+}
+
+fn alert_rule_refs(into: &mut DeployRefs) {
+    let rules = alert_rules();
+    assert!(rules.len() >= 10, "{} alerting rules", rules.len());
+    for (name, expr) in rules {
+        into.add(&format!("prometheus/alerts.yml: {name}"), |r| {
+            scan_promql(&expr, r);
+            for s in SYNTHETIC_SERIES {
+                r.metrics.remove(s);
+                r.matchers.retain(|(m, _, _)| m != s);
+            }
+        });
+    }
+}
+
+/// The alerting rules parse (`promtool check rules`), their unit tests pass
+/// (`promtool test rules`: each alert fires on its series, at its
+/// threshold and after its `for`, with its labels and annotations, and not
+/// on the others), and the same tests fail on rules with a threshold moved
+/// — they test something. The rules name only exported metrics: see
+/// `every_metric_the_deploy_examples_name_is_exported`.
+#[test]
+fn promtool_checks_and_unit_tests_the_alerting_rules() {
+    let Some(promtool) = tools::outside_tool(
+        "promtool",
+        "the alerting rules' check and unit tests",
+        "install Debian's `prometheus` package (scripts/test does)",
+    ) else {
+        return;
+    };
+    let dir = deploy_dir().join("prometheus");
+    let run = |dir: &Path, args: &[&str]| {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run promtool");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&dir, &["check", "rules", "alerts.yml"]);
+    assert!(ok, "promtool check rules alerts.yml:\n{text}");
+    let rules = alert_rules().len();
+    assert!(
+        text.contains(&format!("{rules} rules found")),
+        "promtool found other rules than the {rules} alerts: {text}"
+    );
+    let (ok, text) = run(&dir, &["test", "rules", "alerts.test.yml"]);
+    assert!(ok, "promtool test rules alerts.test.yml:\n{text}");
+
+    // Moved thresholds and a shorter `for` must each fail the unit tests.
+    let rules_text = read("prometheus/alerts.yml");
+    let tests_text = read("prometheus/alerts.test.yml");
+    for (from, to) in [
+        ("dlq_size > 10", "dlq_size > 20"),
+        ("sync_lag_seconds > 600", "sync_lag_seconds > 60"),
+        ("for: 2m", "for: 5m"),
+        ("kind=\"no_fallback\"", "kind=\"fallback_offered\""),
+    ] {
+        assert!(rules_text.contains(from), "alerts.yml has {from:?}");
+        let mutant = tempfile::tempdir().unwrap();
+        std::fs::write(
+            mutant.path().join("alerts.yml"),
+            rules_text.replacen(from, to, 1),
+        )
+        .unwrap();
+        std::fs::write(mutant.path().join("alerts.test.yml"), &tests_text).unwrap();
+        let (ok, _) = run(mutant.path(), &["test", "rules", "alerts.test.yml"]);
+        assert!(
+            !ok,
+            "the unit tests still pass with {from:?} changed to {to:?}"
+        );
+    }
+}
+
 #[test]
 fn the_hub_manifests_agree_with_the_hub_configuration() {
     let docs = hub_yaml();
@@ -1198,6 +1299,7 @@ async fn every_metric_the_deploy_examples_name_is_exported() {
     let mut named = DeployRefs::default();
     dashboard_refs(&dashboard(), &mut named);
     hpa_refs(&mut named);
+    alert_rule_refs(&mut named);
 
     let db = pg::fresh_database().await;
     let edge_id = "deploy-check";
