@@ -170,3 +170,91 @@ async fn acknowledged_posts_survive_kill_9() {
         all_acked.len()
     );
 }
+
+/// The metric line's value in the edge's scrape at `base` (-1: absent).
+async fn metric(base: &str, line: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(line)
+                .map(|v| v.trim().parse().unwrap_or(-1.0))
+        })
+        .unwrap_or(-1.0)
+}
+
+/// Issue 18: an offer committed but not yet delivered when the edge is
+/// killed with SIGKILL is delivered after the restart — the dispatcher
+/// starts after its stored cursor, which never passed the offer — under the
+/// same `webhook-id` every attempt carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_offer_committed_but_not_sent_is_sent_after_kill_9() {
+    use testkit::webhook::{FakeReceiver, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut edge, base) = start_edge(dir.path());
+    let c = admin_client(dir.path());
+    let (s, p) = post(
+        &c,
+        format!("{base}/api/v1/providers"),
+        json!({"name": "Toko Roti", "lat": -6.2, "lon": 106.816,
+        "contact_phone": "+62 21 555 1234", "contact_email": "roti@example.org"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201);
+    let (s, r) = post(&c, format!("{base}/api/v1/recipients"), json!({"name": "Panti", "lat": -6.21, "lon": 106.82,
+        "capacity_kg_per_day": 1000.0, "accepted_food_types": ["bakery"], "contact_phone": "+62 21 555 0000",
+        "contact_email": "panti@example.org"})).await.unwrap();
+    assert_eq!(s, 201);
+    let recipient = r["id"].as_str().unwrap().to_string();
+    let mut rx = FakeReceiver::start(Mode::Ok).await;
+    let (s, ch) = post(
+        &c,
+        format!("{base}/api/v1/recipients/{recipient}/channels"),
+        json!({"kind": "webhook", "url": rx.url()}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201, "{ch}");
+    rx.set_secret(ch["secret"].as_str().unwrap());
+    // The receiver is down: the offer commits, its attempts fail.
+    rx.stop();
+    let (s, surplus) = post(
+        &c,
+        format!("{base}/api/v1/surplus"),
+        json!({"provider_id": p["id"], "lat": -6.2, "lon": 106.816, "quantity_kg": 3.5,
+            "food_type": "bakery", "expires_at": in_minutes(120), "description": "roti tawar"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 201);
+    assert_eq!(surplus["status"], "offered");
+    let failed = "notify_attempts_total{channel=\"webhook\",outcome=\"failed\"}";
+    testkit::until("an attempt has failed", async || {
+        metric(&base, failed).await >= 1.0
+    })
+    .await;
+    edge.kill9();
+    rx.restart().await;
+    let (_edge, _base) = start_edge(dir.path());
+    testkit::until("the offer arrives after the restart", async || {
+        !rx.received().is_empty()
+    })
+    .await;
+    let got = rx.received();
+    assert_eq!(rx.bad_signatures(), 0);
+    assert_eq!(got[0].body["data"]["surplus_id"], surplus["id"]);
+    assert!(
+        got.iter().all(|g| g.id == got[0].id),
+        "every attempt carries one webhook-id: {got:?}"
+    );
+    eprintln!(
+        "delivered {} time(s) after kill -9 and restart, id {}",
+        got.len(),
+        got[0].id
+    );
+}

@@ -9,6 +9,8 @@
 //! - [`breaker`]: the routing service's circuit breaker (time passed in).
 //! - [`idempotency`]: `Idempotency-Key` replay decisions.
 //! - [`kiosk`]: pairing codes, pairing attempts and device credentials.
+//! - [`notify`]: which committed events are told to whom, and each
+//!   delivery's schedule (backoff, deadline, breaker, bounds, cursor).
 //! - [`neighbours`]: which entries of the hub's registry feed change the
 //!   registry, and which are repeats.
 
@@ -20,3 +22,4 @@ pub mod kiosk;
 pub mod lifecycle;
 pub mod matching;
 pub mod neighbours;
+pub mod notify;

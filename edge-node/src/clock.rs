@@ -7,6 +7,17 @@ use sync_protocol::{Duration, Timestamp};
 
 pub use sync_link::clock::{Clock, SystemClock};
 
+/// A time as RFC 3339 in UTC, to the millisecond ('' if out of range).
+pub fn rfc3339(t: Timestamp) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// A clock that stands still until advanced.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);

@@ -237,3 +237,44 @@ pub struct Posted {
     pub surplus: Surplus,
     pub replayed: bool,
 }
+
+/// How a notification channel reaches its recipient (issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// An HTTPS endpoint of the recipient's own, signed the Standard
+    /// Webhooks way.
+    Webhook,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ChannelKind> {
+        match s {
+            "webhook" => Some(ChannelKind::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// What a channel needs to send, sealed at rest: where to, and the secret
+/// that signs it. Its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelTarget {
+    pub url: String,
+    /// `whsec_` and the base64 of the HMAC key (the Standard Webhooks form).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ChannelTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelTarget")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}

@@ -53,6 +53,153 @@ pub struct EdgeConfig {
     pub kiosk: KioskConfig,
     /// Scheduled backups of the database (`[backup]`); off by default.
     pub backup: BackupConfig,
+    /// Notifications to recipients' channels and the on-call webhook
+    /// (`[notify]`).
+    pub notify: NotifyConfig,
+}
+
+/// The rule [`NotifyConfig::check_url`] applies (without
+/// `allow_plain_http`), as the API's schema states it.
+pub const WEBHOOK_URL_PATTERN: &str = r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?([/?][A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$";
+
+/// Notifications (`[notify]`): offers sent to the channels recipients
+/// registered, the dead-letter queue's last resorts to the on-call webhook
+/// in Prometheus Alertmanager's webhook format. Everything sent is an
+/// effect of a committed outbox event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// The dispatcher runs (it reads the outbox and sends nothing until a
+    /// channel or the on-call webhook is configured).
+    pub enabled: bool,
+    /// Where the fallback and "no fallback" alerts go (an Alertmanager-style
+    /// webhook receiver: PagerDuty, Opsgenie, Alertmanager itself).
+    pub oncall_webhook_url: Option<String>,
+    /// The address people reach this edge's API and kiosk page at; links in
+    /// notifications start with it (default: the `listen` address).
+    pub public_url: Option<String>,
+    /// Deliveries waiting or in flight at most; the dispatcher reads no
+    /// further events while it is full.
+    pub max_queue: usize,
+    /// Attempts in flight at once.
+    pub max_in_flight: usize,
+    /// One attempt's limit, from connect to the receiver's status line.
+    pub attempt_timeout_ms: u64,
+    /// Largest notification body sent.
+    pub max_payload_bytes: usize,
+    /// Retries wait from this, doubling to `backoff_max_ms`, jittered; an
+    /// offer is retried until its ACK deadline, an alert for
+    /// `alert_deadline_secs`.
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    pub alert_deadline_secs: u64,
+    /// A channel failing this many times in a row is left alone for
+    /// `breaker_open_secs`, then probed with one attempt.
+    pub breaker_failures: u32,
+    pub breaker_open_secs: u64,
+    /// Channels one recipient may register.
+    pub max_channels_per_recipient: u32,
+    /// Accept `http://` webhook URLs off loopback (loopback is always
+    /// accepted; anything else must be `https://`).
+    pub allow_plain_http: bool,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> NotifyConfig {
+        NotifyConfig {
+            enabled: true,
+            oncall_webhook_url: None,
+            public_url: None,
+            max_queue: 2_048,
+            max_in_flight: 32,
+            attempt_timeout_ms: 5_000,
+            max_payload_bytes: 16 * 1024,
+            backoff_min_ms: 1_000,
+            backoff_max_ms: 60_000,
+            alert_deadline_secs: 3_600,
+            breaker_failures: 5,
+            breaker_open_secs: 30,
+            max_channels_per_recipient: 8,
+            allow_plain_http: false,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// The dispatcher core's bounds and timings.
+    pub fn dispatch(&self) -> edge_core::notify::DispatchConfig {
+        let ms = |v: u64| sync_protocol::Duration::from_ms(i64::try_from(v).unwrap_or(i64::MAX));
+        edge_core::notify::DispatchConfig {
+            max_queue: self.max_queue,
+            max_in_flight: self.max_in_flight,
+            backoff_min: ms(self.backoff_min_ms),
+            backoff_max: ms(self.backoff_max_ms),
+            breaker: edge_core::breaker::BreakerConfig {
+                failure_threshold: self.breaker_failures.max(1),
+                open_for: ms(self.breaker_open_secs.saturating_mul(1_000)),
+            },
+        }
+    }
+
+    /// Whether `url` may be a webhook target: `https://` to a host name (or
+    /// IPv4 address), or `http://` to `localhost`, `127.0.0.1` or
+    /// `[::1]` (to any host with `allow_plain_http`); an optional port up
+    /// to 65535; a path and query of URL characters; no user name or
+    /// password, no fragment; at most 2,048 characters. The API's schema
+    /// states the same rule as [`WEBHOOK_URL_PATTERN`].
+    pub fn check_url(&self, url: &str) -> Result<(), &'static str> {
+        if url.len() > 2_048 {
+            return Err("at most 2048 characters");
+        }
+        let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err("the scheme must be https:// (or http:// on loopback)");
+        };
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if authority.contains('@') {
+            return Err("no user name or password in the URL");
+        }
+        let (host, port) = match authority.rfind(':') {
+            Some(i) if !authority[i..].contains(']') => {
+                (&authority[..i], Some(&authority[i + 1..]))
+            }
+            _ => (authority, None),
+        };
+        let host_ok = (!https && host == "[::1]")
+            || (!host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
+        if !host_ok {
+            return Err("the host must be a name or an IPv4 address");
+        }
+        if let Some(port) = port
+            && (!(1..=5).contains(&port.len())
+                || !port.chars().all(|c| c.is_ascii_digit())
+                || port.parse::<u32>().map_or(true, |p| p > 65_535))
+        {
+            return Err("the port must be a number up to 65535");
+        }
+        if let Some(path) = tail.strip_prefix(['/', '?']) {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "._~!$&'()*+,;=:@%/?-".contains(c);
+            if !path.chars().all(allowed) {
+                return Err("the path may hold URL characters only (no spaces, no fragment)");
+            }
+        }
+        if https {
+            return Ok(());
+        }
+        let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+        if loopback || self.allow_plain_http {
+            Ok(())
+        } else {
+            Err("http:// only on loopback (or with notify.allow_plain_http): use https://")
+        }
+    }
 }
 
 /// Scheduled backups (`[backup]`), the same files `pahlawan backup` writes,
@@ -352,6 +499,7 @@ impl Default for EdgeConfig {
             rate_limits: RateLimitConfig::default(),
             kiosk: KioskConfig::default(),
             backup: BackupConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -514,6 +662,7 @@ impl EdgeConfig {
         self.routing
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("routing: {e}")))?;
+        self.check_notify()?;
         self.listener()
             .check()
             .map_err(|e| ConfigError::Invalid(format!("http: {e}")))?;
@@ -533,6 +682,52 @@ impl EdgeConfig {
             cells,
             engine,
         })
+    }
+
+    fn check_notify(&self) -> Result<(), ConfigError> {
+        let n = &self.notify;
+        let bad = |msg: &str| Err(ConfigError::Invalid(format!("notify: {msg}")));
+        if let Some(url) = &n.oncall_webhook_url
+            && let Err(e) = n.check_url(url)
+        {
+            return bad(&format!("oncall_webhook_url: {e}"));
+        }
+        if let Some(url) = &n.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return bad("public_url must start with https:// or http://");
+        }
+        let checks = [
+            (
+                n.max_queue >= 1 && n.max_queue <= 1_000_000,
+                "max_queue must be in [1, 1000000]",
+            ),
+            (
+                n.max_in_flight >= 1 && n.max_in_flight <= 1_024,
+                "max_in_flight must be in [1, 1024]",
+            ),
+            (
+                n.attempt_timeout_ms >= 100 && n.attempt_timeout_ms <= 120_000,
+                "attempt_timeout_ms must be in [100, 120000]",
+            ),
+            (
+                n.max_payload_bytes >= 1_024 && n.max_payload_bytes <= 1 << 20,
+                "max_payload_bytes must be in [1024, 1048576]",
+            ),
+            (
+                n.backoff_min_ms >= 1 && n.backoff_max_ms >= n.backoff_min_ms,
+                "backoff_max_ms must be ≥ backoff_min_ms ≥ 1",
+            ),
+            (n.breaker_failures >= 1, "breaker_failures must be ≥ 1"),
+            (
+                n.max_channels_per_recipient <= 64,
+                "max_channels_per_recipient must be ≤ 64",
+            ),
+        ];
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, msg)) => bad(msg),
+            None => Ok(()),
+        }
     }
 
     /// The matching, lifecycle and store bounds: (holds, what must hold).
@@ -689,6 +884,54 @@ impl EdgeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls_are_judged_alike_by_the_edge_and_by_its_schema() {
+        let pattern = jsonschema::validator_for(
+            &serde_json::json!({"type": "string", "pattern": WEBHOOK_URL_PATTERN}),
+        )
+        .expect("the pattern compiles");
+        let n = NotifyConfig::default();
+        let long = format!("https://x.example/{}", "a".repeat(2_100));
+        for (url, ok) in [
+            ("https://hooks.example.org/pahlawan", true),
+            ("https://hooks.example.org", true),
+            ("https://hooks.example.org:8443/a/b?x=1&y=%20", true),
+            ("https://[2001:db8::1]:443/h", false),
+            ("https://[f44FE6a62:eB.d7FA7BF:C]", false),
+            ("http://127.0.0.1:9/hook", true),
+            ("http://localhost/hook", true),
+            ("http://[::1]:8080", true),
+            ("https://h.example:65535", true),
+            ("https://h.example:65536", false),
+            ("https://h.example:", false),
+            ("https://h.example:80a", false),
+            ("http://hooks.example.org/x", false),
+            ("http://10.0.0.1/x", false),
+            ("ftp://127.0.0.1/x", false),
+            ("https://user:pw@hooks.example.org/x", false),
+            ("https://hooks.example.org/a b", false),
+            ("https://hooks.example.org/#frag", false),
+            ("https://", false),
+            ("https:///path", false),
+            ("https://ho_st/", false),
+            ("not a url", false),
+            ("", false),
+        ] {
+            assert_eq!(n.check_url(url).is_ok(), ok, "the edge on {url:?}");
+            assert_eq!(
+                pattern.is_valid(&serde_json::json!(url)),
+                ok,
+                "the pattern on {url:?}"
+            );
+        }
+        assert!(n.check_url(&long).is_err());
+        let plain = NotifyConfig {
+            allow_plain_http: true,
+            ..NotifyConfig::default()
+        };
+        assert!(plain.check_url("http://hooks.example.org/x").is_ok());
+    }
 
     #[test]
     fn defaults_validate_and_cover_jakarta() {

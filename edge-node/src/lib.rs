@@ -14,6 +14,7 @@ pub mod housekeeping;
 pub mod ids;
 pub mod keyfiles;
 pub mod metrics;
+pub mod notify;
 pub mod pii;
 pub mod pool;
 pub mod ports;
@@ -22,6 +23,7 @@ pub mod ratelimit;
 pub mod read_model;
 pub mod routing;
 pub mod service;
+pub mod standard_webhooks;
 pub mod store;
 pub mod sync;
 

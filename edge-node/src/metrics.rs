@@ -24,7 +24,7 @@ use edge_core::engine::Alert;
 
 /// Every metric family an edge exports (the deploy examples are tested
 /// against the scrape itself, not this list).
-pub const FAMILIES: [&str; 11] = [
+pub const FAMILIES: [&str; 15] = [
     "surplus_claim_latency_seconds",
     "food_waste_prevented_tons_total",
     "matching_engine_saturation_ratio",
@@ -36,7 +36,20 @@ pub const FAMILIES: [&str; 11] = [
     "routing_breaker_state",
     "alerts_total",
     "backup_age_seconds",
+    "notify_deliveries_total",
+    "notify_attempts_total",
+    "notify_queue_deliveries",
+    "notify_breakers_open",
 ];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// webhook | oncall
+    pub channel: &'static str,
+    /// deliveries: delivered | refused | expired; attempts: delivered |
+    /// refused | failed
+    pub outcome: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -107,6 +120,14 @@ pub struct Metrics {
     pub backup_age: Gauge<f64, AtomicU64>,
     /// When the newest scheduled backup was taken (UTC ms), -1 when none.
     pub last_backup_ms: std::sync::atomic::AtomicI64,
+    /// Notifications finished, by channel kind and how they ended.
+    pub notify_deliveries: Family<NotifyLabels, Counter>,
+    /// Notification attempts, by channel kind and what the receiver did.
+    pub notify_attempts: Family<NotifyLabels, Counter>,
+    /// Deliveries waiting or in flight in the dispatcher.
+    pub notify_queue: Gauge,
+    /// Channels behind an open (or half-open) breaker.
+    pub notify_breakers_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -130,6 +151,26 @@ impl Metrics {
         );
         for kind in ["fallback_offered", "no_fallback"] {
             let _ = alerts.get_or_create(&AlertLabels { kind });
+        }
+        let notify_deliveries: Family<NotifyLabels, Counter> = register(
+            &mut r,
+            "notify_deliveries",
+            "Notifications finished: delivered (2xx), refused by the receiver (4xx), or expired (deadline passed)",
+            Family::default(),
+        );
+        let notify_attempts: Family<NotifyLabels, Counter> = register(
+            &mut r,
+            "notify_attempts",
+            "Notification attempts by what the receiver did: delivered, refused, failed (error, timeout, 5xx, 408, 429)",
+            Family::default(),
+        );
+        for channel in ["webhook", "oncall"] {
+            for outcome in ["delivered", "refused", "expired"] {
+                let _ = notify_deliveries.get_or_create(&NotifyLabels { channel, outcome });
+            }
+            for outcome in ["delivered", "refused", "failed"] {
+                let _ = notify_attempts.get_or_create(&NotifyLabels { channel, outcome });
+            }
         }
         let conn = http_listener::ConnMetrics::default();
         conn.register(&mut r);
@@ -190,6 +231,20 @@ impl Metrics {
                 Gauge::default(),
             ),
             last_backup_ms: std::sync::atomic::AtomicI64::new(-1),
+            notify_queue: register(
+                &mut r,
+                "notify_queue_deliveries",
+                "Notification deliveries waiting or in flight",
+                Gauge::default(),
+            ),
+            notify_breakers_open: register(
+                &mut r,
+                "notify_breakers_open",
+                "Notification channels behind an open or half-open circuit breaker",
+                Gauge::default(),
+            ),
+            notify_deliveries,
+            notify_attempts,
             offers,
             alerts,
             registry: r,

@@ -50,7 +50,8 @@ impl std::fmt::Debug for PiiKeys {
     }
 }
 
-fn random<const N: usize>() -> [u8; N] {
+/// N bytes from the operating system's random source.
+pub fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::rngs::OsRng
         .try_fill_bytes(&mut b)
@@ -150,14 +151,24 @@ impl PiiKeys {
 
     /// `[1][key id, 4 bytes BE][nonce, 12][ciphertext + tag]`.
     pub fn seal(&self, contact: &Contact, subject: &[u8; 16]) -> Vec<u8> {
-        let plain = sync_protocol::wire::encode(contact);
+        self.seal_bytes(&sync_protocol::wire::encode(contact), subject)
+    }
+
+    pub fn open(&self, blob: &[u8], subject: &[u8; 16]) -> Result<Contact, PiiError> {
+        let plain = self.open_bytes(blob, subject)?;
+        sync_protocol::wire::decode(&plain).map_err(|_| PiiError::Damaged)
+    }
+
+    /// Seals any personal data or secret of `subject` (a notification
+    /// channel's target and signing secret) the way contacts are sealed.
+    pub fn seal_bytes(&self, plain: &[u8], subject: &[u8; 16]) -> Vec<u8> {
         let nonce: [u8; 12] = random();
         let cipher = self.cipher(self.active).expect("the active key exists");
         let sealed = cipher
             .encrypt(
                 &nonce.into(),
                 Payload {
-                    msg: &plain,
+                    msg: plain,
                     aad: subject,
                 },
             )
@@ -170,14 +181,13 @@ impl PiiKeys {
         out
     }
 
-    pub fn open(&self, blob: &[u8], subject: &[u8; 16]) -> Result<Contact, PiiError> {
+    pub fn open_bytes(&self, blob: &[u8], subject: &[u8; 16]) -> Result<Vec<u8>, PiiError> {
         if blob.len() < HEADER + 16 || blob[0] != FORMAT {
             return Err(PiiError::Damaged);
         }
         let id = u32::from_be_bytes([blob[1], blob[2], blob[3], blob[4]]);
         let nonce: [u8; 12] = blob[5..HEADER].try_into().map_err(|_| PiiError::Damaged)?;
-        let plain = self
-            .cipher(id)?
+        self.cipher(id)?
             .decrypt(
                 &nonce.into(),
                 Payload {
@@ -185,8 +195,7 @@ impl PiiKeys {
                     aad: subject,
                 },
             )
-            .map_err(|_| PiiError::Damaged)?;
-        sync_protocol::wire::decode(&plain).map_err(|_| PiiError::Damaged)
+            .map_err(|_| PiiError::Damaged)
     }
 
     /// `pahlawan keys rotate`: a new key becomes active in the data dir's

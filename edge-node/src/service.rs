@@ -120,6 +120,7 @@ pub struct Edge {
     writer: Option<std::thread::JoinHandle<()>>,
     http: Option<crate::api::Server>,
     sync: Option<tokio::task::JoinHandle<()>>,
+    notify: Option<tokio::task::JoinHandle<()>>,
     /// Held (an exclusive OS lock) while the edge runs: one writer per data
     /// directory. The OS releases it even after SIGKILL.
     _lock: std::fs::File,
@@ -275,6 +276,7 @@ impl Edge {
             writer: Some(writer),
             http: None,
             sync: None,
+            notify: None,
             _lock: lock,
         };
         edge.serve(opts.serve_http).await?;
@@ -309,6 +311,31 @@ impl Edge {
                 .map_err(StartError::SyncState)?;
             let stop = self.shutting_down.subscribe();
             self.sync = Some(crate::sync::spawn(self.link.clone(), hub, published, stop)?);
+        }
+        if self.state.config.notify.enabled {
+            let config = &self.state.config;
+            let scheme = if config.http.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let base_url = config
+                .notify
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{}", config.listen));
+            let notifier = crate::notify::Notifier {
+                edge_id: self.link.edge_id().clone(),
+                config: config.notify.clone(),
+                base_url: base_url.trim_end_matches('/').to_string(),
+                reads: self.reads.clone(),
+                writes: self.writes.clone(),
+                committed: self.link.subscribe_committed(),
+                clock: self.state.clock.clone(),
+                metrics: self.state.metrics.clone(),
+            };
+            let stop = self.shutting_down.subscribe();
+            self.notify = Some(crate::notify::spawn(notifier, stop));
         }
         if http {
             self.http = Some(crate::api::Server::bind(self.state.clone()).await?);
@@ -405,6 +432,9 @@ impl Edge {
         }
         if let Some(sync) = self.sync.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sync).await;
+        }
+        if let Some(notify) = self.notify.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), notify).await;
         }
         let (queues, writer) = (self.queues.clone(), self.writer.take());
         drop(self);

@@ -14,12 +14,15 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["keyfiles", "clock", "ids", "cells", "commands", "pool"],
     ),
     ("keys and routing", &["pii", "routing"]),
-    ("auth and configuration", &["auth", "config"]),
+    (
+        "auth and configuration",
+        &["auth", "config", "standard_webhooks"],
+    ),
     ("admission", &["ratelimit"]),
     ("store", &["store", "read_model"]),
     ("telemetry", &["metrics"]),
     ("ports and publishing", &["ports", "publish"]),
-    ("outer shells", &["api", "sync"]),
+    ("outer shells", &["api", "sync", "notify"]),
     ("chores", &["housekeeping"]),
     ("wiring", &["service"]),
 ];

@@ -98,12 +98,16 @@ async fn the_offer_stream_sends_pending_offers_then_new_ones() {
 /// A request shaped enough to reach the handler of an operation.
 fn sample_request(t: &TestEdge, method: &str, path: &str) -> reqwest::RequestBuilder {
     let id = uuid::Uuid::now_v7().to_string();
-    let path = path.replace("{id}", &id).replace("{surplus_id}", &id);
+    let path = path
+        .replace("{id}", &id)
+        .replace("{surplus_id}", &id)
+        .replace("{channel_id}", &id);
     let url = format!("{}{path}", t.base);
     match method {
         "get" if path.ends_with("/surplus") => t.client.get(format!("{url}?lat=-6.2&lon=106.8")),
         "get" => t.client.get(url),
         "post" => t.client.post(url).json(&json!({})),
+        "delete" => t.client.delete(url),
         other => panic!("unexpected method {other}"),
     }
 }
@@ -159,6 +163,9 @@ async fn openapi_describes_every_route_and_every_answer_is_documented() {
         ("get", "/api/v1/admin/dlq"),
         ("post", "/api/v1/admin/dlq/{id}/retry"),
         ("post", "/api/v1/admin/dlq/{id}/resolve"),
+        ("post", "/api/v1/recipients/{id}/channels"),
+        ("get", "/api/v1/recipients/{id}/channels"),
+        ("delete", "/api/v1/recipients/{id}/channels/{channel_id}"),
     ];
     let mut documented = Vec::new();
     for (path, item) in paths {

@@ -3,14 +3,16 @@
 //! ([`until`], [`eventually`]) instead of sleeps, a fresh PostgreSQL
 //! database per test ([`pg`]; on a Citus cluster with
 //! `PAHLAWAN_TEST_DB=citus`, [`citus`]), and a fault-injecting UDP proxy for QUIC
-//! partitions ([`udp_proxy`]), and a headless Chromium over WebDriver for
-//! page tests ([`browser`]).
+//! partitions ([`udp_proxy`]), a headless Chromium over WebDriver for
+//! page tests ([`browser`]), and a fake webhook receiver that checks
+//! Standard Webhooks signatures with the reference library ([`webhook`]).
 
 pub mod browser;
 pub mod citus;
 pub mod page;
 pub mod pg;
 pub mod udp_proxy;
+pub mod webhook;
 
 use std::time::Duration;
 

@@ -204,12 +204,7 @@ pub const OFFER_OUTCOMES: [&str; 6] = [
     "expired",
 ];
 
-pub fn rfc3339(t: Timestamp) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.unix_ms()) * 1_000_000)
-        .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use crate::clock::rfc3339;
 
 /// An RFC 3339 date-time as JSON Schema's `format: date-time` reads one:
 /// the `time` crate also takes a space for the `T`, which it does not, and

@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod auth;
+mod channels;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -77,6 +78,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(registry::provider_card))
         .routes(routes!(registry::post_recipient))
         .routes(routes!(registry::get_recipient))
+        .routes(routes!(channels::add, channels::list))
+        .routes(routes!(channels::remove))
         .routes(routes!(surplus::post_surplus, surplus::list_surplus))
         .routes(routes!(surplus::get_surplus))
         .routes(routes!(surplus::claim))

@@ -153,6 +153,32 @@ impl Reads {
         Ok(self.pool.outbox_after(seq, limit).await?)
     }
 
+    /// The notification dispatcher's stored cursor.
+    pub async fn notified_seq(&self) -> Result<u64, EdgeError> {
+        Ok(self.pool.notified_seq().await?)
+    }
+
+    /// A recipient's notification channels (their targets still sealed).
+    pub async fn channels(
+        &self,
+        recipient: RecipientId,
+    ) -> Result<Vec<crate::store::reader::ChannelRow>, EdgeError> {
+        Ok(self.pool.channels(recipient).await?)
+    }
+
+    /// Opens what a channel sends to, with the keys the writer last
+    /// committed.
+    pub fn open_channel(
+        &self,
+        row: &crate::store::reader::ChannelRow,
+    ) -> Result<crate::commands::ChannelTarget, PiiError> {
+        let plain = self
+            .pii
+            .borrow()
+            .open_bytes(&row.sealed, row.recipient.as_bytes())?;
+        serde_json::from_slice(&plain).map_err(|_| PiiError::Damaged)
+    }
+
     /// Opens a sealed contact (empty: erased, or a neighbour's recipient).
     pub fn open_contact(
         &self,

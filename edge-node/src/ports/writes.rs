@@ -22,7 +22,8 @@ use crate::commands::{
 };
 use crate::pii::PiiKeys;
 use crate::store::writer::{
-    Command, KioskAnswer, KioskOp, PostRequest, QueueSenders, Reply, Unavailable,
+    ChannelAnswer, ChannelOp, Command, KioskAnswer, KioskOp, PostRequest, QueueSenders, Reply,
+    Unavailable,
 };
 use sync_protocol::Surplus;
 
@@ -202,6 +203,20 @@ impl Writes {
         .await
     }
 
+    /// A recipient's notification channels, audited with `actor`.
+    pub async fn channel(
+        &self,
+        op: ChannelOp,
+        actor: Option<Actor>,
+    ) -> Result<ChannelAnswer, EdgeError> {
+        self.call(Room::Now, |reply| Command::Channel {
+            op,
+            actor: actor.map(Box::new),
+            reply,
+        })
+        .await
+    }
+
     /// GDPR erasure of one of this edge's providers or recipients; false if
     /// it is unknown here, already erased, or a neighbour's.
     pub async fn erase(&self, subject: Subject, actor: Option<Actor>) -> Result<bool, EdgeError> {
@@ -274,6 +289,12 @@ impl Writes {
     /// The hub acknowledged the outbox up to `seq`.
     pub async fn mark_published(&self, seq: u64) -> Result<(), EdgeError> {
         self.call(Room::Wait, |reply| Command::MarkPublished { seq, reply })
+            .await
+    }
+
+    /// The notification dispatcher finished every delivery up to `seq`.
+    pub async fn mark_notified(&self, seq: u64) -> Result<(), EdgeError> {
+        self.call(Room::Wait, |reply| Command::MarkNotified { seq, reply })
             .await
     }
 

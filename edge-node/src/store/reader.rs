@@ -245,6 +245,49 @@ impl ReadPool {
         .await
     }
 
+    /// The notification dispatcher's cursor as last stored.
+    pub async fn notified_seq(self: &std::sync::Arc<Self>) -> Result<u64, StoreError> {
+        self.with(|c| {
+            let seq: i64 = c.query_row(
+                "SELECT notified_seq FROM notify_state WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(seq.max(0) as u64)
+        })
+        .await
+    }
+
+    /// A recipient's notification channels, oldest first.
+    pub async fn channels(
+        self: &std::sync::Arc<Self>,
+        recipient: sync_protocol::RecipientId,
+    ) -> Result<Vec<ChannelRow>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, public_id, kind, sealed, created_at FROM notify_channels
+                 WHERE recipient_id = ?1 ORDER BY id",
+            )?;
+            let mut rows = stmt.query([recipient.as_bytes()])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let public: Vec<u8> = row.get(1)?;
+                let id = uuid::Uuid::from_slice(&public)
+                    .map_err(|_| StoreError::Corrupt("channel id".into()))?;
+                out.push(ChannelRow {
+                    key: row.get::<_, i64>(0)?.max(0) as u64,
+                    id,
+                    recipient,
+                    kind: row.get(2)?,
+                    sealed: row.get(3)?,
+                    created_at: sync_protocol::Timestamp::from_unix_ms(row.get(4)?),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// A kiosk device credential by id (revoked ones too).
     pub async fn kiosk_device(
         self: &std::sync::Arc<Self>,
@@ -317,4 +360,16 @@ fn kiosk_device_from_row(row: &rusqlite::Row<'_>) -> Result<KioskDeviceRow, Stor
         expires_at: ts(row.get(5)?),
         revoked_at: row.get::<_, Option<i64>>(6)?.map(ts),
     })
+}
+
+/// A notification channel as stored (what it sends to still sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRow {
+    /// The dispatcher's key for it (never 0: that is the on-call webhook).
+    pub key: u64,
+    pub id: uuid::Uuid,
+    pub recipient: sync_protocol::RecipientId,
+    pub kind: String,
+    pub sealed: Vec<u8>,
+    pub created_at: sync_protocol::Timestamp,
 }

@@ -93,6 +93,13 @@ impl Writer {
             Command::Kiosk { op, actor, reply } => {
                 Pending::Kiosk(reply, self.kiosk(now, op, actor)?)
             }
+            Command::Channel { op, actor, reply } => {
+                Pending::Channel(reply, self.channel(now, op, actor)?)
+            }
+            Command::MarkNotified { seq, reply } => {
+                self.mark_notified(seq)?;
+                Pending::Done(reply)
+            }
             Command::Stop => unreachable!("Stop never enters a batch"),
         })
     }
@@ -539,6 +546,9 @@ impl Writer {
         }
         // The rows and envelopes are redacted by `project` (SubjectErased).
         self.write_output(now, None)?;
+        if let Subject::Recipient(r) = subject {
+            self.delete_channels(r)?;
+        }
         self.scrub_wal = true;
         Ok(true)
     }

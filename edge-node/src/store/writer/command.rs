@@ -105,6 +105,14 @@ pub enum Command {
         actor: Option<Box<Actor>>,
         reply: Reply<KioskAnswer>,
     },
+    /// A recipient's notification channels (`channels.rs`), audited.
+    Channel {
+        op: ChannelOp,
+        actor: Option<Box<Actor>>,
+        reply: Reply<ChannelAnswer>,
+    },
+    /// The notification dispatcher finished every delivery up to `seq`.
+    MarkNotified { seq: u64, reply: Reply<()> },
     /// Finish what is queued ahead of this, then stop. Handles that outlive
     /// the edge (a lingering connection) then get `Unavailable`.
     Stop,
@@ -158,6 +166,37 @@ pub enum KioskAnswer {
     Changed(bool),
 }
 
+/// What a channel command asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelOp {
+    /// Register a channel for a recipient of this edge (the writer seals
+    /// `target`).
+    Add {
+        recipient: RecipientId,
+        id: uuid::Uuid,
+        kind: crate::commands::ChannelKind,
+        target: crate::commands::ChannelTarget,
+        max_per_recipient: u32,
+    },
+    /// Remove one of the recipient's channels.
+    Remove {
+        recipient: RecipientId,
+        id: uuid::Uuid,
+    },
+}
+
+/// What a channel command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelAnswer {
+    Added,
+    /// No such recipient on this edge (or erased, or a neighbour's).
+    UnknownRecipient,
+    /// The recipient holds the most channels allowed.
+    TooMany,
+    /// Removed: whether a row went.
+    Removed(bool),
+}
+
 /// An answer held back until the group commits.
 pub(super) enum Pending {
     Provider(
@@ -173,6 +212,7 @@ pub(super) enum Pending {
     Count(Reply<usize>, usize),
     Erased(Reply<bool>, bool),
     Kiosk(Reply<KioskAnswer>, KioskAnswer),
+    Channel(Reply<ChannelAnswer>, ChannelAnswer),
     Done(Reply<()>),
 }
 
@@ -197,6 +237,7 @@ impl Pending {
             Pending::Count(r, v) => answer!(r, v),
             Pending::Erased(r, v) => answer!(r, v),
             Pending::Kiosk(r, v) => answer!(r, v),
+            Pending::Channel(r, v) => answer!(r, v),
             Pending::Done(r) => answer!(r, ()),
         }
     }

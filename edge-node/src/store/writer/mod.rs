@@ -14,6 +14,7 @@
 //! - [`queue`]: the two bounded queues; [`command`]: the commands.
 
 mod apply;
+mod channels;
 pub mod command;
 pub mod committed;
 mod kiosk;
@@ -37,7 +38,10 @@ use edge_core::engine::{Engine, EngineConfig};
 use edge_core::lifecycle::LiveSurplus;
 use sync_protocol::Surplus;
 
-pub use command::{Command, DeviceId, KioskAnswer, KioskOp, PostRequest, Reply, Unavailable};
+pub use command::{
+    ChannelAnswer, ChannelOp, Command, DeviceId, KioskAnswer, KioskOp, PostRequest, Reply,
+    Unavailable,
+};
 pub use committed::{Committed, DirectoryEntry, GroupCounts, Publish};
 pub use queue::{QueueError, QueueSenders, Queues, queues};
 

@@ -1,0 +1,246 @@
+//! A recipient's notification channels: register a webhook (its signing
+//! secret is shown once, in the answer), list them (never the secret),
+//! remove one. Admins, or the recipient itself. Each change is audited.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use sync_protocol::RecipientId;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::dto::{parse_hyphenated, rfc3339};
+use super::error::{ApiError, AuthErrors, BodyErrors, ErrorBody};
+use super::extract::{ApiJson, IdPath};
+use super::state::AppState;
+use crate::commands::{ChannelKind, ChannelTarget};
+use crate::standard_webhooks;
+use crate::store::writer::{ChannelAnswer, ChannelOp};
+
+/// `POST /recipients/{id}/channels`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewChannelRequest {
+    /// `webhook`: a POST of JSON to `url`, signed the Standard Webhooks way.
+    #[schema(pattern = "^webhook$")]
+    pub kind: String,
+    /// `https://…` (`http://` only on loopback, or where the edge allows
+    /// it); no user name or password.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?([/?][A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+    )]
+    pub url: String,
+}
+
+/// A notification channel.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChannelJson {
+    pub id: Uuid,
+    pub recipient_id: Uuid,
+    #[schema(pattern = "^webhook$")]
+    pub kind: String,
+    pub url: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A channel just registered, with the secret that signs what it is sent:
+/// shown this once, never again.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewChannelJson {
+    #[serde(flatten)]
+    pub channel: ChannelJson,
+    /// `whsec_…`: verify `webhook-signature` with it (any Standard Webhooks
+    /// library does).
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChannelListJson {
+    /// Oldest first.
+    pub items: Vec<ChannelJson>,
+}
+
+/// Register a notification channel: every offer made to the recipient is
+/// POSTed to it (JSON, `webhook-id`/`webhook-timestamp`/`webhook-signature`
+/// headers), retried until the offer's ACK deadline. Admins, or the
+/// recipient itself.
+#[utoipa::path(post, path = "/recipients/{id}/channels", tag = "notifications", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Recipient id")),
+    request_body = NewChannelRequest,
+    responses(
+        (status = 201, description = "Registered; the secret is shown this once", body = NewChannelJson),
+        (status = 404, description = "No such recipient on this edge", body = ErrorBody),
+        (status = 409, description = "`too_many_channels`: the recipient holds the most allowed", body = ErrorBody),
+        (status = 422, description = "A field breaks the schema, or `invalid_url`, `unknown_kind`", body = ErrorBody),
+        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        BodyErrors, AuthErrors,
+    ))]
+pub async fn add(
+    State(edge): State<AppState>,
+    caller: Caller,
+    IdPath(recipient): IdPath<RecipientId>,
+    ApiJson(req): ApiJson<NewChannelRequest>,
+) -> Result<(StatusCode, Json<NewChannelJson>), ApiError> {
+    caller.require_recipient(recipient)?;
+    let kind = ChannelKind::parse(&req.kind)
+        .ok_or_else(|| ApiError::invalid("unknown_kind", "kind must be \"webhook\""))?;
+    let notify = &edge.config.notify;
+    notify
+        .check_url(&req.url)
+        .map_err(|e| ApiError::invalid("invalid_url", format!("url: {e}")))?;
+    let id = Uuid::now_v7();
+    let target = ChannelTarget {
+        url: req.url,
+        secret: standard_webhooks::new_secret(),
+    };
+    let op = ChannelOp::Add {
+        recipient,
+        id,
+        kind,
+        target: target.clone(),
+        max_per_recipient: notify.max_channels_per_recipient,
+    };
+    match edge.writes.channel(op, Some(caller.actor())).await? {
+        ChannelAnswer::Added => {}
+        ChannelAnswer::TooMany => {
+            return Err(audited(ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_channels",
+                format!(
+                    "the recipient holds {} channels, the most allowed: remove one first",
+                    notify.max_channels_per_recipient
+                ),
+            )));
+        }
+        _ => return Err(audited(ApiError::not_found("recipient"))),
+    }
+    let channel = ChannelJson {
+        id,
+        recipient_id: *recipient.as_uuid(),
+        kind: kind.as_str().into(),
+        url: target.url,
+        created_at: rfc3339(edge.now()),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(NewChannelJson {
+            channel,
+            secret: target.secret,
+        }),
+    ))
+}
+
+/// The recipient's notification channels (without their secrets). Admins,
+/// or the recipient itself.
+#[utoipa::path(get, path = "/recipients/{id}/channels", tag = "notifications", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Recipient id")),
+    responses(
+        (status = 200, body = ChannelListJson),
+        (status = 404, description = "No such recipient on this edge (or not a UUID)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+        AuthErrors,
+    ))]
+pub async fn list(
+    State(edge): State<AppState>,
+    caller: Caller,
+    IdPath(recipient): IdPath<RecipientId>,
+) -> Result<Json<ChannelListJson>, ApiError> {
+    caller.require_recipient(recipient)?;
+    if edge.reads.recipient(recipient).await?.is_none() {
+        return Err(ApiError::not_found("recipient"));
+    }
+    let mut items = Vec::new();
+    for row in edge.reads.channels(recipient).await? {
+        let url = match edge.reads.open_channel(&row) {
+            Ok(target) => target.url,
+            Err(e) => {
+                tracing::warn!(channel = %row.id, error = %e, "a notification channel cannot be opened");
+                String::new()
+            }
+        };
+        items.push(ChannelJson {
+            id: row.id,
+            recipient_id: *recipient.as_uuid(),
+            kind: row.kind,
+            url,
+            created_at: rfc3339(row.created_at),
+        });
+    }
+    Ok(Json(ChannelListJson { items }))
+}
+
+/// `{id}` and `{channel_id}` of a channel's path, both UUIDs (anything
+/// else is not found).
+pub struct ChannelPath {
+    recipient: RecipientId,
+    channel: Uuid,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ChannelPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((r, c)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("channel"))?;
+        let recipient = parse_hyphenated(&r).map(RecipientId::from_uuid);
+        let channel = parse_hyphenated(&c);
+        match (recipient, channel) {
+            (Some(recipient), Some(channel)) => Ok(ChannelPath { recipient, channel }),
+            _ => Err(ApiError::not_found("channel (an id is not a UUID)")),
+        }
+    }
+}
+
+/// Remove a notification channel: nothing more is sent to it. Admins, or
+/// the recipient itself.
+#[utoipa::path(delete, path = "/recipients/{id}/channels/{channel_id}", tag = "notifications", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "Recipient id"),
+        ("channel_id" = uuid::Uuid, Path, description = "Channel id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such channel of this recipient", body = ErrorBody),
+        (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        AuthErrors,
+    ))]
+pub async fn remove(
+    State(edge): State<AppState>,
+    caller: Caller,
+    path: ChannelPath,
+) -> Result<StatusCode, ApiError> {
+    caller.require_recipient(path.recipient)?;
+    let op = ChannelOp::Remove {
+        recipient: path.recipient,
+        id: path.channel,
+    };
+    match edge.writes.channel(op, Some(caller.actor())).await? {
+        ChannelAnswer::Removed(true) => Ok(StatusCode::NO_CONTENT),
+        _ => Err(audited(ApiError::not_found("channel of this recipient"))),
+    }
+}
+
+/// The store wrote this refusal's audit record with the command.
+fn audited(e: ApiError) -> ApiError {
+    ApiError { audited: true, ..e }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn the_schema_states_the_url_rule_the_edge_applies() {
+        let schema = serde_json::to_value(NewChannelRequest::schema()).unwrap_or_default();
+        assert_eq!(
+            schema["properties"]["url"]["pattern"],
+            crate::config::WEBHOOK_URL_PATTERN
+        );
+    }
+}
