@@ -244,18 +244,26 @@ pub enum ChannelKind {
     /// An HTTPS endpoint of the recipient's own, signed the Standard
     /// Webhooks way.
     Webhook,
+    /// A text message through the SMS gateway; answered with `YA n`.
+    Sms,
+    /// A WhatsApp message through the same gateway.
+    Whatsapp,
 }
 
 impl ChannelKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Webhook => "webhook",
+            ChannelKind::Sms => "sms",
+            ChannelKind::Whatsapp => "whatsapp",
         }
     }
 
     pub fn parse(s: &str) -> Option<ChannelKind> {
         match s {
             "webhook" => Some(ChannelKind::Webhook),
+            "sms" => Some(ChannelKind::Sms),
+            "whatsapp" => Some(ChannelKind::Whatsapp),
             _ => None,
         }
     }
@@ -265,9 +273,16 @@ impl ChannelKind {
 /// that signs it. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelTarget {
+    /// A webhook's URL ('' for a phone channel).
+    #[serde(default)]
     pub url: String,
-    /// `whsec_` and the base64 of the HMAC key (the Standard Webhooks form).
+    /// `whsec_` and the base64 of the HMAC key (the Standard Webhooks form;
+    /// '' for a phone channel).
+    #[serde(default)]
     pub secret: String,
+    /// A phone channel's number in E.164 ('' for a webhook).
+    #[serde(default)]
+    pub phone: String,
 }
 
 impl std::fmt::Debug for ChannelTarget {
@@ -275,6 +290,7 @@ impl std::fmt::Debug for ChannelTarget {
         f.debug_struct("ChannelTarget")
             .field("url", &self.url)
             .field("secret", &"<redacted>")
+            .field("phone", &"<redacted>")
             .finish()
     }
 }

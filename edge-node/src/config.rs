@@ -102,6 +102,55 @@ pub struct NotifyConfig {
     /// Accept `http://` webhook URLs off loopback (loopback is always
     /// accepted; anything else must be `https://`).
     pub allow_plain_http: bool,
+    /// The SMS/WhatsApp gateway (`[notify.sms]`); none by default.
+    pub sms: Option<SmsGatewayConfig>,
+}
+
+/// The SMS/WhatsApp gateway (`[notify.sms]`), spoken to in the shape of
+/// Twilio's Messages API: `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`
+/// with HTTP Basic auth, and replies received at `inbound_url`, signed with
+/// `X-Twilio-Signature`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsGatewayConfig {
+    #[serde(default = "default_sms_base")]
+    pub base_url: String,
+    pub account_sid: String,
+    /// Set it from the environment (`PAHLAWAN_EDGE_NOTIFY__SMS__AUTH_TOKEN`)
+    /// rather than the file; never printed.
+    pub auth_token: Secret,
+    /// The sender number for SMS (E.164).
+    pub from: String,
+    /// The WhatsApp sender number (E.164), if WhatsApp is used.
+    #[serde(default)]
+    pub whatsapp_from: Option<String>,
+    /// The URL the gateway posts replies to, exactly as configured there
+    /// (the signature covers it); default: `public_url` +
+    /// `/api/v1/notify/sms/inbound`.
+    #[serde(default)]
+    pub inbound_url: Option<String>,
+}
+
+fn default_sms_base() -> String {
+    "https://api.twilio.com".into()
+}
+
+/// A secret from the configuration: `Debug` and every dump of the
+/// configuration say `<redacted>`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
 }
 
 impl Default for NotifyConfig {
@@ -121,6 +170,7 @@ impl Default for NotifyConfig {
             breaker_open_secs: 30,
             max_channels_per_recipient: 8,
             allow_plain_http: false,
+            sms: None,
         }
     }
 }
@@ -682,6 +732,23 @@ impl EdgeConfig {
             cells,
             engine,
         })
+    }
+
+    /// Where people reach this edge, without a trailing `/`:
+    /// `notify.public_url`, else the `listen` address (`https` with
+    /// `[http.tls]`).
+    pub fn public_base_url(&self) -> String {
+        let scheme = if self.http.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.notify
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
     }
 
     fn check_notify(&self) -> Result<(), ConfigError> {

@@ -44,7 +44,7 @@ pub const FAMILIES: [&str; 15] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifyLabels {
-    /// webhook | oncall
+    /// webhook | sms | whatsapp | oncall
     pub channel: &'static str,
     /// deliveries: delivered | refused | expired; attempts: delivered |
     /// refused | failed
@@ -164,7 +164,7 @@ impl Metrics {
             "Notification attempts by what the receiver did: delivered, refused, failed (error, timeout, 5xx, 408, 429)",
             Family::default(),
         );
-        for channel in ["webhook", "oncall"] {
+        for channel in ["webhook", "sms", "whatsapp", "oncall"] {
             for outcome in ["delivered", "refused", "expired"] {
                 let _ = notify_deliveries.get_or_create(&NotifyLabels { channel, outcome });
             }

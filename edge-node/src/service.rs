@@ -314,20 +314,11 @@ impl Edge {
         }
         if self.state.config.notify.enabled {
             let config = &self.state.config;
-            let scheme = if config.http.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            let base_url = config
-                .notify
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("{scheme}://{}", config.listen));
             let notifier = crate::notify::Notifier {
                 edge_id: self.link.edge_id().clone(),
                 config: config.notify.clone(),
-                base_url: base_url.trim_end_matches('/').to_string(),
+                base_url: config.public_base_url(),
+                utc_offset_minutes: config.utc_offset_minutes,
                 reads: self.reads.clone(),
                 writes: self.writes.clone(),
                 committed: self.link.subscribe_committed(),

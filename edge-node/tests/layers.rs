@@ -13,7 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "vocabulary",
         &["keyfiles", "clock", "ids", "cells", "commands", "pool"],
     ),
-    ("keys and routing", &["pii", "routing"]),
+    ("keys and routing", &["pii", "routing", "twilio"]),
     (
         "auth and configuration",
         &["auth", "config", "standard_webhooks"],

@@ -279,7 +279,22 @@ async fn bad_channel_requests_are_refused_and_change_nothing() {
         (
             json!({"kind": "sms", "url": hook}),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_kind",
+            "invalid_field",
+        ),
+        (
+            json!({"kind": "fax", "url": hook}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"kind": "sms", "phone": "0812345678"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_phone",
+        ),
+        (
+            json!({"kind": "sms", "phone": "+6281234567890"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "gateway_not_configured",
         ),
         (
             json!({"kind": "webhook", "url": "ftp://127.0.0.1/x"}),
@@ -413,5 +428,212 @@ async fn erasing_a_recipient_removes_its_channels_and_nothing_more_is_sent() {
     })
     .await;
     assert!(rx.received().is_empty());
+    t.stop().await;
+}
+
+/// What the fake gateway was asked to send: (account, form fields).
+type SentLog = std::sync::Arc<parking_lot::Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
+/// A fake SMS gateway speaking Twilio's Messages API: HTTP Basic auth with
+/// the account and token, a form with `To`, `From`, `Body`; answers 201.
+struct FakeGateway {
+    url: String,
+    sent: SentLog,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeGateway {
+    async fn start() -> FakeGateway {
+        use axum::extract::State;
+        type Log = SentLog;
+        let sent: Log = Default::default();
+        async fn messages(
+            State(log): State<Log>,
+            axum::extract::Path(account): axum::extract::Path<String>,
+            headers: axum::http::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> (StatusCode, String) {
+            use base64::Engine;
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{account}:tok-secret"))
+            );
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
+                return (StatusCode::UNAUTHORIZED, "{\"code\": 20003}".into());
+            }
+            let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+            log.lock().push((account, form));
+            (
+                StatusCode::CREATED,
+                "{\"sid\": \"SM1\", \"status\": \"queued\"}".into(),
+            )
+        }
+        let app = axum::Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                axum::routing::post(messages),
+            )
+            .with_state(sent.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGateway {
+            url,
+            sent,
+            _server: server,
+        }
+    }
+
+    fn sent(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.sent.lock().clone()
+    }
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_goes_out_by_sms_and_whatsapp_and_a_reply_of_ya_accepts_it() {
+    let gw = FakeGateway::start().await;
+    let gw_url = gw.url.clone();
+    let t = TestEdge::start_with(move |c| {
+        c.notify.public_url = Some("https://edge.example".into());
+        c.notify.sms = Some(edge_node::config::SmsGatewayConfig {
+            base_url: gw_url,
+            account_sid: "AC123".into(),
+            auth_token: edge_node::config::Secret("tok-secret".into()),
+            from: "+15005550006".into(),
+            whatsapp_from: Some("+15005550007".into()),
+            inbound_url: None,
+        });
+    })
+    .await;
+    let p = t.provider().await;
+    let r = t.recipient(-6.21, 106.82).await;
+    let phone = "+6281234567890";
+    for kind in ["sms", "whatsapp"] {
+        let (s, body) = t
+            .post(
+                &format!("/recipients/{r}/channels"),
+                json!({"kind": kind, "phone": phone}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert!(
+            !body.to_string().contains(phone),
+            "the number is masked: {body}"
+        );
+    }
+    let s = t.surplus(&p, json!({})).await;
+    until("the gateway is asked for both messages", async || {
+        gw.sent().len() == 2
+    })
+    .await;
+    let sent = gw.sent();
+    let sms = sent
+        .iter()
+        .find(|(_, f)| field(f, "To") == phone)
+        .expect("the SMS");
+    let wa = sent
+        .iter()
+        .find(|(_, f)| field(f, "To") == format!("whatsapp:{phone}"))
+        .expect("the WhatsApp message");
+    assert_eq!(sms.0, "AC123");
+    assert_eq!(field(&sms.1, "From"), "+15005550006");
+    assert_eq!(field(&wa.1, "From"), "whatsapp:+15005550007");
+    let text = field(&sms.1, "Body").to_string();
+    assert!(
+        text.contains("12.5 kg") && text.contains("Warung Sederhana"),
+        "{text}"
+    );
+    assert!(!text.contains("+62 21 555"), "no contact data: {text}");
+    let code: u64 = text
+        .split("YA ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a reply code in the message");
+
+    // The reply, signed the way the gateway signs it.
+    let inbound = format!("{}/api/v1/notify/sms/inbound", t.base);
+    let signed_url = "https://edge.example/api/v1/notify/sms/inbound";
+    let reply = |from: &str, body: &str, token: &str| {
+        let params: Vec<(String, String)> = [
+            ("From", from.to_string()),
+            ("To", "+15005550006".to_string()),
+            ("Body", body.to_string()),
+            ("MessageSid", "SM999".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let sig = edge_node::twilio::signature(token, signed_url, &params);
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        reqwest::Client::new()
+            .post(&inbound)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", sig)
+            .body(form)
+            .send()
+    };
+    let sid = s["id"].as_str().expect("id").to_string();
+    let status_of = async || t.get(&format!("/surplus/{sid}")).await.1["status"].clone();
+    // A forged signature, a stranger's number and a wrong code change nothing.
+    let forged = reply(phone, &format!("YA {code}"), "not-the-token")
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let stranger = reply("+6289999999999", &format!("YA {code}"), "tok-secret")
+        .await
+        .expect("post");
+    assert_eq!(stranger.status(), StatusCode::OK);
+    assert!(
+        stranger
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("tidak dikenal")
+    );
+    let wrong = reply(phone, "YA 1", "tok-secret").await.expect("post");
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("tidak dikenal")
+    );
+    assert_eq!(status_of().await, "offered");
+    // The recipient's own number answers YA: the offer is accepted.
+    let yes = reply(
+        &format!("whatsapp:{phone}"),
+        &format!("ya {code}"),
+        "tok-secret",
+    )
+    .await
+    .expect("post");
+    assert_eq!(yes.status(), StatusCode::OK);
+    assert!(
+        yes.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/xml")
+    );
+    let xml = yes.text().await.unwrap_or_default();
+    assert!(
+        xml.contains("<Response><Message>") && xml.contains("diterima"),
+        "{xml}"
+    );
+    assert_eq!(status_of().await, "claimed");
+    let (_, surplus) = t.get(&format!("/surplus/{sid}")).await;
+    assert_eq!(surplus["claimed_by"], r.as_str());
     t.stop().await;
 }

@@ -1,14 +1,16 @@
 """Schemathesis hooks for the edge's API contract run (cli/tests/schemathesis.rs).
 
-The OpenAPI document states every rule a schema can state. Three rules of the
-edge depend on its state or its clock, which no schema can state:
+The OpenAPI document states every rule a schema can state. These rules of the
+edge depend on its state, its clock or its configuration, which no schema can state:
 
 - a point must lie in one of the edge's cells (otherwise 421, which names the
   cell's owner);
 - `expires_at` must be in the future and at most 14 days away;
 - ids in a body must name what exists (`unknown_provider`,
   `unknown_recipient`), a delivery cannot exceed what was posted, and an
-  Idempotency-Key cannot be reused for another body.
+  Idempotency-Key cannot be reused for another body;
+- an SMS or WhatsApp channel needs the edge's gateway to be configured
+  (`gateway_not_configured`).
 
 Erasure is this API's removal: `POST /subjects/{id}/erase` removes a provider
 or recipient, after which reading it is a 404. Schemathesis knows a removal
@@ -41,6 +43,8 @@ STATE_DEPENDENT_422 = {
     "unknown_recipient",
     "delivered_exceeds_quantity",
     "idempotency_key_reused",
+    # A phone channel needs the edge's SMS gateway ([notify.sms]).
+    "gateway_not_configured",
 }
 
 _DATE_TIME = jsonschema_rs.validator_for(

@@ -15,6 +15,7 @@ pub mod kiosk;
 mod metrics;
 pub mod offers;
 mod registry;
+mod sms;
 mod state;
 mod subjects;
 mod surplus;
@@ -112,6 +113,7 @@ fn public() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(kiosk::pair))
+        .routes(routes!(sms::inbound))
 }
 
 /// The API routes and their OpenAPI description, built from one declaration.
@@ -128,6 +130,20 @@ pub fn routes(edge: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     (router, openapi)
+}
+
+/// The variants of a tagged request body refuse unknown fields (serde's
+/// `deny_unknown_fields` on the enum), which utoipa does not say of them:
+/// the document says it, so a client's extra field is its own mistake.
+fn closed_variants(doc: &mut serde_json::Value) {
+    let variants = doc
+        .pointer_mut("/components/schemas/NewChannelRequest/oneOf")
+        .and_then(serde_json::Value::as_array_mut);
+    for v in variants.into_iter().flatten() {
+        if v.get("properties").is_some() {
+            v["additionalProperties"] = false.into();
+        }
+    }
 }
 
 /// The served OpenAPI document: the generated one, with this edge's
@@ -153,6 +169,7 @@ fn document(openapi: &utoipa::openapi::OpenApi, config: &crate::config::EdgeConf
             _ => {}
         }
     }
+    closed_variants(&mut doc);
     camel_case_links(&mut doc);
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into())
 }

@@ -69,6 +69,44 @@ pub fn offer(now: Timestamp, f: &OfferFacts<'_>) -> Value {
     })
 }
 
+/// The offer as a text message (SMS, WhatsApp), in Bahasa Indonesia with
+/// the English keywords accepted too: what, how much, from whom and where,
+/// until when, and how to answer — `reply` is the offer's number.
+pub fn offer_text(f: &OfferFacts<'_>, reply: u64, utc_offset_minutes: i32) -> String {
+    let s = f.surplus;
+    let kg = s.quantity.grams() as f64 / 1_000.0;
+    let local = |t: Timestamp| {
+        let minutes = t.unix_ms().div_euclid(60_000) + i64::from(utc_offset_minutes);
+        let (h, m) = (
+            minutes.div_euclid(60).rem_euclid(24),
+            minutes.rem_euclid(60),
+        );
+        format!("{h:02}:{m:02}")
+    };
+    let from = match f.provider {
+        Some((p, address)) if !address.is_empty() => format!("{} ({address})", p.name),
+        Some((p, _)) => p.name.clone(),
+        None => "penyedia".to_string(),
+    };
+    let mut text = format!(
+        "Pahlawan Pangan: {kg} kg {} dari {from}. Ambil sebelum {}. Balas YA {reply} untuk menerima atau TIDAK {reply} untuk menolak, sebelum {}.",
+        s.food_type.as_str(),
+        local(s.expires_at),
+        local(f.ack_deadline),
+    );
+    // Two SMS segments at most; the provider's name and address are what
+    // gets shortened, never the answer.
+    if text.chars().count() > 300 {
+        text = format!(
+            "Pahlawan Pangan: {kg} kg {}. Ambil sebelum {}. Balas YA {reply} / TIDAK {reply} sebelum {}.",
+            s.food_type.as_str(),
+            local(s.expires_at),
+            local(f.ack_deadline),
+        );
+    }
+    text
+}
+
 /// The on-call alert, one firing alert in Alertmanager's webhook format.
 /// Its labels identify it (`alertname`, `edge_id`, `surplus_id`), so a
 /// receiver that groups or deduplicates by labels sees one alert however

@@ -52,6 +52,8 @@ pub struct Notifier {
     pub config: NotifyConfig,
     /// Where people reach this edge; links in notifications start with it.
     pub base_url: String,
+    /// The city's offset from UTC: text messages give local times.
+    pub utc_offset_minutes: i32,
     pub reads: Reads,
     pub writes: Writes,
     pub committed: watch::Receiver<u64>,
@@ -209,9 +211,9 @@ impl Loop {
                         continue;
                     };
                     for ch in channels {
-                        if ChannelKind::parse(&ch.kind) != Some(ChannelKind::Webhook) {
+                        let Some(kind) = ChannelKind::parse(&ch.kind) else {
                             continue;
-                        }
+                        };
                         let target = match self.n.reads.open_channel(&ch) {
                             Ok(target) => target,
                             Err(e) => {
@@ -223,19 +225,26 @@ impl Loop {
                             seq: env.seq,
                             channel: ChannelKey(ch.key),
                         };
-                        let req = webhook::Request {
-                            url: target.url,
-                            id: self.message_id(id),
-                            body: body.clone(),
-                            key: crate::standard_webhooks::key_of(&target.secret).map(Arc::new),
+                        let (req, label) = if kind == ChannelKind::Webhook {
+                            let req = webhook::Request {
+                                url: target.url,
+                                id: self.message_id(id),
+                                body: body.clone(),
+                                key: crate::standard_webhooks::key_of(&target.secret).map(Arc::new),
+                                content_type: "application/json",
+                                basic: None,
+                            };
+                            (req, "webhook")
+                        } else {
+                            let whatsapp = kind == ChannelKind::Whatsapp;
+                            let text =
+                                message::offer_text(&facts, env.seq, self.n.utc_offset_minutes);
+                            match self.text_request(id, &target.phone, &text, whatsapp) {
+                                Some(req) => (req, if whatsapp { "whatsapp" } else { "sms" }),
+                                None => continue,
+                            }
                         };
-                        self.prepared.insert(
-                            id,
-                            Prepared {
-                                req,
-                                kind: "webhook",
-                            },
-                        );
+                        self.prepared.insert(id, Prepared { req, kind: label });
                         out.push(Planned {
                             channel: id.channel,
                             deadline: ack_deadline,
@@ -259,6 +268,8 @@ impl Loop {
                         id: self.message_id(id),
                         body,
                         key: None,
+                        content_type: "application/json",
+                        basic: None,
                     };
                     self.prepared.insert(
                         id,
@@ -276,6 +287,34 @@ impl Loop {
             }
         }
         Ok(out)
+    }
+
+    /// A message through the SMS/WhatsApp gateway (none without one).
+    fn text_request(
+        &self,
+        id: DeliveryId,
+        phone: &str,
+        text: &str,
+        whatsapp: bool,
+    ) -> Option<webhook::Request> {
+        let g = self.n.config.sms.as_ref()?;
+        let (from, to) = if whatsapp {
+            (
+                format!("whatsapp:{}", g.whatsapp_from.as_ref()?),
+                format!("whatsapp:{phone}"),
+            )
+        } else {
+            (g.from.clone(), phone.to_string())
+        };
+        let base = g.base_url.trim_end_matches('/');
+        Some(webhook::Request {
+            url: format!("{base}{}", crate::twilio::messages_path(&g.account_sid)),
+            id: self.message_id(id),
+            body: Arc::new(crate::twilio::message_form(&from, &to, text).into_bytes()),
+            key: None,
+            content_type: "application/x-www-form-urlencoded",
+            basic: Some(Arc::new((g.account_sid.clone(), g.auth_token.0.clone()))),
+        })
     }
 
     /// The JSON bytes of a body, or none if it is over the size bound.

@@ -17,6 +17,10 @@ pub struct Request {
     pub body: std::sync::Arc<Vec<u8>>,
     /// The HMAC key (none: unsigned, as an Alertmanager receiver expects).
     pub key: Option<std::sync::Arc<Vec<u8>>>,
+    /// `application/json`, or a form for the SMS gateway.
+    pub content_type: &'static str,
+    /// HTTP Basic credentials (the SMS gateway's account and token).
+    pub basic: Option<std::sync::Arc<(String, String)>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -50,9 +54,12 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 pub async fn send(client: &reqwest::Client, req: &Request, timestamp: i64) -> (Outcome, String) {
     let mut r = client
         .post(&req.url)
-        .header("content-type", "application/json")
+        .header("content-type", req.content_type)
         .header("webhook-id", &req.id)
         .header("webhook-timestamp", timestamp.to_string());
+    if let Some(basic) = &req.basic {
+        r = r.basic_auth(&basic.0, Some(&basic.1));
+    }
     if let Some(key) = &req.key {
         r = r.header(
             "webhook-signature",
