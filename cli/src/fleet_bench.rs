@@ -41,6 +41,8 @@ pub struct FleetBenchConfig {
     /// Where the plans are written.
     pub explain_out: PathBuf,
     pub seed: u64,
+    /// The hub's `[http] db_connections`, when not its default.
+    pub hub_db_connections: Option<usize>,
 }
 
 /// The fewest events worth filling: the registries alone are ~1,100.
@@ -82,7 +84,10 @@ pub async fn run(cfg: FleetBenchConfig) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let certs_dir = dir.path().join("certs");
     certs::init(&certs_dir, &[], false)?;
-    let hub_cfg = hub_config(&cfg.database_url, &certs_dir);
+    let mut hub_cfg = hub_config(&cfg.database_url, &certs_dir);
+    if let Some(n) = cfg.hub_db_connections {
+        hub_cfg.http.db_connections = n;
+    }
     // The hub migrates the database (and distributes it, on Citus).
     let hub = Hub::start(hub_cfg.clone()).await?;
     let client = db::connect(&cfg.database_url).await?;
@@ -598,7 +603,8 @@ fn report(
     let mut out = format!(
         "### `pahlawan bench-fleet` — {}\n\n\
          Machine: {}\n\n\
-         Database: {database}, shared_buffers {}, {:.0} MiB after the fill.\n\n\
+         Database: {database}, shared_buffers {}, {:.0} MiB after the fill; the hub's HTTP \
+         handlers share {} PostgreSQL connections.\n\n\
          Data: {} events written through the hub's apply path in {} batches in {:.1} s \
          ({:.0} events/s), {} edges, {} cells, {} days of history, {} month partitions; \
          then `VACUUM (ANALYZE)`. Holds: {}. Surplus by status: {}.\n\n\
@@ -611,6 +617,8 @@ fn report(
         pahlawan_cli::bench::machine(),
         data.shared_buffers,
         data.bytes as f64 / 1_048_576.0,
+        cfg.hub_db_connections
+            .unwrap_or_else(|| HubConfig::default().http.db_connections),
         filled.events,
         filled.batches,
         filled.took.as_secs_f64(),

@@ -87,6 +87,9 @@ pub struct BenchFleetArgs {
     /// Seed of the history's stories.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The hub's `[http] db_connections` (default: the hub's own default).
+    #[arg(long)]
+    hub_db_connections: Option<usize>,
 }
 
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -176,6 +179,7 @@ pub async fn bench_fleet(args: BenchFleetArgs) -> anyhow::Result<()> {
         duration: std::time::Duration::from_secs(args.duration_secs),
         explain_out: args.explain_out,
         seed: args.seed,
+        hub_db_connections: args.hub_db_connections,
     })
     .await?;
     print!("{report}");

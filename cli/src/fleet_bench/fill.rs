@@ -499,7 +499,7 @@ struct Stream {
 
 impl Stream {
     fn new(plan: &Plan, seed: u64, start: Timestamp) -> Stream {
-        let mut rng = SmallRng::seed_from_u64(seed ^ (plan.city as u64 + 1) * 0x9e37_79b9);
+        let mut rng = SmallRng::seed_from_u64(seed ^ ((plan.city as u64 + 1) * 0x9e37_79b9));
         let span_ms = (plan.until.unix_ms() - start.unix_ms()).max(1) as f64;
         let mut s = Stream {
             edge: plan.edge.clone(),
