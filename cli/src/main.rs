@@ -8,6 +8,7 @@ use clap::Parser;
 use pahlawan_cli::{client, exit};
 
 mod cmd;
+mod fleet_bench;
 mod hub_tokens;
 mod logging;
 mod output;

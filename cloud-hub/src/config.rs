@@ -117,7 +117,7 @@ impl Default for HubAuthConfig {
 }
 
 /// The HTTP listener (`[http]`), as on the edge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HubHttpConfig {
     /// `[http.connections]`: header 10 s, body 30 s, idle 60 s; at most
@@ -138,6 +138,24 @@ pub struct HubHttpConfig {
     /// Off loopback it needs `plain_http = "anywhere"`. None by default:
     /// `/metrics` is on `listen_http`, open like `/healthz`.
     pub metrics_listen: Option<SocketAddr>,
+    /// PostgreSQL connections the HTTP API's handlers share (dashboards,
+    /// the fleet API, readiness), 1 to 64, opened as needed: each serves
+    /// one request at a time, and a request that finds none free within
+    /// 5 s is answered `503`. Sessions have connections of their own.
+    pub db_connections: usize,
+}
+
+impl Default for HubHttpConfig {
+    fn default() -> HubHttpConfig {
+        HubHttpConfig {
+            connections: http_listener::ConnLimits::default(),
+            tls: None,
+            plain_http: http_listener::PlainHttp::default(),
+            plain_listen: None,
+            metrics_listen: None,
+            db_connections: 4,
+        }
+    }
 }
 
 /// PEM files made by `pahlawan certs init`.
@@ -226,6 +244,11 @@ impl HubConfig {
                 "dashboard: co2e_kg_per_kg must be 0 to 100, meal_grams 1 to 10000, stale_after_secs 10 to 86400, session_hours 1 to 720".into(),
             ));
         }
+        if !(1..=64).contains(&self.http.db_connections) {
+            return Err(ConfigError::Invalid(
+                "http.db_connections must be 1 to 64".into(),
+            ));
+        }
         if self.auth.leeway_secs < 0 || self.auth.max_token_lifetime_secs < 60 {
             return Err(ConfigError::Invalid(
                 "auth: leeway_secs must be ≥ 0 and max_token_lifetime_secs ≥ 60".into(),
@@ -264,12 +287,14 @@ impl HubConfig {
     }
 
     /// What the HTTP listener serves. PostgreSQL connections (one per
-    /// session) come out of the descriptors the cap keeps back.
+    /// session, and the HTTP handlers' `db_connections`) come out of the
+    /// descriptors the cap keeps back.
     pub fn listener(&self) -> http_listener::ListenerConfig {
         let mut limits = self.http.connections.clone();
+        let postgres = self.max_sessions.saturating_add(self.http.db_connections);
         limits.reserved_fds = limits
             .reserved_fds
-            .saturating_add(u64::try_from(self.max_sessions).unwrap_or(u64::MAX));
+            .saturating_add(u64::try_from(postgres).unwrap_or(u64::MAX));
         http_listener::ListenerConfig {
             listen: self.listen_http,
             limits,

@@ -82,8 +82,11 @@ impl Hub {
         let state = Arc::new(http::HttpState {
             max_sessions: cfg.max_sessions,
             last_scrape: parking_lot::Mutex::new(None),
-            database_url: cfg.database_url.clone(),
-            client: tokio::sync::Mutex::new(Some(client)),
+            db: http::DbPool::new(
+                cfg.database_url.clone(),
+                cfg.http.db_connections,
+                Some(client),
+            ),
             stats: stats.clone(),
             verifier,
             clock: Arc::new(sync_link::SystemClock),

@@ -247,25 +247,14 @@ async fn readiness_follows_postgresql_going_away_and_coming_back() {
     hub.shutdown().await;
 }
 
-#[tokio::test]
-async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
-    // A "server" that accepts connections and never says a word: connecting
-    // hangs, so only the hub's own bound can answer the probe.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((s, _)) = silent.accept().await {
-            sockets.push(s);
-        }
-    });
-    let state = Arc::new(cloud_hub::http::HttpState {
+/// The HTTP side of a hub alone, on `database_url` with `db_connections`
+/// shared connections; no token keys (only the open routes answer).
+fn http_state(database_url: &str, db_connections: usize) -> Arc<cloud_hub::http::HttpState> {
+    Arc::new(cloud_hub::http::HttpState {
         max_sessions: 1_000,
         last_scrape: parking_lot::Mutex::new(None),
-        database_url: format!("host=127.0.0.1 port={port} user=hub dbname=hub"),
-        client: tokio::sync::Mutex::new(None),
+        db: cloud_hub::http::DbPool::new(database_url, db_connections, None),
         stats: Arc::new(cloud_hub::stats::HubStats::default()),
-        // No keys: only the open routes answer (the probe is one).
         verifier: cloud_hub::auth::Verifier::new(
             cloud_hub::auth::VerifierConfig {
                 issuer: "pahlawan-hub".into(),
@@ -279,7 +268,25 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
         clock: Arc::new(sync_link::SystemClock),
         dashboard: cloud_hub::config::DashboardConfig::default(),
         sign_in_limiter: Default::default(),
+    })
+}
+
+#[tokio::test]
+async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
+    // A "server" that accepts connections and never says a word: connecting
+    // hangs, so only the hub's own bound can answer the probe.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            sockets.push(s);
+        }
     });
+    let state = http_state(
+        &format!("host=127.0.0.1 port={port} user=hub dbname=hub"),
+        1,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -300,6 +307,114 @@ async fn readiness_is_503_when_postgresql_accepts_but_never_answers() {
     assert!(a == timed_out || b == timed_out, "{a:?} {b:?}");
     server.abort();
     held.abort();
+}
+
+/// The HTTP handlers share `db_connections` connections: with one, a
+/// request waits for a slow one before it; with two, it is answered while
+/// the slow one still runs. A quiet hub keeps one connection open.
+#[tokio::test]
+async fn a_slow_request_holds_up_the_others_only_when_it_holds_the_last_connection() {
+    let tdb = pg::fresh_database().await;
+    for (connections, waits) in [(1, true), (2, false)] {
+        let state = http_state(&tdb.url, connections);
+        let slow_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let slow = tokio::spawn({
+            let (state, slow_done) = (state.clone(), slow_done.clone());
+            async move {
+                cloud_hub::http::with_db(&state, async |c| {
+                    let _ = started_tx.send(());
+                    c.batch_execute("SELECT pg_sleep(2)").await?;
+                    Ok(())
+                })
+                .await
+                .map_err(|r| r.status())?;
+                slow_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok::<(), axum::http::StatusCode>(())
+            }
+        });
+        started_rx.await.unwrap();
+        let one: i32 = cloud_hub::http::with_db(&state, async |c| {
+            Ok(c.query_one("SELECT 1", &[]).await?.get(0))
+        })
+        .await
+        .map_err(|r| r.status())
+        .unwrap();
+        assert_eq!(one, 1);
+        assert_eq!(
+            slow_done.load(std::sync::atomic::Ordering::SeqCst),
+            waits,
+            "{connections} connection(s): the quick request {} the slow one",
+            if waits { "waits for" } else { "passes" }
+        );
+        slow.await.unwrap().unwrap();
+    }
+    // Quiet: requests one after another reuse one connection.
+    let state = http_state(&tdb.url, 4);
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..5 {
+        let pid: i32 = cloud_hub::http::with_db(&state, async |c| {
+            Ok(c.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
+        })
+        .await
+        .map_err(|r| r.status())
+        .unwrap();
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 1, "one connection serves a quiet hub");
+}
+
+/// A V6 database (distributed, on Citus) takes V7's indexes for the fleet
+/// reads, on every month partition; a month made after has them too.
+#[tokio::test]
+async fn a_v6_database_takes_the_fleet_indexes_on_every_month() {
+    let tdb = pg::fresh_database().await;
+    let mut c = db::connect(&tdb.url).await.unwrap();
+    db::migrate_to(&mut c, 6).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    db::partitions::ensure_around(&c, now).await.unwrap();
+    if testkit::citus::wanted() {
+        c.batch_execute("SET citus.enable_unsafe_triggers TO on")
+            .await
+            .unwrap();
+        for (_, ddl) in db::CITUS_DDL {
+            c.batch_execute(ddl).await.unwrap();
+        }
+        c.batch_execute("RESET citus.enable_unsafe_triggers")
+            .await
+            .unwrap();
+    }
+    db::migrate(&mut c).await.unwrap();
+    let later = db::partitions::Month::of(now).next().next().next();
+    for table in db::partitions::PARTITIONED {
+        db::partitions::ensure(&c, table, later).await.unwrap();
+    }
+    // Each partitioned index is on every month of its table.
+    for (index, table, partial) in [
+        ("surplus_delivered", "surplus", true),
+        ("surplus_posted", "surplus", false),
+        ("surplus_unfinished", "surplus", true),
+        ("event_log_fenced", "event_log", true),
+    ] {
+        let months = db::partitions::list(&c, table).await.unwrap().len() as i64;
+        let on: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_index x ON x.indexrelid = i.inhrelid
+                 WHERE i.inhparent = $1::text::regclass AND (x.indpred IS NOT NULL) = $2",
+                &[&index, &partial],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(on, months, "{index} on each of {table}'s {months} months");
+    }
+    for index in ["matching_fallback", "matching_timed_out"] {
+        let found = c
+            .query_opt("SELECT 1 FROM pg_indexes WHERE indexname = $1", &[&index])
+            .await
+            .unwrap();
+        assert!(found.is_some(), "{index}");
+    }
 }
 
 /// A database of schema V3 holding rows (distributed, on Citus) upgrades to

@@ -87,6 +87,13 @@ pub enum Command {
         after_help = "Example:\n  pahlawan bench-sync --database-url postgres:///bench --edges 1,10"
     )]
     BenchSync(tools::BenchSyncArgs),
+    /// Measure the dashboard's fleet API on a hub holding a million events:
+    /// req/s and p50/p95/p99 per endpoint beside /healthz, and EXPLAIN
+    /// ANALYZE of each statement (needs an empty PostgreSQL).
+    #[command(
+        after_help = "Example:\n  pahlawan bench-fleet --database-url postgres:///bench --events 1000000"
+    )]
+    BenchFleet(tools::BenchFleetArgs),
     /// Run or inspect the cloud hub.
     Hub {
         #[command(subcommand)]
@@ -152,6 +159,7 @@ pub async fn run(command: Command, out: Out) -> anyhow::Result<()> {
         Command::Simulate(args) => tools::simulate(args).await,
         Command::Bench(args) => tools::bench(args).await,
         Command::BenchSync(args) => tools::bench_sync(args).await,
+        Command::BenchFleet(args) => tools::bench_fleet(args).await,
         Command::Hub { command } => hub::run(command).await,
         Command::Certs { command } => certs::run(command),
         Command::Keys { command } => keys::keys(command).await,

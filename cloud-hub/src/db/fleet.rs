@@ -133,6 +133,18 @@ pub struct Day {
     pub delivered_g: i64,
 }
 
+/// What [`daily`] asks [`SQL_DAILY`] for, for `days` (already clamped) up
+/// to and including `today`: the first day's midnight (UTC), the first
+/// day, and the day after today.
+pub fn daily_window(today: Date, days: i64) -> (OffsetDateTime, Date, Date) {
+    let first = today - time::Duration::days(days - 1);
+    (
+        first.midnight().assume_utc(),
+        first,
+        today + time::Duration::days(1),
+    )
+}
+
 /// The `days` days up to and including `today`, every day present (zeros
 /// where nothing happened).
 pub async fn daily(
@@ -142,9 +154,7 @@ pub async fn daily(
     region: Option<i64>,
 ) -> Result<Vec<Day>, DbError> {
     let days = days.clamp(1, MAX_DAYS);
-    let first = today - time::Duration::days(days - 1);
-    let from = first.midnight().assume_utc();
-    let end = today + time::Duration::days(1);
+    let (from, first, end) = daily_window(today, days);
     let rows = match region {
         Some(r) => {
             client
@@ -218,9 +228,12 @@ pub struct EdgeRow {
     pub fenced_last_hour: i64,
 }
 
+/// How far back the fleet table counts fenced events.
+pub const FENCED_WINDOW: time::Duration = time::Duration::hours(1);
+
 pub async fn fleet_edges(client: &Client, now: OffsetDateTime) -> Result<Vec<EdgeRow>, DbError> {
     let rows = client.query(SQL_FLEET_EDGES, &[&now, &MAX_ROWS]).await?;
-    let hour_ago = now - time::Duration::hours(1);
+    let hour_ago = now - FENCED_WINDOW;
     let fenced: std::collections::HashMap<String, i64> = client
         .query(SQL_FENCED_RECENTLY, &[&hour_ago, &MAX_ROWS])
         .await?
@@ -320,9 +333,16 @@ pub struct Trouble {
     pub unanswered: Vec<Unanswered>,
 }
 
+/// The trouble list's windows: surplus expiring within [`EXPIRING_WITHIN`]
+/// of now, fallback offers of the last [`ALERTS_WINDOW`], offers left
+/// unanswered in the last [`UNANSWERED_WINDOW`].
+pub const EXPIRING_WITHIN: time::Duration = time::Duration::hours(1);
+pub const ALERTS_WINDOW: time::Duration = time::Duration::days(1);
+pub const UNANSWERED_WINDOW: time::Duration = time::Duration::days(7);
+
 pub async fn trouble(client: &Client, now: OffsetDateTime, limit: i64) -> Result<Trouble, DbError> {
     let limit = limit.clamp(1, MAX_ROWS);
-    let hour = now + time::Duration::hours(1);
+    let hour = now + EXPIRING_WITHIN;
     let surplus = client
         .query(SQL_TROUBLE_SURPLUS, &[&now, &hour, &limit])
         .await?
@@ -338,7 +358,7 @@ pub async fn trouble(client: &Client, now: OffsetDateTime, limit: i64) -> Result
             cell: r.get(7),
         })
         .collect();
-    let day_ago = now - time::Duration::days(1);
+    let day_ago = now - ALERTS_WINDOW;
     let fallback = client
         .query(SQL_FALLBACK_ALERTS, &[&day_ago, &limit])
         .await?
@@ -352,7 +372,7 @@ pub async fn trouble(client: &Client, now: OffsetDateTime, limit: i64) -> Result
             outcome: r.get(5),
         })
         .collect();
-    let unanswered = unanswered(client, now - time::Duration::days(7), limit).await?;
+    let unanswered = unanswered(client, now - UNANSWERED_WINDOW, limit).await?;
     Ok(Trouble {
         surplus,
         fallback,

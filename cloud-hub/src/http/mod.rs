@@ -19,22 +19,70 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::Semaphore;
 
 use crate::db::{self, queries};
 use crate::stats::HubStats;
 
 /// How long a request waits for PostgreSQL before it answers `503`: once for
-/// its turn on the shared connection, once for connecting and querying.
+/// its turn on one of the shared connections, once for connecting and
+/// querying.
 pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL connections the HTTP handlers share (`[http]
+/// db_connections` of them at most), each serving one request at a time.
+/// Opened when a request finds none idle, reused most recent first (a
+/// quiet hub holds one), dropped when closed or when a request on it timed
+/// out — so readiness follows PostgreSQL going away and coming back.
+/// Before it, one connection behind a mutex served every request in turn:
+/// a dashboard's slow poll held up every other request and the readiness
+/// probe (`pahlawan bench-fleet`, BENCHMARKS.md).
+pub struct DbPool {
+    database_url: String,
+    /// One permit per connection that may be open.
+    permits: Semaphore,
+    idle: parking_lot::Mutex<Vec<tokio_postgres::Client>>,
+}
+
+impl DbPool {
+    /// A pool of at most `size` (at least one) connections to
+    /// `database_url`, starting with `first` if given.
+    pub fn new(
+        database_url: impl Into<String>,
+        size: usize,
+        first: Option<tokio_postgres::Client>,
+    ) -> DbPool {
+        DbPool {
+            database_url: database_url.into(),
+            permits: Semaphore::new(size.clamp(1, Semaphore::MAX_PERMITS)),
+            idle: parking_lot::Mutex::new(first.into_iter().collect()),
+        }
+    }
+
+    /// An idle connection that is still open, if any.
+    fn take(&self) -> Option<tokio_postgres::Client> {
+        let mut idle = self.idle.lock();
+        while let Some(c) = idle.pop() {
+            if !c.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, client: tokio_postgres::Client) {
+        if !client.is_closed() {
+            self.idle.lock().push(client);
+        }
+    }
+}
 
 pub struct HttpState {
     /// Session slots, for the saturation gauge.
     pub max_sessions: usize,
     /// (when, apply busy ns) at the previous scrape.
     pub last_scrape: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
-    pub database_url: String,
-    pub client: Mutex<Option<tokio_postgres::Client>>,
+    pub db: DbPool,
     pub stats: Arc<HubStats>,
     /// Bearer tokens of the hub's issuer and audience.
     pub verifier: crate::auth::Verifier,
@@ -151,28 +199,36 @@ fn unavailable(message: &str) -> Response {
     )
 }
 
-/// Runs `f` on the shared connection, connecting first when there is none or
-/// the last one closed (so readiness follows PostgreSQL going away and coming
-/// back). Both waits are bounded by [`DB_TIMEOUT`]; a connection that did
-/// not answer in time is dropped, so the next request connects afresh instead
-/// of queueing behind it.
+/// Runs `f` on one of the shared connections ([`DbPool`]), connecting first
+/// when none is idle and open. Both waits — for a connection's turn, and for
+/// connecting and querying — are bounded by [`DB_TIMEOUT`]; a connection
+/// that did not answer in time is dropped, so the next request connects
+/// afresh instead of queueing behind it.
 pub async fn with_db<T>(
     state: &HttpState,
     f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, db::DbError>,
 ) -> Result<T, Response> {
-    let mut guard = tokio::time::timeout(DB_TIMEOUT, state.client.lock())
+    let pool = &state.db;
+    let busy = || unavailable("PostgreSQL is busy with other requests");
+    let _turn = tokio::time::timeout(DB_TIMEOUT, pool.permits.acquire())
         .await
-        .map_err(|_| unavailable("PostgreSQL is busy with another request"))?;
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
+    let mut slot = pool.take();
     match tokio::time::timeout(
         DB_TIMEOUT,
-        connect_and_run(&mut guard, &state.database_url, f),
+        connect_and_run(&mut slot, &pool.database_url, f),
     )
     .await
     {
-        Ok(result) => result,
+        Ok(result) => {
+            if let Some(c) = slot {
+                pool.give_back(c);
+            }
+            result
+        }
         Err(_) => {
             tracing::warn!(timeout = ?DB_TIMEOUT, "PostgreSQL did not answer in time");
-            *guard = None;
             Err(unavailable("PostgreSQL did not answer in time"))
         }
     }
