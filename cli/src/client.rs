@@ -135,6 +135,11 @@ impl Admin {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
+    /// `DELETE /api/v1{path}`; a 204's empty body is `null`.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod cells;
 pub mod certs;
+pub mod channels;
 pub mod config;
 pub mod dlq;
 pub mod docs;
@@ -33,10 +34,11 @@ pub enum Command {
     },
     /// A running edge's health, version, uptime, sync, queues and disk use.
     Status(status::StatusArgs),
-    /// The recipients (NGOs, food banks, shelters) a running edge holds.
+    /// The recipients (NGOs, food banks, shelters) a running edge holds,
+    /// and their notification channels.
     Recipients {
         #[command(subcommand)]
-        command: registry::RegistryCommand,
+        command: registry::RecipientsCommand,
     },
     /// The providers (restaurants, hotels, groceries) a running edge holds.
     Providers {
@@ -139,9 +141,7 @@ pub async fn run(command: Command, out: Out) -> anyhow::Result<()> {
     match command {
         Command::Edge { command } => edge::run(command).await,
         Command::Status(args) => status::run(args, out).await,
-        Command::Recipients { command } => {
-            registry::run(registry::Kind::Recipients, command, out).await
-        }
+        Command::Recipients { command } => registry::recipients(command, out).await,
         Command::Providers { command } => {
             registry::run(registry::Kind::Providers, command, out).await
         }

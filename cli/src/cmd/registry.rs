@@ -1,6 +1,7 @@
 //! `pahlawan recipients …` and `pahlawan providers …`: the registries of a
 //! running edge — pages of the listing (`GET /api/v1/admin/{kind}`), one
-//! entry with its contact data (`GET /api/v1/{kind}/{id}`, audited).
+//! entry with its contact data (`GET /api/v1/{kind}/{id}`, audited); a
+//! recipient's notification channels are [`super::channels`].
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -24,6 +25,20 @@ impl Kind {
             Kind::Providers => "providers",
         }
     }
+}
+
+/// `pahlawan recipients …`: the registry's verbs, and the channels only
+/// recipients have.
+#[derive(Subcommand)]
+pub enum RecipientsCommand {
+    #[command(flatten)]
+    Registry(RegistryCommand),
+    /// A recipient's notification channels: webhooks, SMS and WhatsApp
+    /// numbers that every offer made to it is sent to.
+    Channels {
+        #[command(subcommand)]
+        command: super::channels::ChannelsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +89,13 @@ pub struct ListArgs {
     all: bool,
     #[command(flatten)]
     target: Target,
+}
+
+pub async fn recipients(command: RecipientsCommand, out: Out) -> anyhow::Result<()> {
+    match command {
+        RecipientsCommand::Registry(command) => run(Kind::Recipients, command, out).await,
+        RecipientsCommand::Channels { command } => super::channels::run(command, out).await,
+    }
 }
 
 pub async fn run(kind: Kind, command: RegistryCommand, out: Out) -> anyhow::Result<()> {
