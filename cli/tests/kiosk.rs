@@ -841,3 +841,142 @@ async fn pairing_attempts_are_rate_limited_per_address() {
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["error"]["code"], "pairing_rate_limited");
 }
+
+/// Makes the page's push subscription the fake push service's: a browser
+/// here cannot reach its vendor's push service, so `subscribe` hands back
+/// the subscription `sub` a real one would have made, and records the key
+/// and options the page asked with. Notification permission is granted
+/// as a person tapping "Allow" would.
+const STUB_PUSH: &str = r#"
+var sub = arguments[0];
+var current = null;
+window.__pushAsked = null;
+Notification.requestPermission = function () { return Promise.resolve('granted'); };
+PushManager.prototype.subscribe = function (opts) {
+  var k = new Uint8Array(opts.applicationServerKey);
+  window.__pushAsked = {
+    userVisibleOnly: opts.userVisibleOnly,
+    key: btoa(String.fromCharCode.apply(null, k)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+  };
+  current = {
+    endpoint: sub.endpoint,
+    toJSON: function () { return sub; },
+    unsubscribe: function () { current = null; return Promise.resolve(true); }
+  };
+  return Promise.resolve(current);
+};
+PushManager.prototype.getSubscription = function () { return Promise.resolve(current); };
+return true;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_me_registers_the_pages_push_subscription_and_offers_arrive_by_push() {
+    let edge = Edge::start(300);
+    let (provider, me, _) = seed(&edge).await;
+    let push = testkit::push::FakePushService::start().await;
+    let key: Value = reqwest::get(format!("{}/api/v1/notify/web-push", edge.base))
+        .await
+        .expect("the key")
+        .json()
+        .await
+        .expect("json");
+    let key = key["application_server_key"]
+        .as_str()
+        .expect("a key")
+        .to_string();
+    let Some(b) = paired_page(&edge, &me, "kiosk-push").await else {
+        return;
+    };
+    b.until_js(
+        "the notify button",
+        "return !document.getElementById('notify').hidden;",
+    )
+    .await;
+    // The page registered its service worker, for the kiosk's scope.
+    let scope = b
+        .until_js(
+            "the service worker",
+            "return navigator.serviceWorker.getRegistration('/kiosk/').then(function (r) { return r ? r.scope : null; });",
+        )
+        .await;
+    assert_eq!(scope, json!(format!("{}/kiosk/", edge.base)));
+    let sub = push.subscribe(&key);
+    b.js(STUB_PUSH, vec![sub.to_json()]).await;
+    assert_eq!(
+        b.text("#notify-button").await.as_deref(),
+        Some("Notify me on this device")
+    );
+    b.click("#notify-button").await;
+    b.until_text("#notify-status", "notified of new offers")
+        .await;
+    b.screenshot("en-notify-on").await;
+    let asked = b.js("return window.__pushAsked;", vec![]).await;
+    assert_eq!(asked["key"], key.as_str(), "subscribed with the edge's key");
+    assert_eq!(asked["userVisibleOnly"], true);
+    // The edge holds the subscription as the recipient's channel.
+    let list: Value = edge
+        .admin()
+        .get(format!("{}/api/v1/recipients/{me}/channels", edge.base))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["kind"], "web_push");
+    assert_eq!(items[0]["url"], format!("http://{}", push.addr));
+
+    // An offer to the kiosk's recipient reaches the push service, which
+    // decrypts it with the subscription's keys.
+    let s = post_surplus(&edge, &provider, 4.0).await;
+    let id = s["id"].as_str().expect("id").to_string();
+    let m = testkit::eventually("the offer is pushed", || async {
+        push.received().into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        m.payload["data"]["surplus_id"],
+        id.as_str(),
+        "{}",
+        m.payload
+    );
+    assert_eq!(m.payload["data"]["quantity_kg"], 4.0);
+    assert_eq!(m.payload["data"]["provider"]["name"], "Toko Roti Makmur");
+    assert!(!m.payload.to_string().contains(PHONE));
+
+    // In Bahasa Indonesia the button says it stops; a tap withdraws the
+    // channel and the subscription.
+    b.click("#lang-id").await;
+    b.until_text("#notify-button", "Berhenti memberi tahu")
+        .await;
+    b.screenshot("id-notify-on").await;
+    b.click("#notify-button").await;
+    b.until_text("#notify-status", "tidak lagi diberi tahu")
+        .await;
+    b.until_text("#notify-button", "Beri tahu saya").await;
+    b.screenshot("id-notify-off").await;
+    let list: Value = edge
+        .admin()
+        .get(format!("{}/api/v1/recipients/{me}/channels", edge.base))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["items"], json!([]), "{list}");
+    let gone = b
+        .js(
+            "return navigator.serviceWorker.getRegistration('/kiosk/').then(function (r) { return r.pushManager.getSubscription(); }).then(function (s) { return s === null; });",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        gone,
+        json!(true),
+        "the browser's subscription is withdrawn too"
+    );
+    b.close().await;
+}

@@ -248,6 +248,9 @@ pub enum ChannelKind {
     Sms,
     /// A WhatsApp message through the same gateway.
     Whatsapp,
+    /// A browser's push subscription (the kiosk page, a phone): an
+    /// encrypted message to its push service, VAPID-identified.
+    WebPush,
 }
 
 impl ChannelKind {
@@ -256,6 +259,7 @@ impl ChannelKind {
             ChannelKind::Webhook => "webhook",
             ChannelKind::Sms => "sms",
             ChannelKind::Whatsapp => "whatsapp",
+            ChannelKind::WebPush => "web_push",
         }
     }
 
@@ -264,6 +268,7 @@ impl ChannelKind {
             "webhook" => Some(ChannelKind::Webhook),
             "sms" => Some(ChannelKind::Sms),
             "whatsapp" => Some(ChannelKind::Whatsapp),
+            "web_push" => Some(ChannelKind::WebPush),
             _ => None,
         }
     }
@@ -271,7 +276,7 @@ impl ChannelKind {
 
 /// What a channel needs to send, sealed at rest: where to, and the secret
 /// that signs it. Its `Debug` never shows the secret.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelTarget {
     /// A webhook's URL ('' for a phone channel).
     #[serde(default)]
@@ -283,6 +288,12 @@ pub struct ChannelTarget {
     /// A phone channel's number in E.164 ('' for a webhook).
     #[serde(default)]
     pub phone: String,
+    /// A push subscription's P-256 public key and authentication secret,
+    /// base64url ('' for other kinds); its endpoint is `url`.
+    #[serde(default)]
+    pub p256dh: String,
+    #[serde(default)]
+    pub auth: String,
 }
 
 impl std::fmt::Debug for ChannelTarget {
@@ -291,6 +302,8 @@ impl std::fmt::Debug for ChannelTarget {
             .field("url", &self.url)
             .field("secret", &"<redacted>")
             .field("phone", &"<redacted>")
+            .field("p256dh", &"<redacted>")
+            .field("auth", &"<redacted>")
             .finish()
     }
 }

@@ -104,6 +104,35 @@ pub struct NotifyConfig {
     pub allow_plain_http: bool,
     /// The SMS/WhatsApp gateway (`[notify.sms]`); none by default.
     pub sms: Option<SmsGatewayConfig>,
+    /// Web Push to browsers that subscribed (`[notify.web_push]`).
+    pub web_push: WebPushConfig,
+}
+
+/// Web Push (`[notify.web_push]`): offers to the push subscriptions of the
+/// kiosk page and of phones' browsers (RFC 8030), encrypted for each
+/// (RFC 8291) and signed with the edge's VAPID key (RFC 8292).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebPushConfig {
+    pub enabled: bool,
+    /// Who runs this edge, for the push services (`mailto:…` or
+    /// `https://…`; some services refuse a message without a reachable
+    /// one). Default: `mailto:` the operator at `localhost` — set it.
+    pub subject: String,
+    /// The VAPID key (PEM, PKCS#8 P-256); default `<data_dir>/keys/web-push-vapid.pem`,
+    /// created on first start. Subscriptions are bound to it: a new key
+    /// means every browser subscribes again.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for WebPushConfig {
+    fn default() -> WebPushConfig {
+        WebPushConfig {
+            enabled: true,
+            subject: "mailto:operator@localhost".into(),
+            key_file: None,
+        }
+    }
 }
 
 /// The SMS/WhatsApp gateway (`[notify.sms]`), spoken to in the shape of
@@ -171,6 +200,7 @@ impl Default for NotifyConfig {
             max_channels_per_recipient: 8,
             allow_plain_http: false,
             sms: None,
+            web_push: WebPushConfig::default(),
         }
     }
 }
@@ -764,6 +794,13 @@ impl EdgeConfig {
         {
             return bad("public_url must start with https:// or http://");
         }
+        let subject = &n.web_push.subject;
+        if !(subject.starts_with("mailto:") && subject.len() > 7
+            || subject.starts_with("https://") && subject.len() > 8)
+            || subject.len() > 256
+        {
+            return bad("web_push.subject must be a mailto: or https:// URL");
+        }
         let checks = [
             (
                 n.max_queue >= 1 && n.max_queue <= 1_000_000,
@@ -927,6 +964,13 @@ impl EdgeConfig {
     pub fn jwks_path(&self) -> PathBuf {
         self.auth.jwks_file.clone().unwrap_or_else(|| {
             crate::keyfiles::keys_dir(&self.data_dir).join(crate::keyfiles::JWKS)
+        })
+    }
+
+    /// Where the VAPID key for Web Push is (or will be created).
+    pub fn vapid_key_path(&self) -> PathBuf {
+        self.notify.web_push.key_file.clone().unwrap_or_else(|| {
+            crate::keyfiles::keys_dir(&self.data_dir).join(crate::keyfiles::VAPID_KEY)
         })
     }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 pub const KEYS_DIR: &str = "keys";
 pub use jwt_auth::keys::{JWKS, SIGNING_KEY};
 pub const PII_KEYS: &str = "pii-keys.json";
+/// The edge's Web Push (VAPID) signing key, PEM.
+pub const VAPID_KEY: &str = "web-push-vapid.pem";
 
 pub fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(KEYS_DIR)

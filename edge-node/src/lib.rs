@@ -27,6 +27,7 @@ pub mod standard_webhooks;
 pub mod store;
 pub mod sync;
 pub mod twilio;
+pub mod web_push;
 
 pub use config::EdgeConfig;
 pub use ports::EdgeError;

@@ -53,6 +53,39 @@ pub enum StartError {
     Locked(String),
     #[error("re-sealing contact data under the active key: {0}")]
     Reseal(EdgeError),
+    #[error("the Web Push key {path}: {reason}")]
+    WebPushKey { path: String, reason: String },
+}
+
+/// The edge's VAPID identity for Web Push, read from its key file (created,
+/// 0600, on first start), or none when Web Push is off.
+fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, StartError> {
+    let wp = &cfg.notify.web_push;
+    if !(cfg.notify.enabled && wp.enabled) {
+        return Ok(None);
+    }
+    let path = cfg.vapid_key_path();
+    let fail = |reason: String| StartError::WebPushKey {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = match std::fs::read_to_string(&path) {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && wp.key_file.is_none() => {
+            let pem = crate::web_push::Vapid::generate_pem().map_err(|e| fail(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            }
+            crate::keyfiles::write_file(&path, pem.as_bytes(), true)
+                .map_err(|e| fail(e.to_string()))?;
+            tracing::info!(file = %path.display(), "created the Web Push (VAPID) key");
+            pem
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let vapid = crate::web_push::Vapid::from_pem(&pem, wp.subject.clone())
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(Some(Arc::new(vapid)))
 }
 
 /// How to start an edge besides its configuration.
@@ -227,6 +260,7 @@ impl Edge {
         let lock = lock_data_dir(&v.raw.data_dir)?;
         // Keys first: a misconfigured edge fails before it starts anything.
         let security = Arc::new(security(&v.raw)?);
+        let web_push = web_push(&v.raw)?;
         let store = open_store(&v, &opts)?;
         let metrics = store.publisher.metrics.clone();
         let (senders, receivers) =
@@ -254,6 +288,7 @@ impl Edge {
             committed: store.committed,
             directory: store.directory,
             security,
+            web_push,
             matching: crate::pool::MatchPool::new(
                 v.raw.matching_pool.workers,
                 v.raw.matching_pool.queue,
@@ -322,6 +357,7 @@ impl Edge {
                 reads: self.reads.clone(),
                 writes: self.writes.clone(),
                 committed: self.link.subscribe_committed(),
+                web_push: self.state.web_push.clone(),
                 clock: self.state.clock.clone(),
                 metrics: self.state.metrics.clone(),
             };

@@ -13,7 +13,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         "vocabulary",
         &["keyfiles", "clock", "ids", "cells", "commands", "pool"],
     ),
-    ("keys and routing", &["pii", "routing", "twilio"]),
+    (
+        "keys and routing",
+        &["pii", "routing", "twilio", "web_push"],
+    ),
     (
         "auth and configuration",
         &["auth", "config", "standard_webhooks"],

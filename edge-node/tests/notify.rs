@@ -637,3 +637,231 @@ async fn an_offer_goes_out_by_sms_and_whatsapp_and_a_reply_of_ya_accepts_it() {
     assert_eq!(surplus["claimed_by"], r.as_str());
     t.stop().await;
 }
+
+/// The edge's VAPID public key, as a page reads it (no credentials).
+async fn application_server_key(t: &TestEdge) -> String {
+    let resp = reqwest::get(t.url("/notify/web-push"))
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.expect("json");
+    let key = body["application_server_key"]
+        .as_str()
+        .expect("a key")
+        .to_string();
+    assert_eq!(key.len(), 87, "65 bytes, base64url: {key}");
+    key
+}
+
+async fn push_channel(t: &TestEdge, recipient: &str, sub: &testkit::push::Subscription) -> Value {
+    let mut body = sub.to_json();
+    body["kind"] = json!("web_push");
+    if let Some(o) = body.as_object_mut() {
+        o.remove("expirationTime");
+    }
+    let (s, got) = t
+        .post(&format!("/recipients/{recipient}/channels"), body)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{got}");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_is_pushed_encrypted_to_a_browser_subscription_and_a_withdrawn_one_is_forgotten() {
+    let t = TestEdge::start().await;
+    let p = t.provider().await;
+    let r = t.recipient(-6.21, 106.82).await;
+    let push = testkit::push::FakePushService::start().await;
+    let key = application_server_key(&t).await;
+    let (kiosk, phone) = (push.subscribe(&key), push.subscribe(&key));
+    let created = push_channel(&t, &r, &kiosk).await;
+    push_channel(&t, &r, &phone).await;
+    assert_eq!(created["kind"], "web_push");
+    assert_eq!(created["secret"], "");
+    // A listing shows the push service, not the subscription's capability.
+    assert_eq!(created["url"], format!("http://{}", push.addr));
+    let (_, list) = t.get(&format!("/recipients/{r}/channels")).await;
+    let text = list.to_string();
+    assert!(
+        !text.contains("/push/") && !text.contains(&kiosk.auth),
+        "{text}"
+    );
+
+    let posted = Instant::now();
+    let s = t.surplus(&p, json!({})).await;
+    let sid = s["id"].as_str().expect("id").to_string();
+    until("both subscriptions are pushed the offer", async || {
+        push.received().len() == 2
+    })
+    .await;
+    assert!(push.refused().is_empty(), "{:?}", push.refused());
+    let got = push.received();
+    for m in &got {
+        eprintln!(
+            "push {}: delivered and decrypted {} ms after the post returned",
+            m.token,
+            m.at.saturating_duration_since(posted).as_millis()
+        );
+        assert_eq!(m.payload["type"], "offer.made", "{}", m.payload);
+        assert_eq!(m.payload["data"]["surplus_id"], sid.as_str());
+        assert_eq!(m.payload["data"]["quantity_kg"], 12.5);
+        assert!(
+            m.payload["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("msg_test-edge_")),
+            "{}",
+            m.payload
+        );
+        assert_eq!(m.urgency, "high");
+        // It lives at the push service no longer than the offer can be
+        // answered (the default ACK timeout is 5 minutes).
+        assert!(m.ttl >= 1 && m.ttl <= 300, "ttl {}", m.ttl);
+        let text = m.payload.to_string();
+        for secret in ["owner@warung.example", "ops@bank.example", "+62 21 555"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+    assert_ne!(got[0].payload["id"], got[1].payload["id"]);
+    assert_eq!(
+        metric(
+            &t,
+            "notify_deliveries_total{channel=\"web_push\",outcome=\"delivered\"}"
+        )
+        .await,
+        2.0
+    );
+
+    // The phone withdraws its subscription: the push service says 410, the
+    // edge removes the channel and sends it nothing more.
+    push.withdraw(&phone);
+    let attempts = push.attempts();
+    let p2 = t.provider().await;
+    t.surplus(&p2, json!({})).await;
+    until("the kiosk gets the second offer", async || {
+        push.received().len() == 3
+    })
+    .await;
+    until(
+        "the withdrawn subscription's channel is removed",
+        async || channel_rows(&t) == 1,
+    )
+    .await;
+    assert_eq!(
+        push.attempts(),
+        attempts + 2,
+        "one attempt each, no retry of a 410"
+    );
+    let (_, list) = t.get(&format!("/recipients/{r}/channels")).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["items"][0]["id"], created["id"]);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_service_down_for_a_while_gets_the_offer_once_it_returns() {
+    let t = TestEdge::start_with(|c| c.notify.backoff_max_ms = 2_000).await;
+    let p = t.provider().await;
+    let r = t.recipient(-6.21, 106.82).await;
+    let push = testkit::push::FakePushService::start().await;
+    let sub = push.subscribe(&application_server_key(&t).await);
+    push_channel(&t, &r, &sub).await;
+    push.set_failing(true);
+    t.surplus(&p, json!({})).await;
+    until("a few attempts fail", async || push.attempts() >= 3).await;
+    assert!(push.received().is_empty());
+    push.set_failing(false);
+    until("the offer arrives after the service returns", async || {
+        push.received().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(push.received().len(), 1, "delivered once");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_push_subscriptions_are_refused_and_change_nothing() {
+    let t = TestEdge::start().await;
+    let r = t.recipient(-6.21, 106.82).await;
+    let push = testkit::push::FakePushService::start().await;
+    let good = push.subscribe(&application_server_key(&t).await);
+    let path = format!("/recipients/{r}/channels");
+    let with = |endpoint: &str, p256dh: &str, auth: &str| json!({"kind": "web_push", "endpoint": endpoint, "keys": {"p256dh": p256dh, "auth": auth}});
+    let mut off_curve = good.p256dh.clone().into_bytes();
+    off_curve[80] = if off_curve[80] == b'A' { b'B' } else { b'A' };
+    let off_curve = String::from_utf8(off_curve).unwrap_or_default();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            with("http://push.example.org/p", &good.p256dh, &good.auth),
+            "invalid_url",
+        ),
+        (
+            with("ftp://127.0.0.1/p", &good.p256dh, &good.auth),
+            "invalid_url",
+        ),
+        (with(&good.endpoint, "", &good.auth), "invalid_subscription"),
+        (
+            with(&good.endpoint, &good.p256dh[..40], &good.auth),
+            "invalid_subscription",
+        ),
+        (
+            with(&good.endpoint, &off_curve, &good.auth),
+            "invalid_subscription",
+        ),
+        (
+            with(&good.endpoint, &good.p256dh, "short"),
+            "invalid_subscription",
+        ),
+        (
+            with(&good.endpoint, &good.p256dh, &format!("{}AA", good.auth)),
+            "invalid_subscription",
+        ),
+        (
+            json!({"kind": "web_push", "endpoint": good.endpoint}),
+            "invalid_field",
+        ),
+        (
+            json!({"kind": "web_push", "endpoint": good.endpoint, "keys": {"p256dh": good.p256dh}}),
+            "invalid_field",
+        ),
+        (
+            json!({"kind": "web_push", "endpoint": good.endpoint, "keys": {"p256dh": good.p256dh, "auth": good.auth, "x": 1}}),
+            "invalid_field",
+        ),
+        (
+            json!({"kind": "web_push", "keys": {"p256dh": good.p256dh, "auth": good.auth}}),
+            "invalid_field",
+        ),
+    ];
+    for (body, code) in cases {
+        let (s, got) = t.post(&path, body.clone()).await;
+        assert_eq!(
+            (s, got["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+            "{body}: {got}"
+        );
+    }
+    assert_eq!(channel_rows(&t), 0, "nothing was stored");
+    t.stop().await;
+
+    // An edge without Web Push says so, to the page and to a registration.
+    let t = TestEdge::start_with(|c| c.notify.web_push.enabled = false).await;
+    let r = t.recipient(-6.21, 106.82).await;
+    let resp = reqwest::get(t.url("/notify/web-push"))
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "web_push_disabled");
+    let mut req = good.to_json();
+    req["kind"] = json!("web_push");
+    if let Some(o) = req.as_object_mut() {
+        o.remove("expirationTime");
+    }
+    let (s, got) = t.post(&format!("/recipients/{r}/channels"), req).await;
+    assert_eq!(
+        (s, got["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("web_push_disabled"))
+    );
+    t.stop().await;
+}

@@ -5,12 +5,14 @@
 //! `PAHLAWAN_TEST_DB=citus`, [`citus`]), and a fault-injecting UDP proxy for QUIC
 //! partitions ([`udp_proxy`]), a headless Chromium over WebDriver for
 //! page tests ([`browser`]), and a fake webhook receiver that checks
-//! Standard Webhooks signatures with the reference library ([`webhook`]).
+//! Standard Webhooks signatures with the reference library ([`webhook`]),
+//! and a fake Web Push service that decrypts what it is sent ([`push`]).
 
 pub mod browser;
 pub mod citus;
 pub mod page;
 pub mod pg;
+pub mod push;
 pub mod udp_proxy;
 pub mod webhook;
 

@@ -49,6 +49,30 @@ pub enum NewChannelRequest {
         #[schema(pattern = r"^\+[1-9][0-9]{6,14}$")]
         phone: String,
     },
+    /// A browser's push subscription, as `PushSubscription.toJSON()` gives
+    /// it, made with the edge's key (`GET /notify/web-push`).
+    WebPush {
+        /// The push service's URL for this subscription (`https://…`).
+        #[schema(
+            min_length = 1,
+            max_length = 2048,
+            pattern = r"^(https://[A-Za-z0-9.-]+|http://(localhost|127\.0\.0\.1|\[::1\]))(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?([/?][A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+        )]
+        endpoint: String,
+        keys: WebPushKeys,
+    },
+}
+
+/// A push subscription's keys.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushKeys {
+    /// The browser's P-256 public key, uncompressed, base64url.
+    #[schema(pattern = "^[A-Za-z0-9_-]{87}={0,1}$")]
+    pub p256dh: String,
+    /// The browser's 16-byte authentication secret, base64url.
+    #[schema(pattern = "^[A-Za-z0-9_-]{22}(==){0,1}$")]
+    pub auth: String,
 }
 
 /// A notification channel.
@@ -56,9 +80,10 @@ pub enum NewChannelRequest {
 pub struct ChannelJson {
     pub id: Uuid,
     pub recipient_id: Uuid,
-    #[schema(pattern = "^(webhook|sms|whatsapp)$")]
+    #[schema(pattern = "^(webhook|sms|whatsapp|web_push)$")]
     pub kind: String,
-    /// A webhook's URL ('' for a phone channel).
+    /// A webhook's URL; a push subscription's service, its origin only
+    /// (the rest of its endpoint is a capability); '' for a phone channel.
     pub url: String,
     /// A phone channel's number, all but its last 3 digits hidden ('' for
     /// a webhook).
@@ -74,7 +99,7 @@ pub struct NewChannelJson {
     #[serde(flatten)]
     pub channel: ChannelJson,
     /// `whsec_…`: verify `webhook-signature` with it (any Standard Webhooks
-    /// library does).
+    /// library does); '' for other kinds.
     pub secret: String,
 }
 
@@ -95,7 +120,7 @@ pub struct ChannelListJson {
         (status = 201, description = "Registered; the secret is shown this once", body = NewChannelJson),
         (status = 404, description = "No such recipient on this edge", body = ErrorBody),
         (status = 409, description = "`too_many_channels`: the recipient holds the most allowed", body = ErrorBody),
-        (status = 422, description = "A field breaks the schema, or `invalid_url`, `invalid_phone`, `gateway_not_configured`", body = ErrorBody),
+        (status = 422, description = "A field breaks the schema, or `invalid_url`, `invalid_phone`, `invalid_subscription`, `gateway_not_configured`, `web_push_disabled`", body = ErrorBody),
         (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
         BodyErrors, AuthErrors,
     ))]
@@ -115,9 +140,29 @@ pub async fn add(
             let target = ChannelTarget {
                 url,
                 secret: standard_webhooks::new_secret(),
-                phone: String::new(),
+                ..ChannelTarget::default()
             };
             (ChannelKind::Webhook, target)
+        }
+        NewChannelRequest::WebPush { endpoint, keys } => {
+            if edge.web_push.is_none() {
+                return Err(ApiError::invalid(
+                    "web_push_disabled",
+                    "this edge sends no Web Push ([notify.web_push] enabled = false)",
+                ));
+            }
+            notify
+                .check_url(&endpoint)
+                .map_err(|e| ApiError::invalid("invalid_url", format!("endpoint: {e}")))?;
+            crate::web_push::Subscription::parse(&keys.p256dh, &keys.auth)
+                .map_err(|e| ApiError::invalid("invalid_subscription", format!("keys: {e}")))?;
+            let target = ChannelTarget {
+                url: endpoint,
+                p256dh: keys.p256dh.trim_end_matches('=').to_string(),
+                auth: keys.auth.trim_end_matches('=').to_string(),
+                ..ChannelTarget::default()
+            };
+            (ChannelKind::WebPush, target)
         }
         NewChannelRequest::Sms { phone } | NewChannelRequest::Whatsapp { phone }
             if !crate::twilio::is_e164(&phone) =>
@@ -159,7 +204,7 @@ pub async fn add(
         recipient_id: *recipient.as_uuid(),
         kind: kind.as_str().into(),
         phone: masked(&target.phone),
-        url: target.url,
+        url: shown_url(kind.as_str(), &target.url),
         created_at: rfc3339(edge.now()),
     };
     Ok((
@@ -196,19 +241,15 @@ pub async fn list(
             Ok(target) => target,
             Err(e) => {
                 tracing::warn!(channel = %row.id, error = %e, "a notification channel cannot be opened");
-                ChannelTarget {
-                    url: String::new(),
-                    secret: String::new(),
-                    phone: String::new(),
-                }
+                ChannelTarget::default()
             }
         };
         items.push(ChannelJson {
             id: row.id,
             recipient_id: *recipient.as_uuid(),
-            kind: row.kind,
             phone: masked(&target.phone),
-            url: target.url,
+            url: shown_url(&row.kind, &target.url),
+            kind: row.kind,
             created_at: rfc3339(row.created_at),
         });
     }
@@ -282,10 +323,47 @@ fn phone_target(
         ));
     }
     Ok(ChannelTarget {
-        url: String::new(),
-        secret: String::new(),
         phone,
+        ..ChannelTarget::default()
     })
+}
+
+/// What a listing shows of a channel's URL: a webhook's whole, a push
+/// endpoint's origin (its path is the subscription's capability).
+fn shown_url(kind: &str, url: &str) -> String {
+    if kind == ChannelKind::WebPush.as_str() {
+        crate::web_push::origin(url).unwrap_or_default()
+    } else {
+        url.to_string()
+    }
+}
+
+/// `GET /notify/web-push`
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebPushKeyJson {
+    /// The edge's VAPID public key (P-256, uncompressed, base64url): a
+    /// page passes it as `applicationServerKey` to `pushManager.subscribe`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{87}$")]
+    pub application_server_key: String,
+}
+
+/// The key push subscriptions are made for. Public: it is a public key.
+#[utoipa::path(get, path = "/notify/web-push", tag = "notifications",
+    responses(
+        (status = 200, body = WebPushKeyJson),
+        (status = 404, description = "`web_push_disabled`: this edge sends no Web Push", body = ErrorBody),
+    ))]
+pub async fn web_push_key(State(edge): State<AppState>) -> Result<Json<WebPushKeyJson>, ApiError> {
+    match &edge.web_push {
+        Some(v) => Ok(Json(WebPushKeyJson {
+            application_server_key: v.public_key(),
+        })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "web_push_disabled",
+            "this edge sends no Web Push",
+        )),
+    }
 }
 
 /// `+62•••••••890`: enough to tell numbers apart, not to call one.

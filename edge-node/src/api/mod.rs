@@ -41,7 +41,8 @@ use self::error::ApiError;
     info(
         title = "Pahlawan Pangan edge API",
         description = "Post surplus food, get it offered, claimed, picked up and delivered before it expires. \
-            Every route but health, readiness, `POST /kiosk/pair` and this document needs an RS256 bearer token, \
+            Every route but health, readiness, `POST /kiosk/pair`, `POST /notify/sms/inbound` (signed by the gateway), \
+            `GET /notify/web-push` (a public key) and this document needs an RS256 bearer token, \
             or — for a paired kiosk page — its device cookie `pahlawan_kiosk` (HttpOnly, SameSite=Strict, from \
             `POST /kiosk/pair`), which acts as its recipient with the `ngo` role; a call made with the cookie that \
             changes anything must carry the kiosk's CSRF token in `X-CSRF-Token` (403 `csrf_token_invalid` otherwise), \
@@ -114,6 +115,7 @@ fn public() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(kiosk::pair))
         .routes(routes!(sms::inbound))
+        .routes(routes!(channels::web_push_key))
 }
 
 /// The API routes and their OpenAPI description, built from one declaration.

@@ -36,6 +36,9 @@ pub struct Parts {
     /// Recipients' positions, for routed travel times.
     pub directory: watch::Receiver<Arc<RecipientDirectory>>,
     pub security: Arc<Security>,
+    /// The VAPID identity push subscriptions are made for (none: Web Push
+    /// is off).
+    pub web_push: Option<Arc<crate::web_push::Vapid>>,
     pub matching: MatchPool,
     pub travel: Arc<TravelTimes>,
     pub metrics: Arc<Metrics>,

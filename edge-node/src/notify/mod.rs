@@ -29,15 +29,18 @@ use edge_core::notify::{
 };
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
-use sync_protocol::{EdgeId, Envelope, Timestamp};
+use sync_protocol::{EdgeId, Envelope, RecipientId, Timestamp};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::commands::ChannelKind;
+use crate::commands::{ChannelKind, ChannelTarget};
 use crate::config::NotifyConfig;
 use crate::metrics::{Metrics, NotifyLabels};
 use crate::ports::{EdgeError, Reads, Writes};
+use crate::store::writer::ChannelOp;
+use crate::web_push;
 
 /// Outbox events read at a time.
 const READ_BATCH: usize = 64;
@@ -57,6 +60,8 @@ pub struct Notifier {
     pub reads: Reads,
     pub writes: Writes,
     pub committed: watch::Receiver<u64>,
+    /// The VAPID identity Web Push goes out under (none: not sent).
+    pub web_push: Option<Arc<crate::web_push::Vapid>>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
 }
@@ -70,6 +75,10 @@ pub fn spawn(n: Notifier, stop: watch::Receiver<bool>) -> tokio::task::JoinHandl
 struct Prepared {
     req: webhook::Request,
     kind: &'static str,
+    /// The recipient and channel to remove if its receiver says it is gone
+    /// for good (a push service's 404 or 410: the subscription expired or
+    /// was withdrawn).
+    gone: Option<(RecipientId, Uuid)>,
 }
 
 struct Loop {
@@ -207,7 +216,8 @@ impl Loop {
                         provider: provider.as_ref().map(|(p, a)| (p, a.as_str())),
                         base_url: &self.n.base_url,
                     };
-                    let Some(body) = self.body(&message::offer(now, &facts), env.seq) else {
+                    let offer = message::offer(now, &facts);
+                    let Some(body) = self.body(&offer, env.seq) else {
                         continue;
                     };
                     for ch in channels {
@@ -225,16 +235,28 @@ impl Loop {
                             seq: env.seq,
                             channel: ChannelKey(ch.key),
                         };
+                        let mut gone = None;
                         let (req, label) = if kind == ChannelKind::Webhook {
                             let req = webhook::Request {
                                 url: target.url,
                                 id: self.message_id(id),
                                 body: body.clone(),
-                                key: crate::standard_webhooks::key_of(&target.secret).map(Arc::new),
+                                scheme: webhook::Scheme::StandardWebhooks {
+                                    key: crate::standard_webhooks::key_of(&target.secret)
+                                        .map(Arc::new),
+                                },
                                 content_type: "application/json",
                                 basic: None,
                             };
                             (req, "webhook")
+                        } else if kind == ChannelKind::WebPush {
+                            match self.push_request(id, &target, &offer, ack_deadline, now) {
+                                Some(req) => {
+                                    gone = Some((recipient_id, ch.id));
+                                    (req, "web_push")
+                                }
+                                None => continue,
+                            }
                         } else {
                             let whatsapp = kind == ChannelKind::Whatsapp;
                             let text =
@@ -244,7 +266,14 @@ impl Loop {
                                 None => continue,
                             }
                         };
-                        self.prepared.insert(id, Prepared { req, kind: label });
+                        self.prepared.insert(
+                            id,
+                            Prepared {
+                                req,
+                                kind: label,
+                                gone,
+                            },
+                        );
                         out.push(Planned {
                             channel: id.channel,
                             deadline: ack_deadline,
@@ -267,7 +296,7 @@ impl Loop {
                         url,
                         id: self.message_id(id),
                         body,
-                        key: None,
+                        scheme: webhook::Scheme::StandardWebhooks { key: None },
                         content_type: "application/json",
                         basic: None,
                     };
@@ -276,6 +305,7 @@ impl Loop {
                         Prepared {
                             req,
                             kind: "oncall",
+                            gone: None,
                         },
                     );
                     let secs = i64::try_from(self.n.config.alert_deadline_secs).unwrap_or(i64::MAX);
@@ -311,9 +341,59 @@ impl Loop {
             url: format!("{base}{}", crate::twilio::messages_path(&g.account_sid)),
             id: self.message_id(id),
             body: Arc::new(crate::twilio::message_form(&from, &to, text).into_bytes()),
-            key: None,
+            scheme: webhook::Scheme::StandardWebhooks { key: None },
             content_type: "application/x-www-form-urlencoded",
             basic: Some(Arc::new((g.account_sid.clone(), g.auth_token.0.clone()))),
+        })
+    }
+
+    /// A push message for a subscription: the offer (and the delivery's
+    /// id, for the page to drop repeats) encrypted for its keys, to live at
+    /// the push service until the offer's ACK deadline; none without Web
+    /// Push, or if it cannot be made.
+    fn push_request(
+        &self,
+        id: DeliveryId,
+        target: &ChannelTarget,
+        offer: &serde_json::Value,
+        deadline: Timestamp,
+        now: Timestamp,
+    ) -> Option<webhook::Request> {
+        let vapid = self.n.web_push.as_ref()?;
+        let message_id = self.message_id(id);
+        let made = (|| {
+            let sub = web_push::Subscription::parse(&target.p256dh, &target.auth)?;
+            let mut payload = offer.clone();
+            payload["id"] = serde_json::Value::String(message_id.clone());
+            let mut plain = serde_json::to_vec(&payload).unwrap_or_default();
+            if plain.len() > web_push::MAX_PLAINTEXT {
+                // The description is what gives way; the offer still says
+                // what, how much, where and until when.
+                payload["data"]["description"] = serde_json::Value::String(String::new());
+                plain = serde_json::to_vec(&payload).unwrap_or_default();
+            }
+            let body = web_push::encrypt(&sub, &plain)?;
+            let authorization = vapid.authorization(&target.url, unix_now())?;
+            Ok::<_, web_push::WebPushError>((body, authorization))
+        })();
+        let (body, authorization) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                tracing::warn!(delivery = %message_id, error = %e, "notifications: a push message cannot be made; not sent");
+                return None;
+            }
+        };
+        let ttl_secs = u64::try_from(deadline.since(now).as_ms() / 1_000).unwrap_or(0);
+        Some(webhook::Request {
+            url: target.url.clone(),
+            id: message_id,
+            body: Arc::new(body),
+            scheme: webhook::Scheme::WebPush {
+                authorization: authorization.into(),
+                ttl_secs: ttl_secs.max(1),
+            },
+            content_type: "application/octet-stream",
+            basic: None,
         })
     }
 
@@ -377,6 +457,12 @@ impl Loop {
             return;
         };
         let kind = self.prepared.get(&id).map_or("webhook", |p| p.kind);
+        if outcome == Outcome::Refused
+            && (status == "404" || status == "410")
+            && let Some((recipient, channel)) = self.prepared.get(&id).and_then(|p| p.gone)
+        {
+            self.forget_channel(recipient, channel);
+        }
         let label = match outcome {
             Outcome::Delivered => "delivered",
             Outcome::Refused => "refused",
@@ -401,6 +487,26 @@ impl Loop {
         let now = self.n.clock.now();
         let jitter = self.rng.next_u64();
         self.core.on_outcome(now, attempt, outcome, jitter);
+    }
+
+    /// Removes a channel whose receiver said it is gone (nothing more is
+    /// sent to it; the removal is audited like any).
+    fn forget_channel(&self, recipient: RecipientId, channel: Uuid) {
+        let writes = self.n.writes.clone();
+        tokio::spawn(async move {
+            let op = ChannelOp::Remove {
+                recipient,
+                id: channel,
+            };
+            match writes.channel(op, None).await {
+                Ok(_) => {
+                    tracing::info!(%channel, "notifications: the push subscription is gone; channel removed")
+                }
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "notifications: cannot remove a gone channel")
+                }
+            }
+        });
     }
 
     /// Counts what finished and forgets its prepared request.

@@ -1,5 +1,7 @@
 //! One HTTP attempt of a notification: the POST with its Standard Webhooks
-//! headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) — bounded in time, never redirected, the receiver's
+//! headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`), or a
+//! push message's (`TTL`, `Urgency`, `Content-Encoding: aes128gcm`, VAPID
+//! `Authorization`) — bounded in time, never redirected, the receiver's
 //! body never read — and what its answer means to the dispatcher.
 
 use std::time::Duration;
@@ -15,12 +17,28 @@ pub struct Request {
     /// The idempotency id: every attempt of one delivery carries the same.
     pub id: String,
     pub body: std::sync::Arc<Vec<u8>>,
-    /// The HMAC key (none: unsigned, as an Alertmanager receiver expects).
-    pub key: Option<std::sync::Arc<Vec<u8>>>,
+    pub scheme: Scheme,
     /// `application/json`, or a form for the SMS gateway.
     pub content_type: &'static str,
     /// HTTP Basic credentials (the SMS gateway's account and token).
     pub basic: Option<std::sync::Arc<(String, String)>>,
+}
+
+/// How a request presents itself to its receiver.
+#[derive(Clone)]
+pub enum Scheme {
+    /// `webhook-id`, `webhook-timestamp` and, with the HMAC key,
+    /// `webhook-signature` (none: unsigned, as an Alertmanager receiver
+    /// or the SMS gateway expects).
+    StandardWebhooks {
+        key: Option<std::sync::Arc<Vec<u8>>>,
+    },
+    /// A push message (RFC 8030): the body encrypted for the subscription,
+    /// how long the push service may hold it, the VAPID header.
+    WebPush {
+        authorization: std::sync::Arc<str>,
+        ttl_secs: u64,
+    },
 }
 
 impl std::fmt::Debug for Request {
@@ -54,17 +72,32 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 pub async fn send(client: &reqwest::Client, req: &Request, timestamp: i64) -> (Outcome, String) {
     let mut r = client
         .post(&req.url)
-        .header("content-type", req.content_type)
-        .header("webhook-id", &req.id)
-        .header("webhook-timestamp", timestamp.to_string());
+        .header("content-type", req.content_type);
     if let Some(basic) = &req.basic {
         r = r.basic_auth(&basic.0, Some(&basic.1));
     }
-    if let Some(key) = &req.key {
-        r = r.header(
-            "webhook-signature",
-            sign(key, &req.id, timestamp, &req.body),
-        );
+    match &req.scheme {
+        Scheme::StandardWebhooks { key } => {
+            r = r
+                .header("webhook-id", &req.id)
+                .header("webhook-timestamp", timestamp.to_string());
+            if let Some(key) = key {
+                r = r.header(
+                    "webhook-signature",
+                    sign(key, &req.id, timestamp, &req.body),
+                );
+            }
+        }
+        Scheme::WebPush {
+            authorization,
+            ttl_secs,
+        } => {
+            r = r
+                .header("authorization", authorization.as_ref())
+                .header("ttl", ttl_secs.to_string())
+                .header("urgency", "high")
+                .header("content-encoding", "aes128gcm");
+        }
     }
     match r.body(req.body.as_ref().clone()).send().await {
         Ok(resp) => {

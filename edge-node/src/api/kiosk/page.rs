@@ -18,8 +18,9 @@ pub use http_listener::page::{API_CSP, PAGE_CSP};
 pub const INDEX_HTML: &str = include_str!("assets/index.html");
 pub const APP_JS: &str = include_str!("assets/app.js");
 pub const KIOSK_CSS: &str = include_str!("assets/kiosk.css");
+pub const SW_JS: &str = include_str!("assets/sw.js");
 
-/// `/kiosk` and its two assets.
+/// `/kiosk`, its assets, and its service worker (Web Push).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -33,6 +34,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/kiosk/kiosk.css",
             get(|| async { asset("text/css; charset=utf-8", KIOSK_CSS) }),
+        )
+        .route(
+            "/kiosk/sw.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SW_JS) }),
         )
 }
 
@@ -55,7 +60,9 @@ mod tests {
         let mut problems = page::inline_problems(INDEX_HTML, "/kiosk/");
         problems.extend(page::other_origins("app.js", APP_JS, &[]));
         problems.extend(page::other_origins("kiosk.css", KIOSK_CSS, &[]));
+        problems.extend(page::other_origins("sw.js", SW_JS, &[]));
         problems.extend(page::unsafe_script(APP_JS));
+        problems.extend(page::unsafe_script(SW_JS));
         assert!(problems.is_empty(), "{problems:?}");
     }
 
@@ -69,5 +76,11 @@ mod tests {
         assert_eq!(en, id);
         let missing = page::unlabelled(INDEX_HTML, &en);
         assert!(missing.is_empty(), "{missing:?}");
+        let (en, id) = (
+            page::phrase_keys(SW_JS, "en"),
+            page::phrase_keys(SW_JS, "id"),
+        );
+        assert!(en.len() >= 5, "{en:?}");
+        assert_eq!(en, id);
     }
 }

@@ -45,6 +45,13 @@
       code_invalid: 'A code is 8 letters and digits, like K7QM-2XPD.',
       code_limited: 'Too many tries. Wait a minute and try again.',
       code_insecure: 'Pairing needs the edge’s secure (HTTPS) address.',
+      notify_on: 'Notify me on this device',
+      notify_off: 'Stop notifying this device',
+      notify_working: 'Setting up notifications…',
+      notify_enabled: 'This device is notified of new offers, even with the page closed.',
+      notify_disabled: 'This device is no longer notified.',
+      notify_denied: 'Notifications are blocked for this page in the browser’s settings.',
+      notify_failed: 'Notifications could not be set up: ',
       food: { prepared_meals: 'Prepared meals', bakery: 'Bakery', produce: 'Fruit and vegetables', dairy: 'Dairy', meat_fish: 'Meat and fish', dry_goods: 'Dry goods', frozen: 'Frozen food' }
     },
     id: {
@@ -83,11 +90,19 @@
       code_invalid: 'Kode terdiri dari 8 huruf dan angka, seperti K7QM-2XPD.',
       code_limited: 'Terlalu banyak percobaan. Tunggu satu menit lalu coba lagi.',
       code_insecure: 'Pemasangan memerlukan alamat aman (HTTPS) edge.',
+      notify_on: 'Beri tahu saya di perangkat ini',
+      notify_off: 'Berhenti memberi tahu perangkat ini',
+      notify_working: 'Menyiapkan pemberitahuan…',
+      notify_enabled: 'Perangkat ini diberi tahu tentang tawaran baru, meski halaman ditutup.',
+      notify_disabled: 'Perangkat ini tidak lagi diberi tahu.',
+      notify_denied: 'Pemberitahuan diblokir untuk halaman ini di pengaturan peramban.',
+      notify_failed: 'Pemberitahuan tidak dapat disiapkan: ',
       food: { prepared_meals: 'Makanan siap saji', bakery: 'Roti dan kue', produce: 'Buah dan sayur', dairy: 'Produk susu', meat_fish: 'Daging dan ikan', dry_goods: 'Bahan kering', frozen: 'Makanan beku' }
     }
   };
   var LOCALE = { en: 'en-GB', id: 'id-ID' };
   var QUEUE_KEY = 'pahlawan.kiosk.queue';
+  var PUSH_KEY = 'pahlawan.kiosk.push';
   var LANG_KEY = 'pahlawan.kiosk.lang';
   var MAX_QUEUE = 200;
   var REFRESH_MS = 60000;
@@ -95,7 +110,8 @@
 
   var state = {
     lang: 'en', session: null, skewMs: 0, offers: {}, claims: [], providers: {},
-    online: true, source: null, flushing: false, message: null
+    online: true, source: null, flushing: false, message: null,
+    push: { key: null, registration: null, channel: null, busy: false, status: null }
   };
 
   function $(id) { return document.getElementById(id); }
@@ -112,6 +128,7 @@
     $('lang-en').setAttribute('aria-pressed', String(state.lang === 'en'));
     $('lang-id').setAttribute('aria-pressed', String(state.lang === 'id'));
     drawMessage();
+    drawNotify();
     render();
   }
 
@@ -189,6 +206,7 @@
       connect();
       refresh();
       flush();
+      setupNotify();
     }).catch(function () {
       setOnline(false);
       setTimeout(start, RETRY_MS);
@@ -360,6 +378,90 @@
     refresh();
   }
 
+  // --- notifications (Web Push) --------------------------------------------
+  // "Notify me": a service worker, a push subscription made with the
+  // edge's key, registered as this recipient's channel; the edge then
+  // sends each offer to the browser's push service, encrypted for it. The
+  // channel this device registered is remembered, to withdraw it.
+  function loadPush() {
+    try { return JSON.parse(localStorage.getItem(PUSH_KEY) || 'null'); } catch (e) { return null; }
+  }
+  function savePush(v) {
+    try { if (v) { localStorage.setItem(PUSH_KEY, JSON.stringify(v)); } else { localStorage.removeItem(PUSH_KEY); } } catch (e) { /* kept in memory */ }
+  }
+  function pushSupported() {
+    return 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window && window.isSecureContext;
+  }
+  function setupNotify() {
+    if (!pushSupported() || state.push.key) { drawNotify(); return; }
+    api('GET', '/notify/web-push').then(function (r) {
+      if (r.status !== 200) { return null; }
+      state.push.key = r.json.application_server_key;
+      return navigator.serviceWorker.register('/kiosk/sw.js', { scope: '/kiosk/' });
+    }).then(function (reg) {
+      if (!reg) { return null; }
+      state.push.registration = reg;
+      return reg.pushManager.getSubscription();
+    }).then(function (sub) {
+      var saved = loadPush();
+      state.push.channel = sub && saved && saved.endpoint === sub.endpoint ? saved.channel : null;
+      drawNotify();
+    }).catch(function () { drawNotify(); });
+  }
+  function keyBytes(b64) {
+    var s = atob(b64.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((b64.length + 3) % 4));
+    var out = new Uint8Array(s.length);
+    for (var i = 0; i < s.length; i++) { out[i] = s.charCodeAt(i); }
+    return out;
+  }
+  function notifyOn() {
+    var reg = state.push.registration;
+    pushBusy('notify_working');
+    Notification.requestPermission().then(function (perm) {
+      if (perm !== 'granted') { throw { key: 'notify_denied' }; }
+      return reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(state.push.key) });
+    }).then(function (sub) {
+      var j = sub.toJSON();
+      var body = { kind: 'web_push', endpoint: j.endpoint, keys: { p256dh: j.keys.p256dh, auth: j.keys.auth } };
+      return api('POST', '/recipients/' + state.session.recipient_id + '/channels', body).then(function (r) {
+        if (r.status !== 201) { throw { key: 'notify_failed', extra: r.json && r.json.error ? r.json.error.code : String(r.status) }; }
+        state.push.channel = r.json.id;
+        savePush({ endpoint: j.endpoint, channel: r.json.id });
+        pushDone('notify_enabled');
+      });
+    }).catch(function (e) {
+      pushDone(e && e.key ? e.key : 'notify_failed', e && e.key ? e.extra : String(e && e.name || e));
+    });
+  }
+  function notifyOff() {
+    var channel = state.push.channel;
+    pushBusy('notify_working');
+    api('DELETE', '/recipients/' + state.session.recipient_id + '/channels/' + channel).then(function (r) {
+      if (r.status !== 204 && r.status !== 404) { throw { key: 'notify_failed', extra: String(r.status) }; }
+      state.push.channel = null;
+      savePush(null);
+      return state.push.registration.pushManager.getSubscription();
+    }).then(function (sub) {
+      if (sub) { sub.unsubscribe(); }
+      pushDone('notify_disabled');
+    }).catch(function (e) {
+      pushDone('notify_failed', e && e.key ? e.extra : String(e && e.name || e));
+    });
+  }
+  function pushBusy(key) { state.push.busy = true; state.push.status = { key: key, extra: '' }; drawNotify(); }
+  function pushDone(key, extra) { state.push.busy = false; state.push.status = { key: key, extra: extra || '' }; drawNotify(); }
+  function drawNotify() {
+    var box = $('notify');
+    box.hidden = !state.push.registration;
+    var b = $('notify-button');
+    var key = state.push.channel ? 'notify_off' : 'notify_on';
+    b.setAttribute('data-t', key);
+    b.textContent = t(key);
+    b.disabled = state.push.busy;
+    var st = state.push.status;
+    $('notify-status').textContent = st ? t(st.key) + (st.extra || '') : '';
+  }
+
   // --- drawing ------------------------------------------------------------
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -513,6 +615,10 @@
     $('lang-en').addEventListener('click', function () { setLang('en'); });
     $('lang-id').addEventListener('click', function () { setLang('id'); });
     $('pair-form').addEventListener('submit', pair);
+    $('notify-button').addEventListener('click', function () {
+      if (state.push.busy) { return; }
+      if (state.push.channel) { notifyOff(); } else { notifyOn(); }
+    });
     window.addEventListener('online', flush);
     setLang(saved || (navigator.language && navigator.language.indexOf('id') === 0 ? 'id' : 'en'));
     setInterval(tick, 1000);
