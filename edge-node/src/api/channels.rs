@@ -60,6 +60,12 @@ pub enum NewChannelRequest {
         )]
         endpoint: String,
         keys: WebPushKeys,
+        /// When the subscription expires (ms since the epoch), if the
+        /// browser says; not used (a push service's 404 or 410 ends a
+        /// channel).
+        #[serde(rename = "expirationTime", default)]
+        #[schema(nullable)]
+        expiration_time: Option<f64>,
     },
 }
 
@@ -144,7 +150,7 @@ pub async fn add(
             };
             (ChannelKind::Webhook, target)
         }
-        NewChannelRequest::WebPush { endpoint, keys } => {
+        NewChannelRequest::WebPush { endpoint, keys, .. } => {
             if edge.web_push.is_none() {
                 return Err(ApiError::invalid(
                     "web_push_disabled",
