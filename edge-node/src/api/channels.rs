@@ -61,8 +61,8 @@ pub enum NewChannelRequest {
         endpoint: String,
         keys: WebPushKeys,
         /// When the subscription expires (ms since the epoch), if the
-        /// browser says; not used (a push service's 404 or 410 ends a
-        /// channel).
+        /// browser says: one already expired is refused (later, a push
+        /// service's 404 or 410 ends the channel).
         #[serde(rename = "expirationTime", default)]
         #[schema(nullable)]
         expiration_time: Option<f64>,
@@ -150,7 +150,11 @@ pub async fn add(
             };
             (ChannelKind::Webhook, target)
         }
-        NewChannelRequest::WebPush { endpoint, keys, .. } => {
+        NewChannelRequest::WebPush {
+            endpoint,
+            keys,
+            expiration_time,
+        } => {
             if edge.web_push.is_none() {
                 return Err(ApiError::invalid(
                     "web_push_disabled",
@@ -162,6 +166,14 @@ pub async fn add(
                 .map_err(|e| ApiError::invalid("invalid_url", format!("endpoint: {e}")))?;
             crate::web_push::Subscription::parse(&keys.p256dh, &keys.auth)
                 .map_err(|e| ApiError::invalid("invalid_subscription", format!("keys: {e}")))?;
+            if let Some(at) = expiration_time
+                && !(at.is_finite() && at > edge.now().unix_ms() as f64)
+            {
+                return Err(ApiError::invalid(
+                    "invalid_subscription",
+                    "expirationTime: the subscription has expired",
+                ));
+            }
             let target = ChannelTarget {
                 url: endpoint,
                 p256dh: keys.p256dh.trim_end_matches('=').to_string(),
