@@ -73,8 +73,9 @@ pub enum NewChannelRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebPushKeys {
-    /// The browser's P-256 public key, uncompressed, base64url.
-    #[schema(pattern = "^[A-Za-z0-9_-]{87}={0,1}$")]
+    /// The browser's P-256 public key, uncompressed (its first byte 4),
+    /// base64url.
+    #[schema(pattern = "^B[A-P][A-Za-z0-9_-]{85}={0,1}$")]
     pub p256dh: String,
     /// The browser's 16-byte authentication secret, base64url.
     #[schema(pattern = "^[A-Za-z0-9_-]{22}(==){0,1}$")]
