@@ -230,9 +230,10 @@ pub struct Plan {
 
 impl Plan {
     fn execution_ms(&self) -> Option<f64> {
-        self.lines.iter().find_map(|l| {
-            l.trim()
-                .strip_prefix("Execution Time:")
+        // The statement's own line, last and not indented: on Citus each
+        // task shown has its own (indented) one before it.
+        self.lines.iter().rev().find_map(|l| {
+            l.strip_prefix("Execution Time:")
                 .and_then(|r| r.trim().strip_suffix(" ms"))
                 .and_then(|v| v.trim().parse().ok())
         })
@@ -678,6 +679,26 @@ fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plans_execution_time_is_the_statements_not_a_tasks() {
+        let plan = Plan {
+            endpoint: "/fleet/edges",
+            name: "SQL_FLEET_EDGES",
+            params: String::new(),
+            lines: [
+                "Custom Scan (Citus Adaptive)  (actual time=111.678..111.684 rows=11 loops=1)",
+                "  Task Count: 32",
+                "        Planning Time: 0.300 ms",
+                "        Execution Time: 0.713 ms",
+                "Planning Time: 2.100 ms",
+                "Execution Time: 111.773 ms",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        assert_eq!(plan.execution_ms(), Some(111.773));
+    }
 
     #[test]
     fn scans_fold_months_and_shards_into_their_table() {

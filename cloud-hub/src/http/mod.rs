@@ -234,6 +234,9 @@ pub async fn with_db<T>(
     }
 }
 
+/// What every HTTP handler's PostgreSQL session sets first.
+pub const HTTP_SESSION_SETTINGS: &str = "SET citus.max_adaptive_executor_pool_size = 1";
+
 async fn connect_and_run<T>(
     slot: &mut Option<tokio_postgres::Client>,
     database_url: &str,
@@ -246,6 +249,19 @@ async fn connect_and_run<T>(
                 tracing::warn!(error = %e, "PostgreSQL unreachable");
                 unavailable("PostgreSQL is unreachable")
             })?;
+            // On Citus, a query over every shard runs its tasks over one
+            // connection per worker (kept between queries) instead of
+            // opening up to 16 more per worker each time: the dashboard's
+            // small fan-out queries answered 5.9x (/fleet/edges) to 9x
+            // (/fleet/trouble) more per second in BENCHMARKS.md. A
+            // placeholder setting, and harmless, on plain PostgreSQL.
+            fresh
+                .batch_execute(HTTP_SESSION_SETTINGS)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "PostgreSQL refused the session's settings");
+                    unavailable("PostgreSQL is unreachable")
+                })?;
             slot.insert(fresh)
         }
     };
