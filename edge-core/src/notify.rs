@@ -72,10 +72,12 @@ impl AlertKind {
         }
     }
 
-    /// `page` wakes someone; `warning` waits for working hours.
+    /// `page` wakes someone; `ticket` waits for working hours (the
+    /// severities of `deploy/prometheus/alerts.yml`'s rules of the same
+    /// names).
     pub fn severity(self) -> &'static str {
         match self {
-            AlertKind::FallbackOffered => "warning",
+            AlertKind::FallbackOffered => "ticket",
             AlertKind::NoFallback => "page",
         }
     }
@@ -281,19 +283,17 @@ impl Dispatcher {
         self.in_flight
     }
 
-    /// Admits outbox event `seq` (the one after [`Self::admitted`]) with its
+    /// Admits outbox event `seq` (after [`Self::admitted`]) with its
     /// deliveries (none if nobody is to be told). A delivery whose deadline
     /// has passed finishes as expired at once: a restart after a long stop
-    /// does not tell people of offers they can no longer take.
-    ///
-    /// # Panics
-    /// If `seq` is not the next seq: the shell reads the outbox in order.
+    /// does not tell people of offers they can no longer take. Seqs skipped
+    /// are events that are gone (retention deleted them while the
+    /// dispatcher was off): nothing to tell of them. A seq not after
+    /// [`Self::admitted`] was admitted already and is ignored.
     pub fn admit(&mut self, now: Timestamp, seq: u64, deliveries: &[Planned]) {
-        assert_eq!(
-            seq,
-            self.admitted + 1,
-            "outbox events are admitted in order"
-        );
+        if seq <= self.admitted {
+            return;
+        }
         self.admitted = seq;
         for p in deliveries {
             let id = DeliveryId {

@@ -94,8 +94,16 @@ pub fn b64url_encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Base64url, padding and unused trailing bits tolerated (as browsers'
+/// decoders do).
 fn b64url(s: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(s.trim_end_matches('=')).ok()
 }
 
 /// The body of a push message carrying `plaintext` to `sub`: a fresh
@@ -323,6 +331,7 @@ mod tests {
             ),
             (good_key, "", WebPushError::BadAuth),
             (good_key, "BTBZMqHH6r4Tts7J_aSI", WebPushError::BadAuth),
+            (good_key, "BTBZMqHH6r4Tts7J_aSIg!", WebPushError::BadAuth),
             (good_key, "BTBZMqHH6r4Tts7J_aSIggAA", WebPushError::BadAuth),
         ] {
             assert_eq!(
@@ -331,8 +340,9 @@ mod tests {
                 "{key} {auth}"
             );
         }
-        // Padding is tolerated.
+        // Padding and unused trailing bits are tolerated.
         assert!(Subscription::parse(good_key, "BTBZMqHH6r4Tts7J_aSIgg==").is_ok());
+        assert!(Subscription::parse(good_key, "BTBZMqHH6r4Tts7J_aSIgh").is_ok());
     }
 
     #[test]

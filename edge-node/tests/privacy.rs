@@ -177,21 +177,44 @@ async fn contact_data_never_reaches_the_database_files_in_the_clear() {
 async fn rotation_reseals_every_contact_while_running_and_at_start() {
     let t = TestEdge::start().await;
     let (p, r1, r2) = register_known(&t).await;
+    // A notification channel is sealed the same way (its URL and secret).
+    let (s, ch) = t
+        .post(
+            &format!("/recipients/{r1}/channels"),
+            json!({"kind": "webhook", "url": "https://hooks.example.org/pahlawan"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ch}");
+    let channel_key = || {
+        let conn = rusqlite::Connection::open(t.db_path()).unwrap();
+        let sealed: Vec<u8> = conn
+            .query_row("SELECT sealed FROM notify_channels", [], |r| r.get(0))
+            .unwrap();
+        PiiKeys::key_of(&sealed)
+    };
+    assert_eq!(channel_key(), Some(1));
     let before = sealed_of(&t, "providers", &p);
     // While running: the edge notices the key file and re-seals.
     let id = PiiKeys::rotate_file(t.dir.path()).unwrap();
     assert_eq!(id, 2);
-    eventually("every contact re-sealed under key 2", || async {
-        let all = [
-            sealed_of(&t, "providers", &p),
-            sealed_of(&t, "recipients", &r1),
-            sealed_of(&t, "recipients", &r2),
-        ];
-        all.iter()
-            .all(|s| PiiKeys::key_of(s) == Some(2))
-            .then_some(())
-    })
+    eventually(
+        "every contact and channel re-sealed under key 2",
+        || async {
+            let all = [
+                sealed_of(&t, "providers", &p),
+                sealed_of(&t, "recipients", &r1),
+                sealed_of(&t, "recipients", &r2),
+            ];
+            (all.iter().all(|s| PiiKeys::key_of(s) == Some(2)) && channel_key() == Some(2))
+                .then_some(())
+        },
+    )
     .await;
+    let (_, list) = t.get(&format!("/recipients/{r1}/channels")).await;
+    assert_eq!(
+        list["items"][0]["url"], "https://hooks.example.org/pahlawan",
+        "the channel still opens: {list}"
+    );
     assert_ne!(sealed_of(&t, "providers", &p), before);
     let (_, body) = t.get(&format!("/providers/{p}")).await;
     assert_eq!(body["contact_email"], EMAILS[0], "still opens");

@@ -10,7 +10,9 @@ edge depend on its state, its clock or its configuration, which no schema can st
   `unknown_recipient`), a delivery cannot exceed what was posted, and an
   Idempotency-Key cannot be reused for another body;
 - an SMS or WhatsApp channel needs the edge's gateway to be configured
-  (`gateway_not_configured`).
+  (`gateway_not_configured`);
+- a push subscription's `p256dh` must be a point on P-256 and its `auth` 16
+  bytes, and its `expirationTime` (if any) in the future.
 
 Erasure is this API's removal: `POST /subjects/{id}/erase` removes a provider
 or recipient, after which reading it is a 404. Schemathesis knows a removal
@@ -45,6 +47,10 @@ STATE_DEPENDENT_422 = {
     "idempotency_key_reused",
     # A phone channel needs the edge's SMS gateway ([notify.sms]).
     "gateway_not_configured",
+    # A push subscription's key must be a point on P-256 and its expiry in
+    # the future: not a shape (the map hook sends real keys where it can;
+    # the coverage phase's cases pass no hook).
+    "invalid_subscription",
 }
 
 _DATE_TIME = jsonschema_rs.validator_for(
@@ -84,6 +90,28 @@ def _within_window(expires_at):
     return at.isoformat(timespec="milliseconds" if spread % 2 else "seconds")
 
 
+# A real subscription's keys (RFC 8291, Appendix A): what a browser sends.
+_PUSH_KEYS = {
+    "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+    "auth": "BTBZMqHH6r4Tts7J_aSIgg",
+}
+
+
+def _real_subscription(body):
+    """A schema-valid push subscription given a real browser's keys (random
+    base64url is not a curve point) and, if it has an expiry, one a day
+    ahead: what is left to the edge is the request's shape."""
+    keys = body.get("keys")
+    if isinstance(keys, dict) and set(keys) == {"p256dh", "auth"} and all(
+        isinstance(v, str) for v in keys.values()
+    ):
+        body["keys"] = dict(_PUSH_KEYS)
+    at = body.get("expirationTime")
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        now_ms = datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000
+        body["expirationTime"] = now_ms + 86_400_000
+
+
 def _path(ctx):
     return ctx.operation.path if ctx.operation is not None else ""
 
@@ -96,6 +124,8 @@ def map_body(ctx, body):
         _place(body)
     if _path(ctx) == "/api/v1/surplus" and "expires_at" in body:
         body["expires_at"] = _within_window(body["expires_at"])
+    if _path(ctx) == "/api/v1/recipients/{id}/channels" and body.get("kind") == "web_push":
+        _real_subscription(body)
     return body
 
 

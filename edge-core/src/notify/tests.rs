@@ -145,6 +145,25 @@ fn a_delivery_goes_out_at_once_and_its_ack_moves_the_cursor() {
 }
 
 #[test]
+fn events_gone_from_the_outbox_are_skipped_and_a_repeat_is_ignored() {
+    // The dispatcher was off while retention deleted seqs 11..=19.
+    let mut d = Dispatcher::new(cfg(), 10);
+    d.admit(at(0), 20, &[to(1, at(60_000))]);
+    assert_eq!(d.admitted(), 20);
+    assert_eq!(d.cursor(), 19, "up to the gap's end nothing is owed");
+    // A seq admitted before (a read that overlapped) changes nothing.
+    d.admit(at(0), 20, &[to(2, at(60_000))]);
+    d.admit(at(0), 15, &[to(3, at(60_000))]);
+    assert_eq!(d.queued(), 1);
+    let mut sent = d.poll(at(0)).into_iter();
+    let attempt = sent.next().expect("one attempt");
+    assert!(sent.next().is_none());
+    assert_eq!(attempt.id.channel, ChannelKey(1));
+    d.on_outcome(at(1), attempt, Outcome::Delivered, 0);
+    assert_eq!(d.cursor(), 20);
+}
+
+#[test]
 fn a_failed_attempt_waits_a_jittered_doubling_backoff_then_goes_again() {
     let mut d = Dispatcher::new(cfg(), 0);
     d.admit(at(0), 1, &[to(1, at(3_600_000))]);

@@ -60,6 +60,12 @@ pub enum NewChannelRequest {
         )]
         endpoint: String,
         keys: WebPushKeys,
+        /// When the subscription expires (ms since the epoch), if the
+        /// browser says: one already expired is refused (later, a push
+        /// service's 404 or 410 ends the channel).
+        #[serde(rename = "expirationTime", default)]
+        #[schema(nullable)]
+        expiration_time: Option<f64>,
     },
 }
 
@@ -67,8 +73,9 @@ pub enum NewChannelRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebPushKeys {
-    /// The browser's P-256 public key, uncompressed, base64url.
-    #[schema(pattern = "^[A-Za-z0-9_-]{87}={0,1}$")]
+    /// The browser's P-256 public key, uncompressed (its first byte 4),
+    /// base64url.
+    #[schema(pattern = "^B[A-P][A-Za-z0-9_-]{85}={0,1}$")]
     pub p256dh: String,
     /// The browser's 16-byte authentication secret, base64url.
     #[schema(pattern = "^[A-Za-z0-9_-]{22}(==){0,1}$")]
@@ -144,7 +151,11 @@ pub async fn add(
             };
             (ChannelKind::Webhook, target)
         }
-        NewChannelRequest::WebPush { endpoint, keys } => {
+        NewChannelRequest::WebPush {
+            endpoint,
+            keys,
+            expiration_time,
+        } => {
             if edge.web_push.is_none() {
                 return Err(ApiError::invalid(
                     "web_push_disabled",
@@ -156,6 +167,14 @@ pub async fn add(
                 .map_err(|e| ApiError::invalid("invalid_url", format!("endpoint: {e}")))?;
             crate::web_push::Subscription::parse(&keys.p256dh, &keys.auth)
                 .map_err(|e| ApiError::invalid("invalid_subscription", format!("keys: {e}")))?;
+            if let Some(at) = expiration_time
+                && !(at.is_finite() && at > edge.now().unix_ms() as f64)
+            {
+                return Err(ApiError::invalid(
+                    "invalid_subscription",
+                    "expirationTime: the subscription has expired",
+                ));
+            }
             let target = ChannelTarget {
                 url: endpoint,
                 p256dh: keys.p256dh.trim_end_matches('=').to_string(),

@@ -79,6 +79,9 @@ struct Prepared {
     /// for good (a push service's 404 or 410: the subscription expired or
     /// was withdrawn).
     gone: Option<(RecipientId, Uuid)>,
+    /// A push message's offer deadline: each attempt's `TTL` is the time
+    /// left to it, and its VAPID token is signed afresh.
+    push_deadline: Option<Timestamp>,
 }
 
 struct Loop {
@@ -235,7 +238,7 @@ impl Loop {
                             seq: env.seq,
                             channel: ChannelKey(ch.key),
                         };
-                        let mut gone = None;
+                        let (mut gone, mut push_deadline) = (None, None);
                         let (req, label) = if kind == ChannelKind::Webhook {
                             let req = webhook::Request {
                                 url: target.url,
@@ -253,6 +256,7 @@ impl Loop {
                             match self.push_request(id, &target, &offer, ack_deadline, now) {
                                 Some(req) => {
                                     gone = Some((recipient_id, ch.id));
+                                    push_deadline = Some(ack_deadline);
                                     (req, "web_push")
                                 }
                                 None => continue,
@@ -272,6 +276,7 @@ impl Loop {
                                 req,
                                 kind: label,
                                 gone,
+                                push_deadline,
                             },
                         );
                         out.push(Planned {
@@ -306,6 +311,7 @@ impl Loop {
                             req,
                             kind: "oncall",
                             gone: None,
+                            push_deadline: None,
                         },
                     );
                     let secs = i64::try_from(self.n.config.alert_deadline_secs).unwrap_or(i64::MAX);
@@ -383,14 +389,13 @@ impl Loop {
                 return None;
             }
         };
-        let ttl_secs = u64::try_from(deadline.since(now).as_ms() / 1_000).unwrap_or(0);
         Some(webhook::Request {
             url: target.url.clone(),
             id: message_id,
             body: Arc::new(body),
             scheme: webhook::Scheme::WebPush {
                 authorization: authorization.into(),
-                ttl_secs: ttl_secs.max(1),
+                ttl_secs: push_ttl(deadline, now),
             },
             content_type: "application/octet-stream",
             basic: None,
@@ -428,7 +433,21 @@ impl Loop {
                 self.core.on_outcome(now, attempt, Outcome::Refused, 0);
                 continue;
             };
-            let (client, req) = (self.client.clone(), p.req.clone());
+            let (client, mut req) = (self.client.clone(), p.req.clone());
+            if let (
+                Some(deadline),
+                Some(vapid),
+                webhook::Scheme::WebPush {
+                    authorization,
+                    ttl_secs,
+                },
+            ) = (p.push_deadline, &self.n.web_push, &mut req.scheme)
+            {
+                *ttl_secs = push_ttl(deadline, now);
+                if let Ok(fresh) = vapid.authorization(&req.url, unix_now()) {
+                    *authorization = fresh.into();
+                }
+            }
             let handle = self.tasks.spawn(async move {
                 let (outcome, status) = webhook::send(&client, &req, unix_now()).await;
                 (id, outcome, status)
@@ -490,7 +509,7 @@ impl Loop {
     }
 
     /// Removes a channel whose receiver said it is gone (nothing more is
-    /// sent to it; the removal is audited like any).
+    /// sent to it; the removal is audited, by `notify-dispatcher`).
     fn forget_channel(&self, recipient: RecipientId, channel: Uuid) {
         let writes = self.n.writes.clone();
         tokio::spawn(async move {
@@ -498,7 +517,13 @@ impl Loop {
                 recipient,
                 id: channel,
             };
-            match writes.channel(op, None).await {
+            let actor = crate::commands::Actor {
+                sub: "notify-dispatcher".into(),
+                role: "system".into(),
+                ip: None,
+                user_agent: None,
+            };
+            match writes.channel(op, Some(actor)).await {
                 Ok(_) => {
                     tracing::info!(%channel, "notifications: the push subscription is gone; channel removed")
                 }
@@ -557,6 +582,13 @@ impl Loop {
             Err(e) => tracing::warn!(error = %e, "notifications: cannot store the cursor"),
         }
     }
+}
+
+/// A push message's `TTL`: the whole seconds left to answer, at least 1.
+fn push_ttl(deadline: Timestamp, now: Timestamp) -> u64 {
+    u64::try_from(deadline.since(now).as_ms() / 1_000)
+        .unwrap_or(0)
+        .max(1)
 }
 
 /// Seconds since the Unix epoch by the system clock: a Standard Webhooks

@@ -582,7 +582,14 @@ impl Writer {
             let contact = SealedContact(keys.seal(&contact, subject.id_bytes()));
             self.append(now, None, 0, Event::ContactResealed { subject, contact })?;
         }
-        Ok(n)
+        // Notification channels are this edge's alone (no event): sealed
+        // again in place.
+        let channels = if n < limit {
+            self.reseal_channels(limit - n)?
+        } else {
+            0
+        };
+        Ok(n + channels)
     }
 
     fn sealed_under_old_keys(

@@ -103,6 +103,35 @@ impl Writer {
         Ok(())
     }
 
+    /// Re-seals up to `limit` channels sealed under a key other than the
+    /// active one (after `pahlawan keys rotate`, so the old key can go).
+    pub(super) fn reseal_channels(&mut self, limit: usize) -> Result<usize, StoreError> {
+        let keys = self.keys.clone();
+        let active = keys.active_id().to_be_bytes();
+        let todo: Vec<(i64, Vec<u8>, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, recipient_id, sealed FROM notify_channels
+                 WHERE substr(sealed, 2, 4) <> ?1 LIMIT ?2",
+            )?
+            .query_map(params![active.as_slice(), limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (id, recipient, sealed) in &todo {
+            let recipient: [u8; 16] = recipient
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("recipient id is not 16 bytes".into()))?;
+            let plain = keys.open_bytes(sealed, &recipient)?;
+            let sealed = keys.seal_bytes(&plain, &recipient);
+            self.conn
+                .prepare_cached("UPDATE notify_channels SET sealed = ?1 WHERE id = ?2")?
+                .execute(params![sealed, id])?;
+        }
+        Ok(todo.len())
+    }
+
     /// The dispatcher finished every delivery up to `seq` (never moves
     /// back, never past the last committed event).
     pub(super) fn mark_notified(&mut self, seq: u64) -> Result<(), StoreError> {
