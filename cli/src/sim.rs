@@ -243,6 +243,7 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
             clock: clock.clone(),
             id_seed: Some(cfg.seed),
             serve_http: false,
+            systemd: None,
         },
     )
     .await?;

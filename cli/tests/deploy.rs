@@ -1114,6 +1114,17 @@ fn the_systemd_unit_runs_the_example_edge_hardened() {
         "/usr/local/bin/pahlawan edge run --config /etc/pahlawan/edge.toml"
     );
     assert_eq!(one("User"), "pahlawan");
+    // sd_notify: READY=1 when serving, watchdog pings from the writer's loop.
+    assert_eq!(one("Type"), "notify", "the edge says when it is ready");
+    assert_eq!(one("NotifyAccess"), "main");
+    let watchdog_s = one("WatchdogSec")
+        .strip_suffix('s')
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("WatchdogSec in seconds, e.g. 30s");
+    assert!(
+        watchdog_s > 5,
+        "WatchdogSec outlasts the writer's SQLite busy timeout (5 s)"
+    );
     assert_eq!(one("Restart"), "always");
     assert_eq!(one("StateDirectory"), "pahlawan");
     assert_eq!(one("KillSignal"), "SIGTERM", "the edge drains on SIGTERM");

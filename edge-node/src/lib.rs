@@ -26,6 +26,7 @@ pub mod service;
 pub mod standard_webhooks;
 pub mod store;
 pub mod sync;
+pub mod systemd;
 pub mod twilio;
 pub mod web_push;
 

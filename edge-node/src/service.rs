@@ -1,6 +1,7 @@
 //! The running edge: [`Edge::start`] opens the store, rebuilds state, starts
 //! the writer thread, wires the ports ([`crate::ports`]) to it and starts
-//! what uses them — the HTTP server, the hub link, housekeeping. This is
+//! what uses them — the HTTP server, the hub link, housekeeping — and, run
+//! by systemd, tells it when the edge is ready ([`crate::systemd`]). This is
 //! the one module that sees every layer; nothing imports it but the binary
 //! and tests.
 
@@ -95,6 +96,9 @@ pub struct StartOptions {
     pub id_seed: Option<u64>,
     /// Serve the HTTP API on `config.listen`.
     pub serve_http: bool,
+    /// Tell systemd (`READY=1`, watchdog pings, `STOPPING=1`); the binary
+    /// passes [`crate::systemd::Notifier::from_env`].
+    pub systemd: Option<crate::systemd::Notifier>,
 }
 
 impl Default for StartOptions {
@@ -103,6 +107,7 @@ impl Default for StartOptions {
             clock: Arc::new(SystemClock),
             id_seed: None,
             serve_http: true,
+            systemd: None,
         }
     }
 }
@@ -154,6 +159,10 @@ pub struct Edge {
     http: Option<crate::api::Server>,
     sync: Option<tokio::task::JoinHandle<()>>,
     notify: Option<tokio::task::JoinHandle<()>>,
+    /// The connection to systemd, when run by it, and the task that
+    /// tells it the edge is ready and alive.
+    systemd: Option<Arc<crate::systemd::Notifier>>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
     /// Held (an exclusive OS lock) while the edge runs: one writer per data
     /// directory. The OS releases it even after SIGKILL.
     _lock: std::fs::File,
@@ -209,6 +218,11 @@ fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
         cell_level: v.cells.level(),
         directory: v.raw.routing.osrm_url.is_some(),
         engine: v.engine,
+        heartbeat: opts
+            .systemd
+            .as_ref()
+            .and_then(|n| n.watchdog())
+            .map(crate::systemd::protocol::heartbeat_every),
     };
     let conn = open_writer(&db)?;
     let mut writer = Writer::new(
@@ -251,7 +265,7 @@ fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
 }
 
 impl Edge {
-    pub async fn start(config: EdgeConfig, opts: StartOptions) -> Result<Edge, StartError> {
+    pub async fn start(config: EdgeConfig, mut opts: StartOptions) -> Result<Edge, StartError> {
         let v: Validated = config.validate()?;
         std::fs::create_dir_all(&v.raw.data_dir).map_err(|source| StartError::DataDir {
             path: v.raw.data_dir.display().to_string(),
@@ -312,9 +326,12 @@ impl Edge {
             http: None,
             sync: None,
             notify: None,
+            systemd: opts.systemd.take().map(Arc::new),
+            supervisor: None,
             _lock: lock,
         };
         edge.serve(opts.serve_http).await?;
+        edge.supervise();
         Ok(edge)
     }
 
@@ -375,6 +392,25 @@ impl Edge {
             "edge started"
         );
         Ok(())
+    }
+
+    /// Run by systemd: `READY=1` now that the edge serves (the read model
+    /// rebuilt, the writer up — what `/readyz` says), then watchdog pings
+    /// from the writer's heartbeat.
+    fn supervise(&mut self) {
+        let Some(notifier) = self.systemd.clone() else {
+            return;
+        };
+        let status = match self.local_addr() {
+            Some(addr) => format!("serving on {addr}"),
+            None => "running".to_string(),
+        };
+        self.supervisor = Some(crate::systemd::spawn(
+            notifier,
+            self.state.writer.clone(),
+            status,
+            self.shutting_down.subscribe(),
+        ));
     }
 
     /// The command port: every write.
@@ -454,6 +490,13 @@ impl Edge {
     /// finish, then lets the writer finish its queue and joins it.
     pub async fn shutdown(mut self) {
         self.shutting_down.send_replace(true);
+        // The pings end before STOPPING=1: nothing follows it.
+        if let Some(supervisor) = self.supervisor.take() {
+            let _ = supervisor.await;
+        }
+        if let Some(systemd) = &self.systemd {
+            systemd.notify(crate::systemd::protocol::STOPPING);
+        }
         if let Some(http) = self.http.take() {
             http.shutdown().await;
         }

@@ -25,7 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("store", &["store", "read_model"]),
     ("telemetry", &["metrics"]),
     ("ports and publishing", &["ports", "publish"]),
-    ("outer shells", &["api", "sync", "notify"]),
+    ("outer shells", &["api", "sync", "notify", "systemd"]),
     ("chores", &["housekeeping"]),
     ("wiring", &["service"]),
 ];

@@ -93,7 +93,11 @@ pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
 
 async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
     let config = edge_config(&args)?;
-    let edge = edge_node::Edge::start(config, edge_node::StartOptions::default())
+    let opts = edge_node::StartOptions {
+        systemd: edge_node::systemd::Notifier::from_env(),
+        ..Default::default()
+    };
+    let edge = edge_node::Edge::start(config, opts)
         .await
         .context("starting the edge")?;
     if let Some(addr) = edge.local_addr() {

@@ -63,9 +63,19 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_env(args, &[])
+    }
+
+    /// [`Proc::spawn`] with more environment. A child never inherits the
+    /// test runner's systemd variables: only a test that sets them gets them.
+    pub fn spawn_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pahlawan"))
             .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .envs(NO_RATE_LIMITS_ENV)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -1,6 +1,7 @@
 //! The writer's own telemetry: counters and latency histograms it keeps
-//! about itself, and whether it can commit. Only the writer thread writes
-//! them; `simulate`, the benchmark and readiness read them.
+//! about itself, whether it can commit, and its heartbeat. Only the writer
+//! thread writes them; `simulate`, the benchmark, readiness and the systemd
+//! watchdog read them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -17,8 +18,12 @@ pub struct WriterStats {
     pub commit_failures: AtomicU64,
     /// False while the writer cannot commit (readiness).
     pub writer_healthy: AtomicBool,
-    /// False once the writer thread has ended (readiness).
+    /// True from when the writer thread starts its loop until it ends
+    /// (readiness).
     pub writer_alive: AtomicBool,
+    /// Times the writer went round its loop (each wake: a group, a timer,
+    /// the heartbeat). The systemd watchdog pings only while it grows.
+    pub heartbeats: AtomicU64,
     /// Panics caught in the writer (each rolled back and reloaded).
     pub writer_panics: AtomicU64,
     /// Matches that stopped at `matching.max_scanned`.
@@ -46,7 +51,8 @@ impl Default for WriterStats {
             audit_records: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             writer_healthy: AtomicBool::new(true),
-            writer_alive: AtomicBool::new(true),
+            writer_alive: AtomicBool::new(false),
+            heartbeats: AtomicU64::new(0),
             writer_panics: AtomicU64::new(0),
             match_scan_limit_hits: AtomicU64::new(0),
             decide_ns: Mutex::new(histogram()),
@@ -66,7 +72,8 @@ impl WriterStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Ready when the writer is running and can commit.
+    /// Ready when the writer is running and can commit (so not before its
+    /// thread has started).
     pub fn is_ready(&self) -> bool {
         self.writer_alive.load(Ordering::Relaxed) && self.writer_healthy.load(Ordering::Relaxed)
     }
@@ -74,5 +81,20 @@ impl WriterStats {
     /// A histogram sample (at least 1: the histograms start there).
     pub(crate) fn record(histogram: &Mutex<Histogram<u64>>, value: u64) {
         let _ = histogram.lock().record(value.max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_is_not_ready_before_its_thread_runs_nor_while_it_cannot_commit() {
+        let stats = WriterStats::default();
+        assert!(!stats.is_ready(), "not before the writer thread runs");
+        stats.writer_alive.store(true, Ordering::Relaxed);
+        assert!(stats.is_ready());
+        stats.writer_healthy.store(false, Ordering::Relaxed);
+        assert!(!stats.is_ready(), "not while it cannot commit");
     }
 }

@@ -51,8 +51,16 @@ use queue::Wake;
 /// A group taking longer than this is logged: it delays every reply in it.
 const SLOW_GROUP: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Marks the writer dead when its thread ends for any reason (readiness).
+/// Marks the writer alive while its thread runs, and dead when it ends for
+/// any reason (readiness, the watchdog).
 struct AliveGuard(Arc<WriterStats>);
+
+impl AliveGuard {
+    fn new(stats: Arc<WriterStats>) -> AliveGuard {
+        stats.writer_alive.store(true, Ordering::Relaxed);
+        AliveGuard(stats)
+    }
+}
 
 impl Drop for AliveGuard {
     fn drop(&mut self) {
@@ -69,6 +77,10 @@ pub struct WriterConfig {
     /// Keep the recipient directory (a routing service is configured).
     pub directory: bool,
     pub engine: EngineConfig,
+    /// Go round the loop at least this often even with nothing to do, so
+    /// the heartbeat shows an idle writer alive (the systemd watchdog); none
+    /// waits for work or the next timer only.
+    pub heartbeat: Option<std::time::Duration>,
 }
 
 pub struct Writer {
@@ -173,10 +185,11 @@ impl Writer {
     /// Runs until told to stop (or every request sender is dropped),
     /// finishing what was queued before that.
     pub fn run(mut self, mut queues: Queues, mut publisher: impl Publish) {
-        let _alive = AliveGuard(self.stats.clone());
+        let _alive = AliveGuard::new(self.stats.clone());
         let mut batch = Vec::with_capacity(self.cfg.max_batch);
         let mut next = Next::Continue;
         while next == Next::Continue {
+            WriterStats::add(&self.stats.heartbeats, 1);
             next = self.collect(&mut queues, &mut batch);
             let now = self.clock.now();
             let timers_due = self.engine.next_deadline().is_some_and(|t| t <= now);
@@ -186,6 +199,7 @@ impl Writer {
         }
         // Background work queued before the stop is finished too.
         loop {
+            WriterStats::add(&self.stats.heartbeats, 1);
             batch.extend(std::iter::from_fn(|| queues.try_background()).take(self.cfg.max_batch));
             if batch.is_empty() {
                 break;
@@ -219,14 +233,21 @@ impl Writer {
     }
 
     /// How long to wait for a command: until the next timer is due (at
-    /// most 1 s), or for ever when none is (or the clock is manual).
+    /// most 1 s), or for ever when none is (or the clock is manual); never
+    /// longer than the heartbeat, when there is one.
     fn wait_for(&self) -> Option<std::time::Duration> {
-        let due = self
+        let timer = self
             .engine
             .next_deadline()
-            .filter(|_| !self.clock.is_manual())?;
-        let wait_ms = (due - self.clock.now()).as_ms().clamp(0, 1_000);
-        Some(std::time::Duration::from_millis(wait_ms as u64))
+            .filter(|_| !self.clock.is_manual())
+            .map(|due| {
+                let wait_ms = (due - self.clock.now()).as_ms().clamp(0, 1_000);
+                std::time::Duration::from_millis(wait_ms as u64)
+            });
+        match (timer, self.cfg.heartbeat) {
+            (Some(t), Some(h)) => Some(t.min(h)),
+            (t, h) => t.or(h),
+        }
     }
 
     fn process(&mut self, now: Timestamp, batch: &mut Vec<Command>, publisher: &mut impl Publish) {
@@ -402,6 +423,7 @@ mod tests {
             cell_level: 13,
             directory: false,
             engine: EngineConfig::default(),
+            heartbeat: None,
         };
         let clock = Arc::new(ManualClock::new(T0));
         let keys = Arc::new(PiiKeys::generate());
@@ -459,6 +481,43 @@ mod tests {
         batch.clear();
         assert!(w.collect(&mut q, &mut batch) == Next::Continue);
         assert_eq!(kinds(&batch), "RRBB", "the rest fills the room left");
+    }
+
+    #[test]
+    fn with_a_heartbeat_an_idle_writer_goes_round_its_loop_and_without_one_it_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (heartbeat, idle_beats) in [
+            (Some(std::time::Duration::from_millis(10)), true),
+            (None, false),
+        ] {
+            let mut w = writer(dir.path(), 4);
+            w.cfg.heartbeat = heartbeat;
+            let stats = w.stats.clone();
+            let (tx, q) = queues(4, 4);
+            let run = std::thread::spawn(move || w.run(q, Keep(std::sync::mpsc::channel().0)));
+            // Three beats with nothing queued, or none past the first.
+            let deadline = Instant::now() + std::time::Duration::from_secs(120);
+            if idle_beats {
+                while WriterStats::get(&stats.heartbeats) < 3 {
+                    assert!(Instant::now() < deadline, "an idle writer beats");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                assert!(
+                    stats.writer_alive.load(Ordering::Relaxed),
+                    "alive while it runs"
+                );
+            }
+            tx.stop_blocking();
+            run.join().expect("the writer ran");
+            assert!(
+                !stats.writer_alive.load(Ordering::Relaxed),
+                "dead once ended"
+            );
+            if !idle_beats {
+                // The first wake, then the stop's drain: nothing between.
+                assert_eq!(WriterStats::get(&stats.heartbeats), 2);
+            }
+        }
     }
 
     /// Keeps what each group committed.
