@@ -272,3 +272,54 @@ fn edge_config_prints_every_setting() {
         assert!(stdout.contains(key), "missing {key} in:\n{stdout}");
     }
 }
+
+#[test]
+fn an_edge_refuses_a_database_written_by_a_newer_binary_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join(edge_node::store::DB_FILE);
+    drop(edge_node::store::open_writer(&db).expect("a current database"));
+    let newer = edge_node::store::latest_schema() + 1;
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+             VALUES (?1, 'from_a_newer_binary', '2027-01-01T00:00:00Z', '0')",
+            [newer],
+        )
+        .unwrap();
+    let (code, _, stderr) = run(
+        &[
+            "edge",
+            "run",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(
+        last.contains(&format!("schema {newer}, newer than this binary's")),
+        "{stderr}"
+    );
+    // Nothing was migrated or copied.
+    let copies = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(edge_node::store::PRE_MIGRATION_PREFIX)
+        })
+        .count();
+    assert_eq!(copies, 0);
+}

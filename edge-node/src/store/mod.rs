@@ -40,7 +40,17 @@ pub enum StoreError {
     Legacy(i64),
     #[error("PII keys: {0}")]
     Pii(#[from] crate::pii::PiiError),
+    #[error(
+        "the database is at schema {found}, newer than this binary's {known}: it was written by a newer pahlawan; run that version (or restore the backup taken before the upgrade, `{PRE_MIGRATION_PREFIX}{known}-…`)"
+    )]
+    NewerSchema { found: i64, known: i64 },
+    #[error("backing the database up before migrating it to schema {to}: {source}")]
+    PreMigrationBackup { to: i64, source: rusqlite::Error },
 }
+
+/// What a database copied before a migration is called, in the data
+/// directory: `edge.sqlite3.pre-v<from>-<unix ms>`.
+pub const PRE_MIGRATION_PREFIX: &str = "edge.sqlite3.pre-v";
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "edge.sqlite3";
@@ -64,6 +74,16 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA secure_delete = ON;",
     )?;
     refuse_legacy(&conn)?;
+    let (current, latest) = (schema_version(&conn)?, latest_schema());
+    if current > latest {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: latest,
+        });
+    }
+    if current > 0 && current < latest {
+        back_up_before_migrating(&conn, path, current, latest)?;
+    }
     embedded::migrations::runner().run(&mut conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -72,19 +92,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
 /// Schema 4 sealed contact data and changed the wire format; a database
 /// from before it that holds events cannot be carried over.
 fn refuse_legacy(conn: &Connection) -> Result<(), StoreError> {
-    let migrated: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE name = 'refinery_schema_history'",
-        [],
-        |r| r.get(0),
-    )?;
-    if migrated == 0 {
-        return Ok(());
-    }
-    let version: i64 = conn.query_row(
-        "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
-        [],
-        |r| r.get(0),
-    )?;
+    let version = schema_version(conn)?;
     if version == 0 || version >= 4 {
         return Ok(());
     }
@@ -92,6 +100,52 @@ fn refuse_legacy(conn: &Connection) -> Result<(), StoreError> {
     if events > 0 {
         return Err(StoreError::Legacy(version));
     }
+    Ok(())
+}
+
+/// The schema version a database is at (0: never migrated).
+fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
+    let migrated: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'refinery_schema_history'",
+        [],
+        |r| r.get(0),
+    )?;
+    if migrated == 0 {
+        return Ok(0);
+    }
+    Ok(conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The newest schema this binary carries.
+pub fn latest_schema() -> i64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// A consistent copy of the database (`VACUUM INTO`, written beside it)
+/// before a migration touches it: an upgrade that goes wrong can be
+/// undone by putting the copy back and running the older binary.
+fn back_up_before_migrating(
+    conn: &Connection,
+    path: &Path,
+    from: i64,
+    to: i64,
+) -> Result<(), StoreError> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let copy = path.with_file_name(format!("{PRE_MIGRATION_PREFIX}{from}-{ms}"));
+    conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
+        .map_err(|source| StoreError::PreMigrationBackup { to, source })?;
+    tracing::info!(from, to, backup = %copy.display(), "database backed up before its migration");
     Ok(())
 }
 
@@ -160,6 +214,114 @@ mod tests {
                 assert_eq!(cols, 0, "no plaintext contact column remains");
             }
         }
+    }
+
+    fn copies_in(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(PRE_MIGRATION_PREFIX))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_database_holding_data_is_carried_across_every_migration_backed_up_first() {
+        let latest = latest_schema();
+        assert!(latest >= 6, "{latest}");
+        // Schema 4 is the oldest a database with events is carried from.
+        for from in 4..latest {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join(DB_FILE);
+            {
+                let mut conn = Connection::open(&path).expect("open");
+                embedded::migrations::runner()
+                    .set_target(refinery::Target::Version(from as _))
+                    .run(&mut conn)
+                    .expect("migrate to the old schema");
+                conn.execute_batch(
+                    "INSERT INTO outbox (seq, envelope) VALUES (1, x'0102'), (2, x'0304');
+                     INSERT INTO audit_log (at, actor, role, action, resource, status)
+                     VALUES (1, 'ops', 'admin', 'provider.register', 'provider/1', 201);",
+                )
+                .expect("data");
+            }
+            let conn = open_writer(&path).expect("migrates");
+            assert_eq!(
+                schema_version(&conn).expect("version"),
+                latest,
+                "from {from}"
+            );
+            let kept: (i64, Vec<u8>) = conn
+                .query_row(
+                    "SELECT count(*), (SELECT envelope FROM outbox WHERE seq = 2) FROM outbox",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("outbox");
+            assert_eq!(kept, (2, vec![3, 4]), "from {from}");
+            let audits: i64 = conn
+                .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+                .expect("audit");
+            assert_eq!(audits, 1, "from {from}");
+            drop(conn);
+            // The copy taken first is the old database, whole.
+            let copies = copies_in(dir.path());
+            assert_eq!(copies.len(), 1, "from {from}: {copies:?}");
+            let name = copies[0]
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            assert!(
+                name.starts_with(&format!("{PRE_MIGRATION_PREFIX}{from}-")),
+                "{name}"
+            );
+            let old = Connection::open(&copies[0]).expect("open the copy");
+            assert_eq!(schema_version(&old).expect("version"), from);
+            let events: i64 = old
+                .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+                .expect("outbox");
+            assert_eq!(events, 2);
+            // Opened again: nothing to migrate, nothing copied.
+            drop(open_writer(&path).expect("opens"));
+            assert_eq!(copies_in(dir.path()).len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_database_newer_than_the_binary_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DB_FILE);
+        let latest = latest_schema();
+        drop(open_writer(&path).expect("a current database"));
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+                 VALUES (?1, 'from_the_future', '2027-01-01T00:00:00Z', '0')",
+                [latest + 1],
+            )
+            .expect("a newer binary's migration");
+        }
+        let err = open_writer(&path).expect_err("refused");
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, known } if found == latest + 1 && known == latest),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("newer than this binary"), "{text}");
+        assert!(copies_in(dir.path()).is_empty(), "nothing copied");
+        let conn = Connection::open(&path).expect("open");
+        assert_eq!(
+            schema_version(&conn).expect("version"),
+            latest + 1,
+            "left as it was"
+        );
     }
 
     #[test]
