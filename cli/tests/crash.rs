@@ -17,20 +17,7 @@ mod common;
 
 /// An edge on its defaults in `data_dir`, on a free port.
 fn start_edge(data_dir: &Path) -> (Proc, String) {
-    let proc = Proc::spawn(&[
-        "edge",
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir.to_str().expect("a UTF-8 path"),
-    ]);
-    let base = proc
-        .banner
-        .strip_prefix("listening on ")
-        .expect("a listening line")
-        .to_string();
-    (proc, base)
+    common::edge_in(data_dir, &[])
 }
 
 /// Posts from 16 tasks until the server dies; returns the ids that got a 201.

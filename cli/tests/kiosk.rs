@@ -101,6 +101,21 @@ impl Edge {
         code
     }
 
+    /// `GET /recipients/{recipient}/channels`, as an admin.
+    async fn channels(&self, recipient: &str) -> Value {
+        self.admin()
+            .get(format!(
+                "{}/api/v1/recipients/{recipient}/channels",
+                self.base
+            ))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// One audit row count: `action` on `resource` answered `status`.
     fn audits(&self, action: &str, resource: &str, status: u16) -> i64 {
         let db = self.data().join(edge_node::store::DB_FILE);
@@ -914,15 +929,7 @@ async fn notify_me_registers_the_pages_push_subscription_and_offers_arrive_by_pu
     assert_eq!(asked["key"], key.as_str(), "subscribed with the edge's key");
     assert_eq!(asked["userVisibleOnly"], true);
     // The edge holds the subscription as the recipient's channel.
-    let list: Value = edge
-        .admin()
-        .get(format!("{}/api/v1/recipients/{me}/channels", edge.base))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = edge.channels(&me).await;
     let items = list["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 1, "{list}");
     assert_eq!(items[0]["kind"], "web_push");
@@ -957,15 +964,7 @@ async fn notify_me_registers_the_pages_push_subscription_and_offers_arrive_by_pu
         .await;
     b.until_text("#notify-button", "Beri tahu saya").await;
     b.screenshot("id-notify-off").await;
-    let list: Value = edge
-        .admin()
-        .get(format!("{}/api/v1/recipients/{me}/channels", edge.base))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = edge.channels(&me).await;
     assert_eq!(list["items"], json!([]), "{list}");
     let gone = b
         .js(

@@ -24,22 +24,7 @@ const WATCHDOG: Duration = Duration::from_secs(2);
 
 /// `pahlawan edge run` on a free port with `env`; its base URL.
 fn start_edge(data_dir: &Path, env: &[(&str, &OsStr)]) -> (Proc, String) {
-    let data_dir = data_dir.to_str().expect("a UTF-8 path");
-    let args = [
-        "edge",
-        "run",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir,
-    ];
-    let proc = Proc::spawn_env(&args, env);
-    let base = proc
-        .banner
-        .strip_prefix("listening on ")
-        .expect("a listening line")
-        .to_string();
-    (proc, base)
+    common::edge_in(data_dir, env)
 }
 
 /// The socket systemd would listen on, and the edge's environment for it.

@@ -129,6 +129,27 @@ pub struct EdgeProc {
     pub base: String,
 }
 
+/// `pahlawan edge run` on its defaults in `data_dir`, on a free port, with
+/// `env` added to its environment; the process and its base URL.
+pub fn edge_in(data_dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> (Proc, String) {
+    let data_dir = data_dir.to_str().expect("a UTF-8 path");
+    let args = [
+        "edge",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+    ];
+    let proc = Proc::spawn_env(&args, env);
+    let base = proc
+        .banner
+        .strip_prefix("listening on ")
+        .expect("a listening line")
+        .to_string();
+    (proc, base)
+}
+
 pub fn start_edge(config: &Path) -> EdgeProc {
     let proc = Proc::spawn(&["edge", "run", "--config", config.to_str().unwrap()]);
     let base = proc
