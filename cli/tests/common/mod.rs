@@ -69,7 +69,18 @@ impl Proc {
     /// [`Proc::spawn`] with more environment. A child never inherits the
     /// test runner's systemd variables: only a test that sets them gets them.
     pub fn spawn_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pahlawan"))
+        Proc::spawn_program(Command::new(env!("CARGO_BIN_EXE_pahlawan")), args, env)
+    }
+
+    /// [`Proc::spawn_env`] running `program` — another `pahlawan` binary,
+    /// or one behind a runner such as `qemu-aarch64` (its own arguments
+    /// already added) — instead of the one cargo built for this test.
+    pub fn spawn_program(
+        mut program: Command,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Proc {
+        let mut child = program
             .args(args)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -132,6 +143,15 @@ pub struct EdgeProc {
 /// `pahlawan edge run` on its defaults in `data_dir`, on a free port, with
 /// `env` added to its environment; the process and its base URL.
 pub fn edge_in(data_dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> (Proc, String) {
+    edge_in_program(Command::new(env!("CARGO_BIN_EXE_pahlawan")), data_dir, env)
+}
+
+/// [`edge_in`] running `program` (see [`Proc::spawn_program`]).
+pub fn edge_in_program(
+    program: Command,
+    data_dir: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Proc, String) {
     let data_dir = data_dir.to_str().expect("a UTF-8 path");
     let args = [
         "edge",
@@ -141,7 +161,7 @@ pub fn edge_in(data_dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> (Proc, Stri
         "--data-dir",
         data_dir,
     ];
-    let proc = Proc::spawn_env(&args, env);
+    let proc = Proc::spawn_program(program, &args, env);
     let base = proc
         .banner
         .strip_prefix("listening on ")
