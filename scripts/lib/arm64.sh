@@ -25,7 +25,8 @@ check_arm64() {
     bin=$(build_box "$ARM64_TARGET")
     log "arm64: built in $((SECONDS - t0))s: $bin"
 
-    file -b "$bin"
+    # readelf: binutils, with build-essential.
+    readelf -h "$bin" | grep -E '^ *(Class|Machine):' >&2
     readelf -h "$bin" | grep -q 'Machine:[[:space:]]*AArch64' ||
         { echo "arm64: $bin is not an AArch64 ELF" >&2; return 1; }
     size=$(stat -c %s "$bin")
