@@ -123,6 +123,7 @@ async fn post_from_tasks(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_box_starts_matches_claims_and_keeps_every_acknowledged_post_across_kill_9() {
+    eprintln!("box smoke: the edge is {:?}", program());
     let dir = tempfile::tempdir().unwrap();
     let (mut edge, base) = start_edge(dir.path()).await;
     let admin = admin_client(dir.path());
