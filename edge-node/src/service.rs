@@ -58,9 +58,19 @@ pub enum StartError {
     WebPushKey { path: String, reason: String },
 }
 
-/// The edge's VAPID identity for Web Push, read from its key file (created,
-/// 0600, on first start), or none when Web Push is off.
-fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, StartError> {
+/// The edge's VAPID key for Web Push, as [`vapid_key`] found or made it.
+pub struct VapidKey {
+    pub path: std::path::PathBuf,
+    pub vapid: crate::web_push::Vapid,
+    /// Made just now (it was missing at the default path).
+    pub created: bool,
+}
+
+/// The VAPID key when Web Push is on: read from its file, or created (0600,
+/// under `<data_dir>/keys/`) when the default file is missing; none when Web
+/// Push is off. What the edge does at start, and `pahlawan keys init` ahead
+/// of it.
+pub fn vapid_key(cfg: &EdgeConfig) -> Result<Option<VapidKey>, StartError> {
     let wp = &cfg.notify.web_push;
     if !(cfg.notify.enabled && wp.enabled) {
         return Ok(None);
@@ -70,8 +80,8 @@ fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, Sta
         path: path.display().to_string(),
         reason,
     };
-    let pem = match std::fs::read_to_string(&path) {
-        Ok(pem) => pem,
+    let (pem, created) = match std::fs::read_to_string(&path) {
+        Ok(pem) => (pem, false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && wp.key_file.is_none() => {
             let pem = crate::web_push::Vapid::generate_pem().map_err(|e| fail(e.to_string()))?;
             if let Some(dir) = path.parent() {
@@ -79,14 +89,29 @@ fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, Sta
             }
             crate::keyfiles::write_file(&path, pem.as_bytes(), true)
                 .map_err(|e| fail(e.to_string()))?;
-            tracing::info!(file = %path.display(), "created the Web Push (VAPID) key");
-            pem
+            (pem, true)
         }
         Err(e) => return Err(fail(e.to_string())),
     };
     let vapid = crate::web_push::Vapid::from_pem(&pem, wp.subject.clone())
         .map_err(|e| fail(e.to_string()))?;
-    Ok(Some(Arc::new(vapid)))
+    Ok(Some(VapidKey {
+        path,
+        vapid,
+        created,
+    }))
+}
+
+/// The edge's VAPID identity for Web Push, read from its key file (created,
+/// 0600, on first start), or none when Web Push is off.
+fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, StartError> {
+    let Some(key) = vapid_key(cfg)? else {
+        return Ok(None);
+    };
+    if key.created {
+        tracing::info!(file = %key.path.display(), "created the Web Push (VAPID) key");
+    }
+    Ok(Some(Arc::new(key.vapid)))
 }
 
 /// How to start an edge besides its configuration.
