@@ -22,6 +22,9 @@
 #      the user kept (as deploy/README.md says), then the check removes the
 #      user itself.
 #
+# It purges whatever `pahlawan` package is installed first: run it on a
+# throwaway machine (CI's), never on a real edge box.
+#
 # Every check prints what it checked; the first that does not hold prints
 # one line ("deb: FAILED: …") and fails the run. The package is purged and
 # the user removed at the end, also when a check fails (a trap in check_deb's
@@ -58,6 +61,20 @@ deb_check() {
     local what=$1 out
     shift
     if out=$("$@" 2>&1); then
+        deb_ok "$what"
+    else
+        [ -z "$out" ] || printf '%s\n' "$out" | tail -n 20 | sed 's/^/    /' >&2
+        deb_fail "$what"
+    fi
+}
+
+# deb_dpkg WHAT ARGS...: dpkg ARGS as root, non-interactive; its output
+# (the maintainer scripts' lines among it) shown indented.
+deb_dpkg() {
+    local what=$1 out
+    shift
+    if out=$(deb_root env DEBIAN_FRONTEND=noninteractive dpkg "$@" 2>&1); then
+        [ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/    /' >&2
         deb_ok "$what"
     else
         [ -z "$out" ] || printf '%s\n' "$out" | tail -n 20 | sed 's/^/    /' >&2
@@ -216,8 +233,7 @@ check_deb() (
         if getent group "$DEB_USER" >/dev/null; then deb_root groupdel "$DEB_USER"; fi
         deb_root rm -rf "$DEB_DATA" /etc/pahlawan
     fi
-    deb_check "dpkg -i $(basename "$deb1") (first install)" \
-        deb_root env DEBIAN_FRONTEND=noninteractive dpkg -i "$deb1"
+    deb_dpkg "dpkg -i $(basename "$deb1") (first install)" -i "$deb1"
     [ "$(deb_status)" = "ii 0.1.0-1" ] || deb_fail "dpkg status is '$(deb_status)', expected installed 0.1.0-1"
     deb_ok "dpkg -s: installed, version 0.1.0-1"
     dpkg-query --control-show "$DEB_NAME" conffiles | grep -qE "^$DEB_CONF( |\$)" ||
@@ -275,8 +291,8 @@ check_deb() (
     deb_root sed -i 's/^retention_days = 90 /retention_days = 45 /' "$DEB_CONF"
     deb_root grep -q '^retention_days = 45 ' "$DEB_CONF" || deb_fail "could not edit $DEB_CONF"
     sums_before=$(deb_state_sums)
-    deb_check "dpkg -i $(basename "$deb2") (upgrade, --force-confold)" \
-        deb_root env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold --force-confdef "$deb2"
+    deb_dpkg "dpkg -i $(basename "$deb2") (upgrade, --force-confold)" \
+        -i --force-confold --force-confdef "$deb2"
     [ "$(deb_status)" = "ii 0.1.0-2" ] || deb_fail "dpkg status is '$(deb_status)' after the upgrade, expected installed 0.1.0-2"
     deb_ok "dpkg -s: upgraded to 0.1.0-2"
     deb_root grep -q '^retention_days = 45 ' "$DEB_CONF" || deb_fail "the upgrade lost the local edit of $DEB_CONF"
@@ -298,7 +314,7 @@ check_deb() (
     sums_before=$(deb_state_sums)
 
     # --- 4. remove, then purge -------------------------------------------------
-    deb_check "dpkg -r $DEB_NAME" deb_root env DEBIAN_FRONTEND=noninteractive dpkg -r "$DEB_NAME"
+    deb_dpkg "dpkg -r $DEB_NAME" -r "$DEB_NAME"
     deb_absent /usr/bin/pahlawan "removed"
     deb_absent /lib/systemd/system/$DEB_UNIT "removed"
     [ "$(deb_status)" = "rc 0.1.0-2" ] || deb_fail "dpkg status is '$(deb_status)' after remove, expected config-files"
@@ -306,7 +322,7 @@ check_deb() (
     [ "$(deb_state_sums)" = "$sums_before" ] || deb_fail "remove did not keep the keys and the database"
     getent passwd "$DEB_USER" >/dev/null || deb_fail "remove deleted the $DEB_USER user"
     deb_ok "remove kept $DEB_CONF, the keys, the database and the user"
-    deb_check "dpkg --purge $DEB_NAME" deb_root env DEBIAN_FRONTEND=noninteractive dpkg --purge "$DEB_NAME"
+    deb_dpkg "dpkg --purge $DEB_NAME" --purge "$DEB_NAME"
     [ -z "$(deb_status)" ] || deb_fail "dpkg still knows $DEB_NAME after purge: $(deb_status)"
     deb_absent $DEB_DATA "purged"
     deb_absent /etc/pahlawan "purged"
