@@ -90,7 +90,10 @@ fn keys_init_makes_every_key_the_edge_makes_at_its_first_start() {
         names(&made),
         "keys init makes the files a first start makes"
     );
-    assert!(key_files(&inited) == made, "the edge kept every key keys init made");
+    assert!(
+        key_files(&inited) == made,
+        "the edge kept every key keys init made"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

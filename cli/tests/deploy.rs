@@ -1112,7 +1112,10 @@ fn the_packaged_edge_config_starts_on_a_fresh_box_and_is_the_example_otherwise()
         .clone()
         .validate()
         .expect("deploy/debian/edge.toml validates");
-    assert!(packaged.listen.ip().is_loopback(), "plain HTTP: loopback only");
+    assert!(
+        packaged.listen.ip().is_loopback(),
+        "plain HTTP: loopback only"
+    );
     assert!(packaged.http.tls.is_none(), "no certificate on a fresh box");
     assert!(packaged.hub.is_none(), "no hub certificates on a fresh box");
     assert!(packaged.auth.create_keys, "keys made on first start");
@@ -1138,10 +1141,10 @@ fn the_packaged_edge_config_starts_on_a_fresh_box_and_is_the_example_otherwise()
 #[test]
 fn the_debian_package_ships_what_the_unit_needs() {
     let cli = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest: toml::Value = std::fs::read_to_string(cli.join("Cargo.toml"))
+    let manifest: toml::Table = std::fs::read_to_string(cli.join("Cargo.toml"))
         .unwrap()
         .parse()
-        .unwrap();
+        .expect("cli/Cargo.toml is TOML");
     let deb = &manifest["package"]["metadata"]["deb"];
     assert_eq!(deb["name"].as_str(), Some("pahlawan"));
     let assets: BTreeMap<String, String> = deb["assets"]
@@ -1151,7 +1154,15 @@ fn the_debian_package_ships_what_the_unit_needs() {
         .map(|a| {
             let a = a.as_array().expect("[source, dest, mode]");
             let (src, dest) = (a[0].as_str().unwrap(), a[1].as_str().unwrap());
-            (format!("/{}", dest.trim_start_matches('/')), src.to_string())
+            // A destination ending in `/` is a directory: the file keeps its name.
+            let dest = match dest.strip_suffix('/') {
+                Some(dir) => format!("{dir}/{}", src.rsplit('/').next().unwrap()),
+                None => dest.to_string(),
+            };
+            (
+                format!("/{}", dest.trim_start_matches('/')),
+                src.to_string(),
+            )
         })
         .collect();
     for (dest, src) in &assets {
@@ -1184,7 +1195,11 @@ fn the_debian_package_ships_what_the_unit_needs() {
             .map(String::as_str),
         Some("../deploy/systemd/pahlawan.sysusers.conf")
     );
-    let scripts = cli.join(deb["maintainer-scripts"].as_str().expect("maintainer-scripts"));
+    let scripts = cli.join(
+        deb["maintainer-scripts"]
+            .as_str()
+            .expect("maintainer-scripts"),
+    );
     for s in ["postinst", "prerm", "postrm"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(scripts.join(s))
