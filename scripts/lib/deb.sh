@@ -197,11 +197,12 @@ check_deb() (
     chmod 0755 "$DEB_TMP"
 
     # --- 1. the package, from the box binary ---------------------------------
-    if ! cargo deb --version 2>/dev/null | grep -qw "$CARGO_DEB_VERSION"; then
+    cargo_deb=$(cargo deb --version 2>/dev/null || true)
+    if [ "$cargo_deb" != "cargo-deb $CARGO_DEB_VERSION" ]; then
         log "deb: installing cargo-deb $CARGO_DEB_VERSION"
         cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
     fi
-    local bin out=$BOX_TARGET_DIR/debian rev deb1 deb2 sums_before uid_before
+    local bin out=$BOX_TARGET_DIR/debian rev deb1 deb2 v1 v2 sums_before uid_before cargo_deb
     bin=$(build_box)
     mkdir -p "$out"
     for rev in 1 2; do
@@ -212,8 +213,8 @@ check_deb() (
     deb1=$out/${DEB_NAME}_rev1.deb deb2=$out/${DEB_NAME}_rev2.deb
     deb_check "built $(basename "$deb1") and $(basename "$deb2") ($(du -h "$deb1" | cut -f1) each) in $out" \
         test -s "$deb1" -a -s "$deb2"
-    [ "$(dpkg-deb -f "$deb2" Version)" = 0.1.0-2 ] ||
-        deb_fail "$deb2 is version $(dpkg-deb -f "$deb2" Version), expected 0.1.0-2"
+    v1=$(dpkg-deb -f "$deb1" Version) v2=$(dpkg-deb -f "$deb2" Version)
+    dpkg --compare-versions "$v2" gt "$v1" || deb_fail "$deb2's version $v2 is not newer than $v1"
     dpkg-deb -x "$deb1" "$DEB_TMP/unpacked"
     [ "$(sha256sum <"$DEB_TMP/unpacked/usr/bin/pahlawan")" = "$(sha256sum <"$bin")" ] ||
         deb_fail "the packaged /usr/bin/pahlawan is not $bin (the box build)"
@@ -234,8 +235,8 @@ check_deb() (
         deb_root rm -rf "$DEB_DATA" /etc/pahlawan
     fi
     deb_dpkg "dpkg -i $(basename "$deb1") (first install)" -i "$deb1"
-    [ "$(deb_status)" = "ii 0.1.0-1" ] || deb_fail "dpkg status is '$(deb_status)', expected installed 0.1.0-1"
-    deb_ok "dpkg -s: installed, version 0.1.0-1"
+    [ "$(deb_status)" = "ii $v1" ] || deb_fail "dpkg status is '$(deb_status)', expected installed $v1"
+    deb_ok "dpkg -s: installed, version $v1"
     dpkg-query --control-show "$DEB_NAME" conffiles | grep -qE "^$DEB_CONF( |\$)" ||
         deb_fail "$DEB_CONF is not among the package's conffiles"
     deb_ok "$DEB_CONF is a conffile"
@@ -270,7 +271,7 @@ check_deb() (
     deb_check "the installed $DEB_CONF validates (pahlawan edge config, as $DEB_USER)" \
         deb_as_user /usr/bin/pahlawan edge config --config "$DEB_CONF"
 
-    deb_start_edge "0.1.0-1"
+    deb_start_edge "$v1"
     DEB_TOKEN=$(deb_as_user /usr/bin/pahlawan token issue --role admin --sub deb-check --config "$DEB_CONF") ||
         deb_fail "pahlawan token issue as $DEB_USER"
     local provider surplus expires
@@ -284,7 +285,7 @@ check_deb() (
     surplus=$(deb_api_id)
     [ -n "$surplus" ] || deb_fail "POST /surplus answered no id: $(head -c 300 "$DEB_TMP/api.out")"
     deb_ok "posted provider $provider and surplus $surplus through the API"
-    deb_stop_edge "0.1.0-1"
+    deb_stop_edge "$v1"
     deb_owns $DEB_DATA/edge.sqlite3 $DEB_USER:$DEB_USER 600
 
     # --- 3. an upgrade over a local edit ---------------------------------------
@@ -293,8 +294,8 @@ check_deb() (
     sums_before=$(deb_state_sums)
     deb_dpkg "dpkg -i $(basename "$deb2") (upgrade, --force-confold)" \
         -i --force-confold --force-confdef "$deb2"
-    [ "$(deb_status)" = "ii 0.1.0-2" ] || deb_fail "dpkg status is '$(deb_status)' after the upgrade, expected installed 0.1.0-2"
-    deb_ok "dpkg -s: upgraded to 0.1.0-2"
+    [ "$(deb_status)" = "ii $v2" ] || deb_fail "dpkg status is '$(deb_status)' after the upgrade, expected installed $v2"
+    deb_ok "dpkg -s: upgraded from $v1 to $v2"
     deb_root grep -q '^retention_days = 45 ' "$DEB_CONF" || deb_fail "the upgrade lost the local edit of $DEB_CONF"
     deb_as_user /usr/bin/pahlawan edge config --config "$DEB_CONF" | grep -q '^retention_days = 45$' ||
         deb_fail "the edge does not read the edited $DEB_CONF after the upgrade"
@@ -305,19 +306,19 @@ check_deb() (
     deb_ok "$DEB_USER keeps uid $uid_before"
     deb_owns $DEB_CONF root:$DEB_USER 640
     for k in "${DEB_KEYS[@]}"; do deb_owns "$DEB_DATA/keys/$k" "$DEB_USER:$DEB_USER" 600; done
-    deb_start_edge "0.1.0-2"
+    deb_start_edge "$v2"
     deb_api GET "/surplus/$surplus" 200
     grep -q 'posted by check_deb' "$DEB_TMP/api.out" ||
         deb_fail "the surplus posted before the upgrade is not served after it"
     deb_ok "the surplus posted before the upgrade is served after it"
-    deb_stop_edge "0.1.0-2"
+    deb_stop_edge "$v2"
     sums_before=$(deb_state_sums)
 
     # --- 4. remove, then purge -------------------------------------------------
     deb_dpkg "dpkg -r $DEB_NAME" -r "$DEB_NAME"
     deb_absent /usr/bin/pahlawan "removed"
     deb_absent /lib/systemd/system/$DEB_UNIT "removed"
-    [ "$(deb_status)" = "rc 0.1.0-2" ] || deb_fail "dpkg status is '$(deb_status)' after remove, expected config-files"
+    [ "$(deb_status)" = "rc $v2" ] || deb_fail "dpkg status is '$(deb_status)' after remove, expected config-files"
     deb_root grep -q '^retention_days = 45 ' "$DEB_CONF" || deb_fail "remove did not keep $DEB_CONF"
     [ "$(deb_state_sums)" = "$sums_before" ] || deb_fail "remove did not keep the keys and the database"
     getent passwd "$DEB_USER" >/dev/null || deb_fail "remove deleted the $DEB_USER user"
