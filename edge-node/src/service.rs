@@ -25,7 +25,7 @@ use crate::routing::RecipientDirectory;
 use crate::store::reader::ReadPool;
 use crate::store::stats::WriterStats;
 use crate::store::writer::{QueueSenders, Writer, WriterConfig, queues};
-use crate::store::{DB_FILE, StoreError, open_writer};
+use crate::store::{DB_FILE, StoreError, open_writer_with};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -231,6 +231,24 @@ struct Store {
     pool: Arc<ReadPool>,
 }
 
+/// SQLite's settings from `[store]`.
+fn sqlite_tuning(s: &crate::config::StoreConfig) -> crate::store::Tuning {
+    crate::store::Tuning {
+        writer_cache_kib: s.writer_cache_mib.saturating_mul(1024),
+        reader_cache_kib: s.reader_cache_mib.saturating_mul(1024),
+        wal_limit_bytes: u64::from(s.wal_limit_mib) * 1024 * 1024,
+        wal_autocheckpoint_pages: s.wal_autocheckpoint_pages,
+    }
+}
+
+/// When the writer refuses writes for a full disk, from `[store]`.
+fn disk_policy(s: &crate::config::StoreConfig) -> crate::store::disk::DiskPolicy {
+    crate::store::disk::DiskPolicy {
+        min_free_bytes: u64::from(s.min_free_mib) * 1024 * 1024,
+        probe_every: sync_protocol::Duration::from_secs(i64::from(s.disk_probe_secs)),
+    }
+}
+
 /// Opens the store and rebuilds what readers see from it.
 fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
     let db = v.raw.data_dir.join(DB_FILE);
@@ -243,13 +261,15 @@ fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
         cell_level: v.cells.level(),
         directory: v.raw.routing.osrm_url.is_some(),
         engine: v.engine,
+        data_dir: v.raw.data_dir.clone(),
+        disk: disk_policy(&v.raw.store),
         heartbeat: opts
             .systemd
             .as_ref()
             .and_then(|n| n.watchdog())
             .map(crate::systemd::protocol::heartbeat_every),
     };
-    let conn = open_writer(&db)?;
+    let conn = open_writer_with(&db, &sqlite_tuning(&v.raw.store))?;
     let mut writer = Writer::new(
         conn,
         writer_cfg,
@@ -270,7 +290,11 @@ fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
     let (committed_tx, committed) = watch::channel(writer.last_seq());
     let (pii_tx, pii) = watch::channel(keys);
     let offers = broadcast::channel(OFFER_STREAM_CAPACITY).0;
-    let pool = Arc::new(ReadPool::new(&db, v.raw.store.read_connections));
+    let pool = Arc::new(ReadPool::with_cache(
+        &db,
+        v.raw.store.read_connections,
+        sqlite_tuning(&v.raw.store).reader_cache_kib,
+    ));
     Ok(Store {
         reads: Reads::new(model.clone(), pool.clone(), offers.clone(), pii),
         publisher: Publisher {

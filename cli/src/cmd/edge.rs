@@ -21,6 +21,11 @@ pub enum EdgeCommand {
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     #[command(after_help = "Example:\n  pahlawan edge config --config edge.toml")]
     Config(EdgeArgs),
+    /// Print the memory budget at this configuration's limits: what each
+    /// part (SQLite caches, live surplus, recipients, connections, streams,
+    /// queues) may hold, and the total to size the box by.
+    #[command(after_help = "Example:\n  pahlawan edge budget --config /etc/pahlawan/edge.toml")]
+    Budget(EdgeArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -88,11 +93,29 @@ pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
             print!("{}", edge_config(&args)?.to_toml());
             Ok(())
         }
+        EdgeCommand::Budget(args) => print_budget(&edge_config(&args)?),
     }
+}
+
+/// The memory budget as a table, total last.
+fn print_budget(config: &EdgeConfig) -> anyhow::Result<()> {
+    let parts = edge_node::budget::memory_budget(config);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for p in &parts {
+        println!("{:>9.1} MiB  {:<42}  {}", mib(p.bytes), p.part, p.limit);
+    }
+    let total = edge_node::budget::total(&parts);
+    println!("{:>9.1} MiB  total at these limits", mib(total));
+    Ok(())
 }
 
 async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
     let config = edge_config(&args)?;
+    let budget = edge_node::budget::total(&edge_node::budget::memory_budget(&config));
+    tracing::info!(
+        memory_budget_mib = budget / (1024 * 1024),
+        "memory the configured limits allow, filled (`pahlawan edge budget` for the parts)"
+    );
     let opts = edge_node::StartOptions {
         systemd: edge_node::systemd::Notifier::from_env(),
         ..Default::default()
