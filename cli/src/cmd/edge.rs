@@ -111,6 +111,7 @@ fn print_budget(config: &EdgeConfig) -> anyhow::Result<()> {
 
 async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
     let config = edge_config(&args)?;
+    let shutdown = shutdown_signal();
     let budget = edge_node::budget::total(&edge_node::budget::memory_budget(&config));
     tracing::info!(
         memory_budget_mib = budget / (1024 * 1024),
@@ -144,26 +145,37 @@ async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
              (or --role provider|ngo --sub <provider or recipient id>), then send \"Authorization: Bearer <token>\""
         );
     }
-    edge.run_until(shutdown_signal()).await;
+    edge.run_until(shutdown).await;
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: call it before the process says it is
+/// up, or a SIGTERM in between kills it without draining.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutting down");
+    }
+    async move {
+        tokio::select! { () = recv(interrupt) => {}, () = recv(terminate) => {} }
+        tracing::info!("shutting down");
+    }
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    }
 }
