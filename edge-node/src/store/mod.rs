@@ -91,6 +91,11 @@ impl Default for Tuning {
 /// directory: `edge.sqlite3.pre-v<from>-<unix ms>`.
 pub const PRE_MIGRATION_PREFIX: &str = "edge.sqlite3.pre-v";
 
+/// Copies taken before migrations that are kept (the newest); older ones
+/// are removed after the next copy succeeds, so upgrades over the years do
+/// not fill the card with old databases.
+pub const PRE_MIGRATION_KEEP: usize = 2;
+
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "edge.sqlite3";
 
@@ -195,7 +200,38 @@ fn back_up_before_migrating(
     conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
         .map_err(|source| StoreError::PreMigrationBackup { to, source })?;
     tracing::info!(from, to, backup = %copy.display(), "database backed up before its migration");
+    if let Some(dir) = path.parent() {
+        prune_pre_migration_copies(dir, PRE_MIGRATION_KEEP);
+    }
     Ok(())
+}
+
+/// Removes all but the `keep` newest pre-migration copies in `dir` (newest
+/// by the time in their name); a copy that cannot be removed is logged and
+/// left.
+fn prune_pre_migration_copies(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut copies: Vec<(u128, std::path::PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?;
+            let rest = name.strip_prefix(PRE_MIGRATION_PREFIX)?;
+            let (_, ms) = rest.split_once('-')?;
+            Some((ms.parse().ok()?, p.clone()))
+        })
+        .collect();
+    copies.sort();
+    let old = copies.len().saturating_sub(keep);
+    for (_, p) in copies.into_iter().take(old) {
+        match std::fs::remove_file(&p) {
+            Ok(()) => tracing::info!(removed = %p.display(), "an old pre-migration copy removed"),
+            Err(e) => {
+                tracing::warn!(error = %e, copy = %p.display(), "cannot remove an old pre-migration copy")
+            }
+        }
+    }
 }
 
 /// Opens a read-only connection to an existing database.
@@ -284,6 +320,36 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn only_the_newest_pre_migration_copies_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (from, ms) in [(4, 1_000), (5, 3_000), (6, 2_000), (7, 4_000)] {
+            std::fs::write(
+                dir.path()
+                    .join(format!("{PRE_MIGRATION_PREFIX}{from}-{ms}")),
+                b"db",
+            )
+            .expect("a copy");
+        }
+        std::fs::write(dir.path().join(DB_FILE), b"live").expect("the database");
+        std::fs::write(dir.path().join(format!("{PRE_MIGRATION_PREFIX}x")), b"?").expect("odd");
+        prune_pre_migration_copies(dir.path(), 2);
+        let left: Vec<String> = copies_in(dir.path())
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                format!("{PRE_MIGRATION_PREFIX}5-3000"),
+                format!("{PRE_MIGRATION_PREFIX}7-4000"),
+                format!("{PRE_MIGRATION_PREFIX}x"),
+            ],
+            "the two newest by time, and what is not a copy, are left"
+        );
+        assert!(dir.path().join(DB_FILE).exists());
     }
 
     #[test]
