@@ -112,11 +112,6 @@ fn print_budget(config: &EdgeConfig) -> anyhow::Result<()> {
 async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
     let config = edge_config(&args)?;
     let shutdown = shutdown_signal();
-    let budget = edge_node::budget::total(&edge_node::budget::memory_budget(&config));
-    tracing::info!(
-        memory_budget_mib = budget / (1024 * 1024),
-        "memory the configured limits allow, filled (`pahlawan edge budget` for the parts)"
-    );
     let opts = edge_node::StartOptions {
         systemd: edge_node::systemd::Notifier::from_env(),
         ..Default::default()
@@ -124,6 +119,12 @@ async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
     let edge = edge_node::Edge::start(config, opts)
         .await
         .context("starting the edge")?;
+    // Once started: a refused start says only why.
+    let budget = edge_node::budget::total(&edge_node::budget::memory_budget(edge.config()));
+    tracing::info!(
+        memory_budget_mib = budget / (1024 * 1024),
+        "memory the configured limits allow, filled (`pahlawan edge budget` for the parts)"
+    );
     if let Some(addr) = edge.local_addr() {
         let scheme = if edge.config().http.tls.is_some() {
             "https"
