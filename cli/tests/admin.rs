@@ -47,6 +47,55 @@ fn key_ids(db: &std::path::Path) -> Vec<u32> {
         .collect()
 }
 
+/// Each file under `<data_dir>/keys/`: its bytes and its mode.
+fn key_files(data_dir: &std::path::Path) -> std::collections::BTreeMap<String, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::read_dir(data_dir.join("keys"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            let name = e.file_name().into_string().unwrap();
+            (name, (std::fs::read(e.path()).unwrap(), mode))
+        })
+        .collect()
+}
+
+/// `keys init` makes every key the edge makes at its first start — the
+/// Debian package's postinst runs it as the service user before the edge
+/// ever runs: after it, a first `edge run` creates no key file and changes
+/// none, and the secrets are 0600.
+#[test]
+fn keys_init_makes_every_key_the_edge_makes_at_its_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inited, fresh) = (dir.path().join("inited"), dir.path().join("fresh"));
+    ok(&["keys", "init", "--data-dir", inited.to_str().unwrap()]);
+    let made = key_files(&inited);
+    for (name, (_, mode)) in &made {
+        if name != "jwks.json" {
+            assert_eq!(*mode, 0o600, "keys/{name} is a secret");
+        }
+    }
+
+    for d in [&inited, &fresh] {
+        let d = d.to_str().unwrap();
+        let mut edge = Proc::spawn(&["edge", "run", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+        edge.terminate();
+    }
+    let names = |m: &std::collections::BTreeMap<String, (Vec<u8>, u32)>| {
+        m.keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&key_files(&fresh)),
+        names(&made),
+        "keys init makes the files a first start makes"
+    );
+    assert!(
+        key_files(&inited) == made,
+        "the edge kept every key keys init made"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_tokens_export_erase_and_rotation_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,9 +103,9 @@ async fn keys_tokens_export_erase_and_rotation_from_the_command_line() {
     let d = d.to_str().unwrap();
     // keys init: creates, then keeps.
     let out = ok(&["keys", "init", "--data-dir", d]);
-    assert_eq!(out.matches("created").count(), 3, "{out}");
+    assert_eq!(out.matches("created").count(), 4, "{out}");
     let out = ok(&["keys", "init", "--data-dir", d]);
-    assert_eq!(out.matches("kept").count(), 3, "{out}");
+    assert_eq!(out.matches("kept").count(), 4, "{out}");
 
     let edge = Proc::spawn(&["edge", "run", "--data-dir", d, "--listen", "127.0.0.1:0"]);
     let base = edge

@@ -1100,6 +1100,116 @@ fn the_example_edge_config_loads_and_validates() {
     );
 }
 
+/// The Debian package's `/etc/pahlawan/edge.toml` (deploy/debian/edge.toml)
+/// starts an edge on a fresh box — alone, on loopback, no certificate
+/// needed — and is otherwise the example: the same file with `listen`,
+/// `[http.tls]`, `plain_listen` and `[hub]` filled in.
+#[test]
+fn the_packaged_edge_config_starts_on_a_fresh_box_and_is_the_example_otherwise() {
+    let path = deploy_dir().join("debian/edge.toml");
+    let packaged = EdgeConfig::load(Some(&path)).expect("deploy/debian/edge.toml loads");
+    packaged
+        .clone()
+        .validate()
+        .expect("deploy/debian/edge.toml validates");
+    assert!(
+        packaged.listen.ip().is_loopback(),
+        "plain HTTP: loopback only"
+    );
+    assert!(packaged.http.tls.is_none(), "no certificate on a fresh box");
+    assert!(packaged.hub.is_none(), "no hub certificates on a fresh box");
+    assert!(packaged.auth.create_keys, "keys made on first start");
+    let example = EdgeConfig::load(Some(&deploy_dir().join("systemd/edge.toml"))).unwrap();
+    let mut filled = packaged.clone();
+    filled.listen = example.listen;
+    filled.http.tls = example.http.tls.clone();
+    filled.http.plain_listen = example.http.plain_listen;
+    filled.hub = example.hub.clone();
+    assert!(
+        filled == example,
+        "deploy/debian/edge.toml and deploy/systemd/edge.toml differ beyond listen, [http.tls], plain_listen and [hub]:\n{}\n---\n{}",
+        filled.to_toml(),
+        example.to_toml()
+    );
+}
+
+/// `[package.metadata.deb]` in cli/Cargo.toml: every asset's source exists,
+/// the binary lands where the unit runs it, the unit where systemd looks,
+/// the packaged configuration where the unit reads it, and the maintainer
+/// scripts are there (scripts/lib/deb.sh installs the package and checks
+/// what they do).
+#[test]
+fn the_debian_package_ships_what_the_unit_needs() {
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(cli.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .expect("cli/Cargo.toml is TOML");
+    let deb = &manifest["package"]["metadata"]["deb"];
+    assert_eq!(deb["name"].as_str(), Some("pahlawan"));
+    let assets: BTreeMap<String, String> = deb["assets"]
+        .as_array()
+        .expect("assets listed")
+        .iter()
+        .map(|a| {
+            let a = a.as_array().expect("[source, dest, mode]");
+            let (src, dest) = (a[0].as_str().unwrap(), a[1].as_str().unwrap());
+            // A destination ending in `/` is a directory: the file keeps its name.
+            let dest = match dest.strip_suffix('/') {
+                Some(dir) => format!("{dir}/{}", src.rsplit('/').next().unwrap()),
+                None => dest.to_string(),
+            };
+            (
+                format!("/{}", dest.trim_start_matches('/')),
+                src.to_string(),
+            )
+        })
+        .collect();
+    for (dest, src) in &assets {
+        if !src.starts_with("target/") {
+            assert!(cli.join(src).is_file(), "{dest}: no file {src}");
+        }
+    }
+    let unit = unit_entries(&read("systemd/pahlawan-edge.service"));
+    let exec = unit["ExecStart"].last().unwrap();
+    let binary = exec.split_whitespace().next().unwrap();
+    assert_eq!(
+        assets.get(binary).map(String::as_str),
+        Some("target/release/pahlawan"),
+        "the package puts the binary at the unit's {binary}"
+    );
+    assert!(exec.ends_with("--config /etc/pahlawan/edge.toml"), "{exec}");
+    assert_eq!(
+        assets.get("/etc/pahlawan/edge.toml").map(String::as_str),
+        Some("../deploy/debian/edge.toml")
+    );
+    assert_eq!(
+        assets
+            .get("/lib/systemd/system/pahlawan-edge.service")
+            .map(String::as_str),
+        Some("../deploy/systemd/pahlawan-edge.service")
+    );
+    assert_eq!(
+        assets
+            .get("/usr/lib/sysusers.d/pahlawan.conf")
+            .map(String::as_str),
+        Some("../deploy/systemd/pahlawan.sysusers.conf")
+    );
+    let scripts = cli.join(
+        deb["maintainer-scripts"]
+            .as_str()
+            .expect("maintainer-scripts"),
+    );
+    for s in ["postinst", "prerm", "postrm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(scripts.join(s))
+            .unwrap_or_else(|e| panic!("{}/{s}: {e}", scripts.display()))
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "{s} is executable");
+    }
+}
+
 #[test]
 fn the_systemd_unit_runs_the_example_edge_hardened() {
     let unit_path = deploy_dir().join("systemd/pahlawan-edge.service");
@@ -1111,7 +1221,8 @@ fn the_systemd_unit_runs_the_example_edge_hardened() {
     };
     assert_eq!(
         one("ExecStart"),
-        "/usr/local/bin/pahlawan edge run --config /etc/pahlawan/edge.toml"
+        "/usr/bin/pahlawan edge run --config /etc/pahlawan/edge.toml",
+        "where the Debian package puts the binary"
     );
     assert_eq!(one("User"), "pahlawan");
     // sd_notify: READY=1 when serving, watchdog pings from the writer's loop.
@@ -1161,7 +1272,7 @@ fn the_systemd_unit_runs_the_example_edge_hardened() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("pahlawan-edge.service");
     let verify = |unit: &str| {
-        let unit = unit.replace("/usr/local/bin/pahlawan", env!("CARGO_BIN_EXE_pahlawan"));
+        let unit = unit.replace("/usr/bin/pahlawan", env!("CARGO_BIN_EXE_pahlawan"));
         std::fs::write(&copy, unit).unwrap();
         Command::new(&systemd_analyze)
             .arg("verify")

@@ -509,6 +509,26 @@ pub struct StoreConfig {
     pub recent_window_mins: u32,
     /// ... but no more than this many of them.
     pub max_recent_finished: usize,
+    /// The writer connection's SQLite page cache, MiB (most of the edge's
+    /// memory on a busy box; see the memory budget in deploy/README.md).
+    pub writer_cache_mib: u32,
+    /// Each read connection's SQLite page cache, MiB.
+    pub reader_cache_mib: u32,
+    /// The WAL file is truncated back to this size, MiB, whenever a
+    /// checkpoint resets it: bursts do not leave a large file on the card.
+    pub wal_limit_mib: u32,
+    /// A checkpoint copies the WAL into the database once it holds this
+    /// many 4 KiB pages (SQLite's default, 1,000: ~4 MiB).
+    pub wal_autocheckpoint_pages: u32,
+    /// Writes are refused (507 Insufficient Storage) while the data
+    /// directory's file system has less than this free, MiB: the rest is
+    /// kept for the checkpoint, the logs and the system. 0: only a commit
+    /// that fails for a full disk stops writes. Writes resume by themselves
+    /// once space is freed.
+    pub min_free_mib: u32,
+    /// While writes are refused for a full disk, one group tries anyway
+    /// this often (space a quota or root's reserve hides may be back).
+    pub disk_probe_secs: u32,
 }
 
 /// The matching worker pool (`[matching_pool]`): requests that match (posts,
@@ -607,6 +627,12 @@ impl Default for StoreConfig {
             max_providers: 1_000_000,
             recent_window_mins: 24 * 60,
             max_recent_finished: 200_000,
+            writer_cache_mib: 32,
+            reader_cache_mib: 8,
+            wal_limit_mib: 64,
+            wal_autocheckpoint_pages: 1_000,
+            min_free_mib: 64,
+            disk_probe_secs: 10,
         }
     }
 }
@@ -884,7 +910,7 @@ impl EdgeConfig {
     }
 
     /// The HTTP, link, auth and admission bounds: (holds, what must hold).
-    fn shell_checks(&self) -> [(bool, &'static str); 10] {
+    fn shell_checks(&self) -> [(bool, &'static str); 11] {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         [
             (
@@ -944,6 +970,15 @@ impl EdgeConfig {
                     && self.kiosk.max_tracked_peers >= 1
                     && self.kiosk.max_devices_per_recipient >= 1,
                 "kiosk: code_ttl_secs 60 to 86400, device_lifetime_days 1 to 3650, every limit ≥ 1",
+            ),
+            (
+                (1..=4_096).contains(&self.store.writer_cache_mib)
+                    && (1..=1_024).contains(&self.store.reader_cache_mib)
+                    && (1..=65_536).contains(&self.store.wal_limit_mib)
+                    && (100..=1_000_000).contains(&self.store.wal_autocheckpoint_pages)
+                    && self.store.min_free_mib <= 1_048_576
+                    && (1..=3_600).contains(&self.store.disk_probe_secs),
+                "store: writer_cache_mib 1 to 4096, reader_cache_mib 1 to 1024, wal_limit_mib 1 to 65536, wal_autocheckpoint_pages 100 to 1000000, min_free_mib at most 1048576, disk_probe_secs 1 to 3600",
             ),
         ]
     }

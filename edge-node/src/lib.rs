@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod budget;
 pub mod cells;
 pub mod clock;
 pub mod commands;

@@ -24,7 +24,7 @@ use edge_core::engine::Alert;
 
 /// Every metric family an edge exports (the deploy examples are tested
 /// against the scrape itself, not this list).
-pub const FAMILIES: [&str; 15] = [
+pub const FAMILIES: [&str; 19] = [
     "surplus_claim_latency_seconds",
     "food_waste_prevented_tons_total",
     "matching_engine_saturation_ratio",
@@ -40,6 +40,10 @@ pub const FAMILIES: [&str; 15] = [
     "notify_attempts_total",
     "notify_queue_deliveries",
     "notify_breakers_open",
+    "store_disk_full",
+    "store_disk_free_bytes",
+    "store_wal_bytes",
+    "store_commit_failures_total",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +61,13 @@ pub struct HttpLabels {
     pub route: String,
     pub method: String,
     pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// disk_full: a commit failed or was refused for a full disk; other:
+    /// any other failed commit
+    pub cause: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +139,18 @@ pub struct Metrics {
     pub notify_queue: Gauge,
     /// Channels behind an open (or half-open) breaker.
     pub notify_breakers_open: Gauge,
+    /// 1 while the writer refuses writes for a full disk.
+    pub disk_full: Gauge,
+    /// The data directory's free space (bytes an unprivileged writer may use).
+    pub disk_free: Gauge,
+    /// The SQLite WAL file's size.
+    pub wal_bytes: Gauge,
+    /// Writes that did not commit, by cause (mirrored from the writer's
+    /// own counters at scrape time).
+    pub commit_failures: Family<FailureLabels, Counter>,
+    /// Held while counters are mirrored, so two scrapes at once do not
+    /// both add the same difference.
+    pub mirror_lock: parking_lot::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -171,6 +194,15 @@ impl Metrics {
             for outcome in ["delivered", "refused", "failed"] {
                 let _ = notify_attempts.get_or_create(&NotifyLabels { channel, outcome });
             }
+        }
+        let commit_failures: Family<FailureLabels, Counter> = register(
+            &mut r,
+            "store_commit_failures",
+            "Writes that did not commit: disk_full counts commands refused (507) or groups that failed for a full disk; other, groups that failed otherwise",
+            Family::default(),
+        );
+        for cause in ["disk_full", "other"] {
+            let _ = commit_failures.get_or_create(&FailureLabels { cause });
         }
         let conn = http_listener::ConnMetrics::default();
         conn.register(&mut r);
@@ -243,6 +275,26 @@ impl Metrics {
                 "Notification channels behind an open or half-open circuit breaker",
                 Gauge::default(),
             ),
+            disk_full: register(
+                &mut r,
+                "store_disk_full",
+                "1 while the edge refuses writes (507) because its data directory's disk is full or under store.min_free_mib",
+                Gauge::default(),
+            ),
+            disk_free: register(
+                &mut r,
+                "store_disk_free_bytes",
+                "Free space in the data directory's file system (bytes the edge may still use; -1 when unknown)",
+                Gauge::default(),
+            ),
+            wal_bytes: register(
+                &mut r,
+                "store_wal_bytes",
+                "Size of the SQLite write-ahead log (bounded by store.wal_limit_mib after each checkpoint)",
+                Gauge::default(),
+            ),
+            commit_failures,
+            mirror_lock: parking_lot::Mutex::new(()),
             notify_deliveries,
             notify_attempts,
             offers,
@@ -257,6 +309,14 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Sets a counter mirrored from an atomic to that atomic's value.
+    pub fn mirror(counter: &Counter, value: u64) {
+        let seen = counter.get();
+        if value > seen {
+            counter.inc_by(value - seen);
+        }
     }
 
     /// One committed alert.

@@ -25,7 +25,7 @@ use crate::routing::RecipientDirectory;
 use crate::store::reader::ReadPool;
 use crate::store::stats::WriterStats;
 use crate::store::writer::{QueueSenders, Writer, WriterConfig, queues};
-use crate::store::{DB_FILE, StoreError, open_writer};
+use crate::store::{DB_FILE, StoreError, open_writer_with};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -58,9 +58,19 @@ pub enum StartError {
     WebPushKey { path: String, reason: String },
 }
 
-/// The edge's VAPID identity for Web Push, read from its key file (created,
-/// 0600, on first start), or none when Web Push is off.
-fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, StartError> {
+/// The edge's VAPID key for Web Push, as [`vapid_key`] found or made it.
+pub struct VapidKey {
+    pub path: std::path::PathBuf,
+    pub vapid: crate::web_push::Vapid,
+    /// Made just now (it was missing at the default path).
+    pub created: bool,
+}
+
+/// The VAPID key when Web Push is on: read from its file, or created (0600,
+/// under `<data_dir>/keys/`) when the default file is missing; none when Web
+/// Push is off. What the edge does at start, and `pahlawan keys init` ahead
+/// of it.
+pub fn vapid_key(cfg: &EdgeConfig) -> Result<Option<VapidKey>, StartError> {
     let wp = &cfg.notify.web_push;
     if !(cfg.notify.enabled && wp.enabled) {
         return Ok(None);
@@ -70,8 +80,8 @@ fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, Sta
         path: path.display().to_string(),
         reason,
     };
-    let pem = match std::fs::read_to_string(&path) {
-        Ok(pem) => pem,
+    let (pem, created) = match std::fs::read_to_string(&path) {
+        Ok(pem) => (pem, false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && wp.key_file.is_none() => {
             let pem = crate::web_push::Vapid::generate_pem().map_err(|e| fail(e.to_string()))?;
             if let Some(dir) = path.parent() {
@@ -79,14 +89,29 @@ fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, Sta
             }
             crate::keyfiles::write_file(&path, pem.as_bytes(), true)
                 .map_err(|e| fail(e.to_string()))?;
-            tracing::info!(file = %path.display(), "created the Web Push (VAPID) key");
-            pem
+            (pem, true)
         }
         Err(e) => return Err(fail(e.to_string())),
     };
     let vapid = crate::web_push::Vapid::from_pem(&pem, wp.subject.clone())
         .map_err(|e| fail(e.to_string()))?;
-    Ok(Some(Arc::new(vapid)))
+    Ok(Some(VapidKey {
+        path,
+        vapid,
+        created,
+    }))
+}
+
+/// The edge's VAPID identity for Web Push, read from its key file (created,
+/// 0600, on first start), or none when Web Push is off.
+fn web_push(cfg: &EdgeConfig) -> Result<Option<Arc<crate::web_push::Vapid>>, StartError> {
+    let Some(key) = vapid_key(cfg)? else {
+        return Ok(None);
+    };
+    if key.created {
+        tracing::info!(file = %key.path.display(), "created the Web Push (VAPID) key");
+    }
+    Ok(Some(Arc::new(key.vapid)))
 }
 
 /// How to start an edge besides its configuration.
@@ -206,6 +231,24 @@ struct Store {
     pool: Arc<ReadPool>,
 }
 
+/// SQLite's settings from `[store]`.
+fn sqlite_tuning(s: &crate::config::StoreConfig) -> crate::store::Tuning {
+    crate::store::Tuning {
+        writer_cache_kib: s.writer_cache_mib.saturating_mul(1024),
+        reader_cache_kib: s.reader_cache_mib.saturating_mul(1024),
+        wal_limit_bytes: u64::from(s.wal_limit_mib) * 1024 * 1024,
+        wal_autocheckpoint_pages: s.wal_autocheckpoint_pages,
+    }
+}
+
+/// When the writer refuses writes for a full disk, from `[store]`.
+fn disk_policy(s: &crate::config::StoreConfig) -> crate::store::disk::DiskPolicy {
+    crate::store::disk::DiskPolicy {
+        min_free_bytes: u64::from(s.min_free_mib) * 1024 * 1024,
+        probe_every: sync_protocol::Duration::from_secs(i64::from(s.disk_probe_secs)),
+    }
+}
+
 /// Opens the store and rebuilds what readers see from it.
 fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
     let db = v.raw.data_dir.join(DB_FILE);
@@ -218,13 +261,15 @@ fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
         cell_level: v.cells.level(),
         directory: v.raw.routing.osrm_url.is_some(),
         engine: v.engine,
+        data_dir: v.raw.data_dir.clone(),
+        disk: disk_policy(&v.raw.store),
         heartbeat: opts
             .systemd
             .as_ref()
             .and_then(|n| n.watchdog())
             .map(crate::systemd::protocol::heartbeat_every),
     };
-    let conn = open_writer(&db)?;
+    let conn = open_writer_with(&db, &sqlite_tuning(&v.raw.store))?;
     let mut writer = Writer::new(
         conn,
         writer_cfg,
@@ -245,7 +290,11 @@ fn open_store(v: &Validated, opts: &StartOptions) -> Result<Store, StartError> {
     let (committed_tx, committed) = watch::channel(writer.last_seq());
     let (pii_tx, pii) = watch::channel(keys);
     let offers = broadcast::channel(OFFER_STREAM_CAPACITY).0;
-    let pool = Arc::new(ReadPool::new(&db, v.raw.store.read_connections));
+    let pool = Arc::new(ReadPool::with_cache(
+        &db,
+        v.raw.store.read_connections,
+        sqlite_tuning(&v.raw.store).reader_cache_kib,
+    ));
     Ok(Store {
         reads: Reads::new(model.clone(), pool.clone(), offers.clone(), pii),
         publisher: Publisher {

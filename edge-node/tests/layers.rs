@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "auth and configuration",
         &["auth", "config", "standard_webhooks"],
     ),
+    ("sizing", &["budget"]),
     ("admission", &["ratelimit"]),
     ("store", &["store", "read_model"]),
     ("telemetry", &["metrics"]),

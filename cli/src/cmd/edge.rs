@@ -21,6 +21,11 @@ pub enum EdgeCommand {
     /// Print the effective configuration (defaults, file, environment, flags) as TOML.
     #[command(after_help = "Example:\n  pahlawan edge config --config edge.toml")]
     Config(EdgeArgs),
+    /// Print the memory budget at this configuration's limits: what each
+    /// part (SQLite caches, live surplus, recipients, connections, streams,
+    /// queues) may hold, and the total to size the box by.
+    #[command(after_help = "Example:\n  pahlawan edge budget --config /etc/pahlawan/edge.toml")]
+    Budget(EdgeArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -88,11 +93,25 @@ pub async fn run(command: EdgeCommand) -> anyhow::Result<()> {
             print!("{}", edge_config(&args)?.to_toml());
             Ok(())
         }
+        EdgeCommand::Budget(args) => print_budget(&edge_config(&args)?),
     }
+}
+
+/// The memory budget as a table, total last.
+fn print_budget(config: &EdgeConfig) -> anyhow::Result<()> {
+    let parts = edge_node::budget::memory_budget(config);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for p in &parts {
+        println!("{:>9.1} MiB  {:<42}  {}", mib(p.bytes), p.part, p.limit);
+    }
+    let total = edge_node::budget::total(&parts);
+    println!("{:>9.1} MiB  total at these limits", mib(total));
+    Ok(())
 }
 
 async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
     let config = edge_config(&args)?;
+    let shutdown = shutdown_signal();
     let opts = edge_node::StartOptions {
         systemd: edge_node::systemd::Notifier::from_env(),
         ..Default::default()
@@ -100,6 +119,12 @@ async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
     let edge = edge_node::Edge::start(config, opts)
         .await
         .context("starting the edge")?;
+    // Once started: a refused start says only why.
+    let budget = edge_node::budget::total(&edge_node::budget::memory_budget(edge.config()));
+    tracing::info!(
+        memory_budget_mib = budget / (1024 * 1024),
+        "memory the configured limits allow, filled (`pahlawan edge budget` for the parts)"
+    );
     if let Some(addr) = edge.local_addr() {
         let scheme = if edge.config().http.tls.is_some() {
             "https"
@@ -121,26 +146,37 @@ async fn edge_run(args: EdgeArgs) -> anyhow::Result<()> {
              (or --role provider|ngo --sub <provider or recipient id>), then send \"Authorization: Bearer <token>\""
         );
     }
-    edge.run_until(shutdown_signal()).await;
+    edge.run_until(shutdown).await;
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: call it before the process says it is
+/// up, or a SIGTERM in between kills it without draining.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutting down");
+    }
+    async move {
+        tokio::select! { () = recv(interrupt) => {}, () = recv(terminate) => {} }
+        tracing::info!("shutting down");
+    }
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    }
 }

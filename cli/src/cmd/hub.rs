@@ -158,6 +158,7 @@ fn hub_config(args: &HubArgs) -> anyhow::Result<cloud_hub::HubConfig> {
 }
 
 async fn hub_run(args: HubArgs) -> anyhow::Result<()> {
+    let shutdown = super::edge::shutdown_signal();
     let hub = cloud_hub::Hub::start(hub_config(&args)?)
         .await
         .context("starting the hub")?;
@@ -167,7 +168,7 @@ async fn hub_run(args: HubArgs) -> anyhow::Result<()> {
         hub.quic_addr(),
         hub.http_addr()
     );
-    hub.run_until(super::edge::shutdown_signal()).await;
+    hub.run_until(shutdown).await;
     Ok(())
 }
 

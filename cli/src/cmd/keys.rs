@@ -11,7 +11,9 @@ use crate::exit;
 #[derive(Subcommand)]
 pub enum KeysCommand {
     /// Create whatever is missing under <data-dir>/keys: the RS256 signing
-    /// key, the JWKS holding its public half, the PII key. Existing keys are kept.
+    /// key, the JWKS holding its public half, the PII key and (with Web Push
+    /// on) the VAPID key — what the edge makes at its first start. Existing
+    /// keys are kept.
     #[command(after_help = "Example:\n  pahlawan keys init --data-dir ./data")]
     Init(EdgeArgs),
     /// Make a new PII key active; the edge re-seals every contact under it
@@ -64,7 +66,14 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Init(args) => {
             let config = edge_config(&args)?;
-            let created = edge_node::auth::keys::init(&config.data_dir)?;
+            let mut created = edge_node::auth::keys::init(&config.data_dir)?;
+            if let Some(vapid) = edge_node::service::vapid_key(&config)? {
+                if vapid.created {
+                    created.files.push(vapid.path);
+                } else {
+                    created.kept.push(vapid.path);
+                }
+            }
             for f in created.files {
                 println!("created {}", f.display());
             }

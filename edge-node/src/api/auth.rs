@@ -408,7 +408,7 @@ mod tests {
         assert_eq!(kept.status(), StatusCode::FORBIDDEN);
         for e in [
             EdgeError::Busy,
-            EdgeError::Unavailable(Unavailable("the writer has stopped".into())),
+            EdgeError::Unavailable(Unavailable::new("the writer has stopped")),
         ] {
             let resp = audited(refusal(StatusCode::FORBIDDEN), Err(e.clone()));
             assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");

@@ -129,6 +129,7 @@ pub struct ChannelListJson {
         (status = 409, description = "`too_many_channels`: the recipient holds the most allowed", body = ErrorBody),
         (status = 422, description = "A field breaks the schema, or `invalid_url`, `invalid_phone`, `invalid_subscription`, `gateway_not_configured`, `web_push_disabled`", body = ErrorBody),
         (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         BodyErrors, AuthErrors,
     ))]
 pub async fn add(
@@ -307,6 +308,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ChannelPath {
         (status = 204, description = "Removed"),
         (status = 404, description = "No such channel of this recipient", body = ErrorBody),
         (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn remove(

@@ -97,6 +97,9 @@ pub enum ActionErrors {
     /// The edge is saturated or its store failing.
     #[response(status = 503)]
     Unavailable(ErrorBody),
+    /// The edge's disk is full: nothing was stored.
+    #[response(status = 507)]
+    DiskFull(ErrorBody),
 }
 
 #[derive(Debug)]
@@ -196,6 +199,15 @@ impl From<EdgeError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy",
                     "the edge is saturated; retry shortly",
+                )
+            },
+            // The writer logs a full disk once a spell; not once a request.
+            EdgeError::Unavailable(u) if u.disk_full => ApiError {
+                retry_after_secs: Some(30),
+                ..ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "disk_full",
+                    "the edge's disk is full: nothing was stored; retry later (operators are alerted)",
                 )
             },
             EdgeError::Unavailable(u) => {

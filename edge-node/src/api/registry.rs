@@ -32,6 +32,7 @@ use super::state::AppState;
         )),
         (status = 422, description = "A field breaks the schema", body = ErrorBody),
         (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_provider(
@@ -121,6 +122,7 @@ pub async fn provider_card(
         )),
         (status = 422, description = "A field breaks the schema", body = ErrorBody),
         (status = 503, description = "The edge is saturated, its registry full, or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_recipient(

@@ -109,6 +109,38 @@ impl AppState {
     }
 
     /// Sets the gauges that mirror state, for a scrape.
+    /// The disk and the writer's failures: free space, WAL size, refusals.
+    fn refresh_store_gauges(&self) {
+        use crate::metrics::{FailureLabels, Metrics};
+        use std::sync::atomic::Ordering::Relaxed;
+        let (m, w) = (&self.metrics, &self.writer);
+        m.disk_full.set(i64::from(w.disk_full.load(Relaxed)));
+        let dir = &self.config.data_dir;
+        m.disk_free.set(
+            crate::store::disk::free_bytes(dir)
+                .and_then(|f| i64::try_from(f).ok())
+                .unwrap_or(-1),
+        );
+        let wal = dir.join(format!("{}-wal", crate::store::DB_FILE));
+        m.wal_bytes.set(
+            std::fs::metadata(wal)
+                .ok()
+                .and_then(|md| i64::try_from(md.len()).ok())
+                .unwrap_or(0),
+        );
+        let failures = w.commit_failures.load(Relaxed);
+        let full = w.disk_full_failures.load(Relaxed);
+        let disk_full = w.disk_full_refusals.load(Relaxed) + full;
+        let other = failures.saturating_sub(full);
+        let _mirroring = m.mirror_lock.lock();
+        for (cause, n) in [("disk_full", disk_full), ("other", other)] {
+            Metrics::mirror(
+                &m.commit_failures.get_or_create(&FailureLabels { cause }),
+                n,
+            );
+        }
+    }
+
     pub fn refresh_gauges(&self) {
         let m = &self.metrics;
         let committed = self.committed_seq();
@@ -129,6 +161,7 @@ impl AppState {
         m.saturation.set(self.matching.saturation());
         m.breaker_state
             .set(self.travel.snapshot().breaker_state as i64);
+        self.refresh_store_gauges();
         let last = m.last_backup_ms.load(std::sync::atomic::Ordering::Relaxed);
         m.backup_age.set(if last < 0 {
             -1.0

@@ -207,6 +207,7 @@ fn exported_audit(
         (status = 200, body = Erased),
         (status = 404, description = "Unknown here, already erased, or a neighbour's", body = ErrorBody),
         (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn erase(

@@ -48,6 +48,7 @@ use crate::commands::SurplusAction;
         (status = 422, description = "A field breaks the schema; or `unknown_provider`, `expiry_in_past`, \
             `invalid_expiry` (more than 14 days away), `idempotency_key_reused`", body = ErrorBody),
         (status = 503, description = "The edge is saturated (`Retry-After`) or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         BodyErrors, MisdirectedError, AuthErrors,
     ))]
 pub async fn post_surplus(

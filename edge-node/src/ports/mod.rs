@@ -36,13 +36,17 @@ impl From<QueueError> for EdgeError {
     fn from(e: QueueError) -> EdgeError {
         match e {
             QueueError::Full => EdgeError::Busy,
-            QueueError::Stopped => EdgeError::Unavailable(Unavailable(e.to_string())),
+            QueueError::Stopped => EdgeError::Unavailable(Unavailable::new(e.to_string())),
         }
     }
 }
 
 impl From<StoreError> for EdgeError {
     fn from(e: StoreError) -> EdgeError {
-        EdgeError::Unavailable(Unavailable(e.to_string()))
+        EdgeError::Unavailable(if e.is_disk_full() {
+            Unavailable::disk_full(e.to_string())
+        } else {
+            Unavailable::new(e.to_string())
+        })
     }
 }

@@ -85,8 +85,8 @@ impl Writes {
         }
         match rx.await {
             Ok(r) => Ok(r?),
-            Err(_) => Err(EdgeError::Unavailable(Unavailable(
-                "the write was abandoned by a failed commit".into(),
+            Err(_) => Err(EdgeError::Unavailable(Unavailable::new(
+                "the write was abandoned by a failed commit",
             ))),
         }
     }

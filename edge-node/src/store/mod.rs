@@ -10,6 +10,7 @@
 //! in one transaction.
 
 pub mod backup;
+pub mod disk;
 pub mod export;
 pub mod load;
 pub mod reader;
@@ -48,9 +49,52 @@ pub enum StoreError {
     PreMigrationBackup { to: i64, source: rusqlite::Error },
 }
 
+impl StoreError {
+    /// The disk (or a quota) under the database is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => disk::is_disk_full(e),
+            StoreError::PreMigrationBackup { source, .. } => disk::is_disk_full(source),
+            _ => false,
+        }
+    }
+}
+
+/// How SQLite uses memory and the disk (`[store]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// The writer connection's page cache, KiB.
+    pub writer_cache_kib: u32,
+    /// Each read connection's page cache, KiB.
+    pub reader_cache_kib: u32,
+    /// The WAL is truncated back to this after a checkpoint resets it, so
+    /// a burst (or a reader that held a snapshot) does not leave a large
+    /// file behind on the SD card.
+    pub wal_limit_bytes: u64,
+    /// A checkpoint runs once the WAL holds this many pages (SQLite's
+    /// `wal_autocheckpoint`).
+    pub wal_autocheckpoint_pages: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Tuning {
+        Tuning {
+            writer_cache_kib: 32 * 1024,
+            reader_cache_kib: 8 * 1024,
+            wal_limit_bytes: 64 * 1024 * 1024,
+            wal_autocheckpoint_pages: 1_000,
+        }
+    }
+}
+
 /// What a database copied before a migration is called, in the data
 /// directory: `edge.sqlite3.pre-v<from>-<unix ms>`.
 pub const PRE_MIGRATION_PREFIX: &str = "edge.sqlite3.pre-v";
+
+/// Copies taken before migrations that are kept (the newest); older ones
+/// are removed after the next copy succeeds, so upgrades over the years do
+/// not fill the card with old databases.
+pub const PRE_MIGRATION_KEEP: usize = 2;
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "edge.sqlite3";
@@ -58,6 +102,11 @@ pub const DB_FILE: &str = "edge.sqlite3";
 /// Opens (creating if needed) the write connection: WAL, `synchronous=FULL`
 /// (a 2xx survives a power cut, not only a crash), migrations applied.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    open_writer_with(path, &Tuning::default())
+}
+
+/// [`open_writer`] with these SQLite settings.
+pub fn open_writer_with(path: &Path, tuning: &Tuning) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -66,13 +115,18 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             "journal_mode is {mode}, not wal"
         )));
     }
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -65536;
+         PRAGMA cache_size = -{cache};
+         PRAGMA journal_size_limit = {wal_limit};
+         PRAGMA wal_autocheckpoint = {autocheckpoint};
          PRAGMA secure_delete = ON;",
-    )?;
+        cache = tuning.writer_cache_kib,
+        wal_limit = tuning.wal_limit_bytes,
+        autocheckpoint = tuning.wal_autocheckpoint_pages,
+    ))?;
     refuse_legacy(&conn)?;
     let (current, latest) = (schema_version(&conn)?, latest_schema());
     if current > latest {
@@ -146,11 +200,47 @@ fn back_up_before_migrating(
     conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
         .map_err(|source| StoreError::PreMigrationBackup { to, source })?;
     tracing::info!(from, to, backup = %copy.display(), "database backed up before its migration");
+    if let Some(dir) = path.parent() {
+        prune_pre_migration_copies(dir, PRE_MIGRATION_KEEP);
+    }
     Ok(())
+}
+
+/// Removes all but the `keep` newest pre-migration copies in `dir` (newest
+/// by the time in their name); a copy that cannot be removed is logged and
+/// left.
+fn prune_pre_migration_copies(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut copies: Vec<(u128, std::path::PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?;
+            let rest = name.strip_prefix(PRE_MIGRATION_PREFIX)?;
+            let (_, ms) = rest.split_once('-')?;
+            Some((ms.parse().ok()?, p.clone()))
+        })
+        .collect();
+    copies.sort();
+    let old = copies.len().saturating_sub(keep);
+    for (_, p) in copies.into_iter().take(old) {
+        match std::fs::remove_file(&p) {
+            Ok(()) => tracing::info!(removed = %p.display(), "an old pre-migration copy removed"),
+            Err(e) => {
+                tracing::warn!(error = %e, copy = %p.display(), "cannot remove an old pre-migration copy")
+            }
+        }
+    }
 }
 
 /// Opens a read-only connection to an existing database.
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    open_reader_with(path, Tuning::default().reader_cache_kib)
+}
+
+/// [`open_reader`] with a page cache of `cache_kib`.
+pub fn open_reader_with(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -158,7 +248,9 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16384;")?;
+    conn.execute_batch(&format!(
+        "PRAGMA query_only = ON; PRAGMA cache_size = -{cache_kib};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -228,6 +320,36 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn only_the_newest_pre_migration_copies_are_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (from, ms) in [(4, 1_000), (5, 3_000), (6, 2_000), (7, 4_000)] {
+            std::fs::write(
+                dir.path()
+                    .join(format!("{PRE_MIGRATION_PREFIX}{from}-{ms}")),
+                b"db",
+            )
+            .expect("a copy");
+        }
+        std::fs::write(dir.path().join(DB_FILE), b"live").expect("the database");
+        std::fs::write(dir.path().join(format!("{PRE_MIGRATION_PREFIX}x")), b"?").expect("odd");
+        prune_pre_migration_copies(dir.path(), 2);
+        let left: Vec<String> = copies_in(dir.path())
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                format!("{PRE_MIGRATION_PREFIX}5-3000"),
+                format!("{PRE_MIGRATION_PREFIX}7-4000"),
+                format!("{PRE_MIGRATION_PREFIX}x"),
+            ],
+            "the two newest by time, and what is not a copy, are left"
+        );
+        assert!(dir.path().join(DB_FILE).exists());
     }
 
     #[test]
@@ -345,6 +467,60 @@ mod tests {
             reader.execute("DELETE FROM outbox", []).is_err(),
             "readers cannot write"
         );
+    }
+
+    #[test]
+    fn the_wal_is_truncated_back_to_its_limit_after_a_reader_let_it_grow() {
+        let wal_size = |dir: &Path| {
+            std::fs::metadata(dir.join(format!("{DB_FILE}-wal")))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        // With the limit (1 MiB) and without it (-1: SQLite keeps the file).
+        for (limit, bounded) in [(1024 * 1024, true), (u64::MAX, false)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join(DB_FILE);
+            let tuning = Tuning {
+                wal_limit_bytes: limit,
+                wal_autocheckpoint_pages: 100,
+                ..Tuning::default()
+            };
+            let conn = open_writer_with(&path, &tuning).expect("opens");
+            if !bounded {
+                conn.execute_batch("PRAGMA journal_size_limit = -1")
+                    .expect("unbounded");
+            }
+            conn.execute_batch("CREATE TABLE junk (b BLOB)")
+                .expect("table");
+            let write = |n: usize| {
+                for _ in 0..n {
+                    conn.execute("INSERT INTO junk VALUES (zeroblob(64 * 1024))", [])
+                        .expect("insert");
+                }
+            };
+            // A reader holds a snapshot: no checkpoint can reset the WAL,
+            // which grows past 6 MiB.
+            let reader = open_reader(&path).expect("reader");
+            reader.execute_batch("BEGIN").expect("begin");
+            let _: i64 = reader
+                .query_row("SELECT count(*) FROM junk", [], |r| r.get(0))
+                .expect("snapshot");
+            write(100);
+            assert!(wal_size(dir.path()) > 6 * 1024 * 1024, "the WAL grew");
+            reader.execute_batch("COMMIT").expect("release");
+            // Once the reader lets go, checkpoints reset the WAL and the
+            // limit truncates the file.
+            write(50);
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .expect("checkpoint");
+            write(1);
+            let after = wal_size(dir.path());
+            if bounded {
+                assert!(after <= limit, "the WAL is back under its limit: {after}");
+            } else {
+                assert!(after > 6 * 1024 * 1024, "without a limit it stays: {after}");
+            }
+        }
     }
 
     #[test]

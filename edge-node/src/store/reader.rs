@@ -12,7 +12,7 @@ use sync_protocol::{Envelope, Provider, ProviderId, Recipient, RecipientId, Surp
 use super::rows::{
     PROVIDER_COLUMNS, RECIPIENT_COLUMNS, provider_from_row, read_surplus_view, recipient_from_row,
 };
-use super::{StoreError, open_reader};
+use super::{StoreError, open_reader_with};
 use sync_protocol::Surplus;
 
 /// At most `max_idle` reads run at once (each on its own connection);
@@ -20,6 +20,8 @@ use sync_protocol::Surplus;
 #[derive(Debug)]
 pub struct ReadPool {
     path: PathBuf,
+    /// Each connection's page cache, KiB.
+    cache_kib: u32,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
     permits: tokio::sync::Semaphore,
@@ -27,8 +29,14 @@ pub struct ReadPool {
 
 impl ReadPool {
     pub fn new(path: &Path, max_idle: usize) -> ReadPool {
+        ReadPool::with_cache(path, max_idle, super::Tuning::default().reader_cache_kib)
+    }
+
+    /// A pool whose connections each keep a page cache of `cache_kib`.
+    pub fn with_cache(path: &Path, max_idle: usize, cache_kib: u32) -> ReadPool {
         ReadPool {
             path: path.to_path_buf(),
+            cache_kib,
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle.max(1),
             permits: tokio::sync::Semaphore::new(max_idle.max(1)),
@@ -51,7 +59,7 @@ impl ReadPool {
                 let conn = pool.idle.lock().pop();
                 let conn = match conn {
                     Some(c) => c,
-                    None => open_reader(&pool.path)?,
+                    None => open_reader_with(&pool.path, pool.cache_kib)?,
                 };
                 let out = f(&conn);
                 let mut idle = pool.idle.lock();

@@ -16,6 +16,12 @@ pub struct WriterStats {
     /// Audit records written.
     pub audit_records: AtomicU64,
     pub commit_failures: AtomicU64,
+    /// Group commits that failed because the disk was full.
+    pub disk_full_failures: AtomicU64,
+    /// Commands answered "disk full" (507) without being tried.
+    pub disk_full_refusals: AtomicU64,
+    /// True while the writer refuses writes for a full disk.
+    pub disk_full: AtomicBool,
     /// False while the writer cannot commit (readiness).
     pub writer_healthy: AtomicBool,
     /// True from when the writer thread starts its loop until it ends
@@ -50,6 +56,9 @@ impl Default for WriterStats {
             events: AtomicU64::new(0),
             audit_records: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
+            disk_full_failures: AtomicU64::new(0),
+            disk_full_refusals: AtomicU64::new(0),
+            disk_full: AtomicBool::new(false),
             writer_healthy: AtomicBool::new(true),
             writer_alive: AtomicBool::new(false),
             heartbeats: AtomicU64::new(0),

@@ -96,6 +96,7 @@ pub struct PairingCodeJson {
         (status = 201, description = "A code, valid for `kiosk.code_ttl_secs`", body = PairingCodeJson),
         (status = 422, description = "A field breaks the schema, or `unknown_recipient` (none of this edge's)", body = ErrorBody),
         (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         BodyErrors, AuthErrors,
     ))]
 pub async fn new_pairing(
@@ -204,6 +205,7 @@ fn too_many_attempts(RetryAfter(wait): RetryAfter) -> ApiError {
         (status = 429, description = "`pairing_rate_limited`, or `too_many_devices` for the recipient", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         BodyErrors,
     ))]
 pub async fn pair(
@@ -480,6 +482,7 @@ pub async fn devices(
         (status = 200, description = "Revoked", body = KioskDeviceJson),
         (status = 404, description = "No such device, or revoked already (or not a UUID)", body = ErrorBody),
         (status = 503, description = "The edge is saturated or its store failing", body = ErrorBody),
+        (status = 507, description = "The edge's disk is full: nothing was stored; retry later (`Retry-After`)", body = ErrorBody),
         AuthErrors,
     ))]
 pub async fn revoke(

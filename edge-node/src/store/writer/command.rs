@@ -16,8 +16,29 @@ use crate::pii::PiiKeys;
 
 /// The store could not make the write durable; nothing was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the edge could not commit: {0}")]
-pub struct Unavailable(pub String);
+#[error("the edge could not commit: {reason}")]
+pub struct Unavailable {
+    pub reason: String,
+    /// The disk under the database is full (SQLite's `SQLITE_FULL`): the
+    /// API answers 507, and the write may succeed once space is freed.
+    pub disk_full: bool,
+}
+
+impl Unavailable {
+    pub fn new(reason: impl Into<String>) -> Unavailable {
+        Unavailable {
+            reason: reason.into(),
+            disk_full: false,
+        }
+    }
+
+    pub fn disk_full(reason: impl Into<String>) -> Unavailable {
+        Unavailable {
+            reason: reason.into(),
+            disk_full: true,
+        }
+    }
+}
 
 pub type Reply<T> = oneshot::Sender<Result<T, Unavailable>>;
 
@@ -116,6 +137,32 @@ pub enum Command {
     /// Finish what is queued ahead of this, then stop. Handles that outlive
     /// the edge (a lingering connection) then get `Unavailable`.
     Stop,
+}
+
+impl Command {
+    /// Answers a command its group never reached with the group's failure
+    /// (a caller told why — a full disk is 507, not a generic 503).
+    pub(super) fn refuse(self, failure: &Unavailable) {
+        match self {
+            Command::RegisterProvider { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::RegisterRecipient { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Post { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Act { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Erase { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Reseal { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::SwapPiiKeys { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Audit { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Retain { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Tick { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::MarkPublished { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::SetLeaseEpoch { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::ImportRecipients { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Kiosk { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Channel { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::MarkNotified { reply, .. } => drop(reply.send(Err(failure.clone()))),
+            Command::Stop => {}
+        }
+    }
 }
 
 /// What a kiosk command asks (hashes, never the codes or secrets).

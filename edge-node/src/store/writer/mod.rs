@@ -29,6 +29,7 @@ use rusqlite::Connection;
 use sync_protocol::{EdgeId, Timestamp};
 
 use super::StoreError;
+use super::disk::{Admit, DiskGuard, DiskPolicy, free_bytes};
 use super::load::load;
 use super::stats::WriterStats;
 use crate::clock::Clock;
@@ -77,6 +78,10 @@ pub struct WriterConfig {
     /// Keep the recipient directory (a routing service is configured).
     pub directory: bool,
     pub engine: EngineConfig,
+    /// The data directory (its free space, for the full-disk guard).
+    pub data_dir: std::path::PathBuf,
+    /// When writes stop and resume for a full disk.
+    pub disk: DiskPolicy,
     /// Go round the loop at least this often even with nothing to do, so
     /// the heartbeat shows an idle writer alive (the systemd watchdog); none
     /// waits for work or the next timer only.
@@ -103,6 +108,8 @@ pub struct Writer {
     scrub_wal: bool,
     /// Recipients changed since the directory was last handed out.
     directory_dirty: bool,
+    /// Whether writes are refused for a full disk.
+    disk: DiskGuard,
 }
 
 /// Whether the writer keeps running after a group.
@@ -127,7 +134,6 @@ impl Writer {
             lease_epoch,
             conn,
             engine: loaded.engine,
-            cfg,
             next_seq: loaded.next_seq,
             clock,
             ids,
@@ -137,6 +143,8 @@ impl Writer {
             group: Committed::default(),
             scrub_wal: false,
             directory_dirty: true,
+            disk: DiskGuard::new(cfg.disk),
+            cfg,
         })
     }
 
@@ -241,7 +249,10 @@ impl Writer {
             .next_deadline()
             .filter(|_| !self.clock.is_manual())
             .map(|due| {
-                let wait_ms = (due - self.clock.now()).as_ms().clamp(0, 1_000);
+                // While writes are refused for a full disk, due timers wait
+                // (they would write): at most four tries a second, no spin.
+                let floor = if self.disk.is_refusing() { 250 } else { 0 };
+                let wait_ms = (due - self.clock.now()).as_ms().clamp(floor, 1_000);
                 std::time::Duration::from_millis(wait_ms as u64)
             });
         match (timer, self.cfg.heartbeat) {
@@ -251,6 +262,9 @@ impl Writer {
     }
 
     fn process(&mut self, now: Timestamp, batch: &mut Vec<Command>, publisher: &mut impl Publish) {
+        if !self.admit(now, batch) {
+            return;
+        }
         let size = batch.len() as u64;
         let mut pending = Vec::with_capacity(batch.len());
         let started = Instant::now();
@@ -269,17 +283,60 @@ impl Writer {
             WriterStats::add(&self.stats.writer_panics, 1);
             Err(StoreError::Corrupt(format!("the writer panicked: {what}")))
         });
-        batch.clear(); // commands not reached drop their reply: the caller sees Unavailable
         match result {
             Ok(commit_ns) => {
+                if self.disk.committed() {
+                    tracing::warn!("a write got through after a full disk: writes resume");
+                    self.stats.disk_full.store(false, Ordering::Relaxed);
+                }
                 publisher.publish(self.committed(now));
                 for p in pending {
                     p.send(None);
                 }
                 self.record_group(size, commit_ns, started.elapsed());
             }
-            Err(e) => self.fail(e, size, pending),
+            Err(e) => self.fail(e, size, pending, batch),
         }
+        batch.clear(); // after a panic: commands not reached drop their reply (Unavailable)
+    }
+
+    /// Whether this group may write (the full-disk guard); a refused group
+    /// is answered at once, and logged once a spell, not once a command.
+    fn admit(&mut self, now: Timestamp, batch: &mut Vec<Command>) -> bool {
+        let dir = &self.cfg.data_dir;
+        let admit = self.disk.admit(now, || free_bytes(dir));
+        let write = match admit {
+            Admit::Write | Admit::Probe => true,
+            Admit::Resume { free } => {
+                let refused = WriterStats::get(&self.stats.disk_full_refusals);
+                tracing::warn!(
+                    free_bytes = free,
+                    refused_so_far = refused,
+                    "disk space is back above the floor: writes resume"
+                );
+                true
+            }
+            Admit::Refuse { why, newly } => {
+                if newly {
+                    tracing::error!(
+                        ?why,
+                        data_dir = %dir.display(),
+                        min_free_bytes = self.cfg.disk.min_free_bytes,
+                        "the data directory's disk is (nearly) full: writes are refused (507) until space is freed"
+                    );
+                }
+                let failure = Unavailable::disk_full("the edge's disk is full");
+                WriterStats::add(&self.stats.disk_full_refusals, batch.len() as u64);
+                for cmd in batch.drain(..) {
+                    cmd.refuse(&failure);
+                }
+                false
+            }
+        };
+        self.stats
+            .disk_full
+            .store(self.disk.is_refusing(), Ordering::Relaxed);
+        write
     }
 
     /// The group's changes as a value, and the writer ready for the next.
@@ -315,14 +372,33 @@ impl Writer {
 
     /// The group did not commit: roll back, reload, answer every command
     /// `Unavailable`.
-    fn fail(&mut self, e: StoreError, size: u64, pending: Vec<Pending>) {
-        let failure = Unavailable(e.to_string());
-        tracing::error!(error = %e, commands = size, "group commit failed; rolled back");
+    fn fail(
+        &mut self,
+        e: StoreError,
+        size: u64,
+        pending: Vec<Pending>,
+        unreached: &mut Vec<Command>,
+    ) {
+        let failure = if e.is_disk_full() {
+            WriterStats::add(&self.stats.disk_full_failures, 1);
+            if self.disk.commit_failed(self.clock.now()) {
+                tracing::error!(error = %e, commands = size,
+                    "a group commit failed: the disk is full; rolled back, writes are refused (507) until space is freed");
+            }
+            self.stats.disk_full.store(true, Ordering::Relaxed);
+            Unavailable::disk_full(e.to_string())
+        } else {
+            tracing::error!(error = %e, commands = size, "group commit failed; rolled back");
+            Unavailable::new(e.to_string())
+        };
         WriterStats::add(&self.stats.commit_failures, 1);
         let _ = self.conn.execute_batch("ROLLBACK");
         self.recover();
         for p in pending {
             p.send(Some(&failure));
+        }
+        for cmd in unreached.drain(..) {
+            cmd.refuse(&failure);
         }
     }
 
@@ -358,8 +434,17 @@ impl Writer {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.engine.tick(now);
         self.write_output(now, None)?;
-        for cmd in batch.drain(..) {
-            pending.push(self.apply(now, cmd)?);
+        // Commands left in `batch` when one fails were never reached: the
+        // caller answers them with the group's failure.
+        let mut cmds = std::mem::take(batch).into_iter();
+        while let Some(cmd) = cmds.next() {
+            match self.apply(now, cmd) {
+                Ok(p) => pending.push(p),
+                Err(e) => {
+                    batch.extend(cmds);
+                    return Err(e);
+                }
+            }
         }
         let t = Instant::now();
         self.conn.execute_batch("COMMIT")?;
@@ -423,6 +508,11 @@ mod tests {
             cell_level: 13,
             directory: false,
             engine: EngineConfig::default(),
+            data_dir: dir.to_path_buf(),
+            disk: DiskPolicy {
+                min_free_bytes: 0,
+                probe_every: sync_protocol::Duration::from_secs(10),
+            },
             heartbeat: None,
         };
         let clock = Arc::new(ManualClock::new(T0));
