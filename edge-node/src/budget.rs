@@ -18,7 +18,8 @@ use crate::config::EdgeConfig;
 pub const BYTES_PER_LIVE_SURPLUS: u64 = 1_400;
 /// What a registered recipient costs: the R-tree entry, the matching
 /// index's capacity counters, the routing directory's entry. Measured:
-/// 20,000 recipients grew a real edge by ~26 MiB, caches included.
+/// 100,000 recipients, restarted from SQLite, grew the box build on x86-64
+/// from 28.9 to 112 MiB (~870 B each, caches included; BENCHMARKS.md).
 pub const BYTES_PER_RECIPIENT: u64 = 1_000;
 /// What a registered provider costs (its id in the engine's set).
 pub const BYTES_PER_PROVIDER: u64 = 64;
@@ -33,8 +34,8 @@ pub const BYTES_PER_OUTBOX_EVENT: u64 = 512;
 /// A notification waiting in the dispatcher (the message and its target).
 pub const BYTES_PER_NOTIFICATION: u64 = 2 * 1024;
 /// The binary's touched code, the runtime, the thread stacks, idle:
-/// measured idle RSS of the box build.
-pub const BASE_BYTES: u64 = 24 * 1024 * 1024;
+/// measured idle RSS of the box build on x86-64 (28.9 MiB, BENCHMARKS.md).
+pub const BASE_BYTES: u64 = 29 * 1024 * 1024;
 
 /// One part of the budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
