@@ -1136,6 +1136,58 @@ async fn a_full_registry_says_so() {
     assert_eq!(t.table_counts(), before);
 }
 
+/// `store.max_live_surplus` at its limit: the next post is a clear 503
+/// (`saturated`, with `Retry-After`) that stores nothing; once one of the
+/// live surplus finishes, posts are taken again.
+#[tokio::test]
+async fn a_full_edge_refuses_new_surplus_with_a_clear_503_and_takes_them_again_when_one_finishes() {
+    let t = TestEdge::start_with(|c| c.store.max_live_surplus = 3).await;
+    let provider = t.provider().await;
+    let recipient = t.recipient(-6.205, 106.816).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let s = t.surplus(&provider, json!({})).await;
+        ids.push(s["id"].as_str().unwrap().to_string());
+    }
+    let before = t.table_counts();
+    let resp = t
+        .client
+        .post(t.url("/surplus"))
+        .json(&surplus_body(&provider))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        resp.headers().get("retry-after").is_some(),
+        "says when to retry"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "saturated", "{body}");
+    assert_eq!(t.table_counts(), before, "nothing stored");
+    // One finishes (accepted, picked up, delivered): room again.
+    let id = &ids[0];
+    for (path, body) in [
+        (
+            format!("/offers/{id}/accept"),
+            json!({"recipient_id": recipient}),
+        ),
+        (
+            format!("/surplus/{id}/pickup"),
+            json!({"recipient_id": recipient}),
+        ),
+        (
+            format!("/surplus/{id}/deliver"),
+            json!({"recipient_id": recipient, "delivered_kg": 1.0}),
+        ),
+    ] {
+        let (st, v) = t.post(&path, body).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {v}");
+    }
+    let (st, body) = t.post("/surplus", surplus_body(&provider)).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+}
+
 #[tokio::test]
 async fn readiness_follows_the_writer() {
     let mut t = TestEdge::start().await;
