@@ -204,6 +204,10 @@ check_deb() (
     fi
     local bin out=$BOX_TARGET_DIR/debian rev deb1 deb2 v1 v2 sums_before uid_before cargo_deb
     bin=$(build_box)
+    local size
+    size=$(stat -c %s "$bin")
+    deb_check "the x86-64 box binary is $size bytes, under the box's 30,000,000" \
+        test "$size" -lt 30000000
     mkdir -p "$out"
     for rev in 1 2; do
         CARGO_TARGET_DIR=$BOX_TARGET_DIR cargo deb -p pahlawan-cli --profile "$BOX_PROFILE" \

@@ -35,8 +35,10 @@ pub struct DiskPolicy {
 pub enum Refusing {
     /// Free space fell under the floor.
     BelowFloor { free: u64 },
-    /// A commit failed: the disk is full.
-    CommitFailed,
+    /// A commit failed: the disk is full. `free` is what the file system
+    /// said was free then (a quota, or root's reserve, can make a full disk
+    /// look roomy: only space that *grew* since, or a probe, resumes).
+    CommitFailed { free: Option<u64> },
 }
 
 /// What [`DiskGuard::admit`] decided, and whether that changed anything
@@ -98,7 +100,7 @@ impl DiskGuard {
                 _ => Admit::Write,
             },
             Some(why) => {
-                let space_back = free.is_some_and(|f| f >= floor.max(RESUME_FREE_BYTES));
+                let space_back = self.space_back(why, free);
                 let probe_due = self
                     .probed_at
                     .is_none_or(|at| now - at >= self.policy.probe_every || now < at);
@@ -118,6 +120,33 @@ impl DiskGuard {
         }
     }
 
+    /// Whether `free` (measured now) shows space back after `why`.
+    fn space_back(&self, why: Refusing, free: Option<u64>) -> bool {
+        let floor = self.policy.min_free_bytes.max(RESUME_FREE_BYTES);
+        match (why, free) {
+            (_, None) => false,
+            (Refusing::BelowFloor { .. }, Some(f)) => f >= floor,
+            (Refusing::CommitFailed { free: then }, Some(f)) => {
+                f >= floor && then.is_none_or(|t| f >= t.saturating_add(RESUME_FREE_BYTES))
+            }
+        }
+    }
+
+    /// With nothing to write: whether free space is back, which ends the
+    /// spell (so the gauge and the alert clear on an idle edge too). Never
+    /// a probe: a group that writes nothing proves nothing.
+    pub fn idle_check(&mut self, free: impl FnOnce() -> Option<u64>) -> bool {
+        let Some(why) = self.refusing else {
+            return false;
+        };
+        if self.space_back(why, free()) {
+            self.refusing = None;
+            true
+        } else {
+            false
+        }
+    }
+
     /// A group committed. Returns whether that ended a spell of refusing
     /// (a probe that got through).
     pub fn committed(&mut self) -> bool {
@@ -126,9 +155,9 @@ impl DiskGuard {
 
     /// A group failed to commit because the disk is full. Returns whether
     /// this began a spell of refusing (log it then, not each time).
-    pub fn commit_failed(&mut self, now: Timestamp) -> bool {
+    pub fn commit_failed(&mut self, now: Timestamp, free: Option<u64>) -> bool {
         let newly = self.refusing.is_none();
-        self.refusing = Some(Refusing::CommitFailed);
+        self.refusing = Some(Refusing::CommitFailed { free });
         self.probed_at = Some(now);
         newly
     }
@@ -178,7 +207,7 @@ mod tests {
         assert_eq!(measured, 30);
         let mut no_floor = guard(0);
         assert_eq!(no_floor.admit(at(0), || unreachable!()), Admit::Write);
-        no_floor.commit_failed(at(1));
+        no_floor.commit_failed(at(1), Some(0));
         assert!(
             matches!(no_floor.admit(at(2), || Some(0)), Admit::Refuse { .. }),
             "measured while refusing"
@@ -215,27 +244,27 @@ mod tests {
     }
 
     #[test]
-    fn after_a_failed_commit_writes_resume_when_space_is_back_or_a_probe_is_due() {
+    fn after_a_failed_commit_writes_resume_when_space_grew_or_a_probe_is_due() {
         let mut g = guard(0);
-        assert!(g.commit_failed(at(0)), "a new spell");
-        assert!(!g.commit_failed(at(10)), "the same spell");
-        // Some space, but less than RESUME_FREE_BYTES: still refusing.
+        assert!(g.commit_failed(at(0), Some(MIB)), "a new spell");
+        assert!(!g.commit_failed(at(10), Some(MIB)), "the same spell");
+        // A little more room, but not RESUME_FREE_BYTES more: still refusing.
         assert_eq!(
-            g.admit(at(500), || Some(MIB)),
+            g.admit(at(500), || Some(2 * MIB)),
             Admit::Refuse {
-                why: Refusing::CommitFailed,
+                why: Refusing::CommitFailed { free: Some(MIB) },
                 newly: false
             }
         );
         assert_eq!(
-            g.admit(at(600), || Some(RESUME_FREE_BYTES)),
+            g.admit(at(600), || Some(MIB + RESUME_FREE_BYTES)),
             Admit::Resume {
-                free: Some(RESUME_FREE_BYTES)
+                free: Some(MIB + RESUME_FREE_BYTES)
             }
         );
         assert!(!g.committed(), "resumed already: no spell to end");
         // It fails again: a new spell; the next try waits for the probe.
-        assert!(g.commit_failed(at(700)));
+        assert!(g.commit_failed(at(700), None));
         assert!(matches!(
             g.admit(at(5_000), || None),
             Admit::Refuse { newly: false, .. }
@@ -247,7 +276,7 @@ mod tests {
         );
         assert!(g.is_refusing(), "a probe is not yet a resumption");
         assert!(
-            !g.commit_failed(at(10_710)),
+            !g.commit_failed(at(10_710), None),
             "a failed probe: the same spell"
         );
         assert!(matches!(g.admit(at(10_800), || None), Admit::Refuse { .. }));
@@ -258,9 +287,43 @@ mod tests {
     }
 
     #[test]
+    fn a_quota_that_looks_roomy_does_not_resume_every_group_only_probes_do() {
+        // The file system says 10 GiB free, but the commit failed (a quota).
+        let mut g = guard(64);
+        let roomy = 10 * 1024 * MIB;
+        g.commit_failed(at(0), Some(roomy));
+        for ms in [1, 100, 5_000, 9_999] {
+            assert!(
+                matches!(g.admit(at(ms), || Some(roomy)), Admit::Refuse { .. }),
+                "at {ms} ms: refused, not retried"
+            );
+        }
+        assert_eq!(g.admit(at(10_000), || Some(roomy)), Admit::Probe);
+        assert!(!g.commit_failed(at(10_001), Some(roomy)));
+        assert!(matches!(
+            g.admit(at(10_002), || Some(roomy)),
+            Admit::Refuse { .. }
+        ));
+    }
+
+    #[test]
+    fn an_idle_edge_notices_space_coming_back_without_a_write() {
+        let mut g = guard(64);
+        assert!(
+            !g.idle_check(|| unreachable!()),
+            "not refusing: not measured"
+        );
+        assert!(matches!(g.admit(at(0), || Some(MIB)), Admit::Refuse { .. }));
+        assert!(!g.idle_check(|| Some(10 * MIB)));
+        assert!(g.is_refusing());
+        assert!(g.idle_check(|| Some(100 * MIB)));
+        assert!(!g.is_refusing());
+    }
+
+    #[test]
     fn a_clock_that_steps_back_does_not_freeze_the_probes() {
         let mut g = guard(0);
-        g.commit_failed(at(10_000));
+        g.commit_failed(at(10_000), None);
         assert_eq!(
             g.admit(at(0), || None),
             Admit::Probe,

@@ -197,8 +197,12 @@ fn back_up_before_migrating(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let copy = path.with_file_name(format!("{PRE_MIGRATION_PREFIX}{from}-{ms}"));
-    conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
-        .map_err(|source| StoreError::PreMigrationBackup { to, source })?;
+    if let Err(source) = conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()]) {
+        // A copy cut short (a full disk) is no backup: do not leave it to
+        // pile up with every restart.
+        let _ = std::fs::remove_file(&copy);
+        return Err(StoreError::PreMigrationBackup { to, source });
+    }
     tracing::info!(from, to, backup = %copy.display(), "database backed up before its migration");
     if let Some(dir) = path.parent() {
         prune_pre_migration_copies(dir, PRE_MIGRATION_KEEP);

@@ -203,6 +203,8 @@ impl Writer {
             let timers_due = self.engine.next_deadline().is_some_and(|t| t <= now);
             if !batch.is_empty() || timers_due {
                 self.process(now, &mut batch, &mut publisher);
+            } else if self.disk.is_refusing() {
+                self.idle_disk_check();
             }
         }
         // Background work queued before the stop is finished too.
@@ -255,10 +257,16 @@ impl Writer {
                 let wait_ms = (due - self.clock.now()).as_ms().clamp(floor, 1_000);
                 std::time::Duration::from_millis(wait_ms as u64)
             });
-        match (timer, self.cfg.heartbeat) {
-            (Some(t), Some(h)) => Some(t.min(h)),
-            (t, h) => t.or(h),
-        }
+        // While refusing for a full disk, look at the free space at least
+        // once a second even with nothing to do.
+        let disk = self
+            .disk
+            .is_refusing()
+            .then_some(std::time::Duration::from_secs(1));
+        [timer, self.cfg.heartbeat, disk]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn process(&mut self, now: Timestamp, batch: &mut Vec<Command>, publisher: &mut impl Publish) {
@@ -298,6 +306,16 @@ impl Writer {
             Err(e) => self.fail(e, size, pending, batch),
         }
         batch.clear(); // after a panic: commands not reached drop their reply (Unavailable)
+    }
+
+    /// Nothing to write while refusing for a full disk: has space come back?
+    /// (The gauge, and the alert on it, clear on an idle edge too.)
+    fn idle_disk_check(&mut self) {
+        let dir = &self.cfg.data_dir;
+        if self.disk.idle_check(|| free_bytes(dir)) {
+            tracing::warn!("disk space is back above the floor: writes resume");
+            self.stats.disk_full.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Whether this group may write (the full-disk guard); a refused group
@@ -381,7 +399,8 @@ impl Writer {
     ) {
         let failure = if e.is_disk_full() {
             WriterStats::add(&self.stats.disk_full_failures, 1);
-            if self.disk.commit_failed(self.clock.now()) {
+            let free = free_bytes(&self.cfg.data_dir);
+            if self.disk.commit_failed(self.clock.now(), free) {
                 tracing::error!(error = %e, commands = size,
                     "a group commit failed: the disk is full; rolled back, writes are refused (507) until space is freed");
             }
