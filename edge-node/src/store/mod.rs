@@ -370,10 +370,24 @@ mod tests {
                     .set_target(refinery::Target::Version(from as _))
                     .run(&mut conn)
                     .expect("migrate to the old schema");
+                // Rows in every table the later migrations alter or read:
+                // a provider, a recipient, a surplus claimed by it, its
+                // events, an audit record (schema 4's columns).
                 conn.execute_batch(
                     "INSERT INTO outbox (seq, envelope) VALUES (1, x'0102'), (2, x'0304');
                      INSERT INTO audit_log (at, actor, role, action, resource, status)
-                     VALUES (1, 'ops', 'admin', 'provider.register', 'provider/1', 201);",
+                     VALUES (1, 'ops', 'admin', 'provider.register', 'provider/1', 201);
+                     INSERT INTO providers (id, name, lat, lon, created_at, contact_sealed)
+                     VALUES (x'01', 'Toko Roti', -6.2, 106.8, 1, x'aa');
+                     INSERT INTO recipients (id, name, lat, lon, cell, capacity_g_per_day,
+                         food_types, is_fallback, created_at, contact_sealed)
+                     VALUES (x'02', 'Panti', -6.21, 106.82, 7, 5000000, 3, 0, 1, x'bb');
+                     INSERT INTO surplus (id, provider_id, lat, lon, cell, quantity_g, food_type,
+                         expires_at, description, posted_at, status, version, failed_offers,
+                         dlq_attempts, fallback_tried, claimed_by, claimed_at, claimed_day,
+                         updated_at)
+                     VALUES (x'03', x'01', -6.2, 106.8, 7, 2500, 'bakery', 99, 'roti tawar', 1,
+                         'claimed', 3, 0, 0, 0, x'02', 2, 0, 2);",
                 )
                 .expect("data");
             }
@@ -395,6 +409,37 @@ mod tests {
                 .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
                 .expect("audit");
             assert_eq!(audits, 1, "from {from}");
+            let rows: (String, Vec<u8>, String, i64, Vec<u8>, Vec<u8>) = conn
+                .query_row(
+                    "SELECT p.name, p.contact_sealed, s.description, s.quantity_g, s.claimed_by,
+                            r.contact_sealed
+                     FROM surplus s JOIN providers p ON p.id = s.provider_id
+                     JOIN recipients r ON r.id = s.claimed_by",
+                    [],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    },
+                )
+                .expect("the provider, recipient and surplus carried over");
+            assert_eq!(
+                rows,
+                (
+                    "Toko Roti".to_string(),
+                    vec![0xaa],
+                    "roti tawar".to_string(),
+                    2500,
+                    vec![2],
+                    vec![0xbb]
+                ),
+                "from {from}"
+            );
             drop(conn);
             // The copy taken first is the old database, whole.
             let copies = copies_in(dir.path());
