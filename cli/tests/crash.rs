@@ -158,22 +158,6 @@ async fn acknowledged_posts_survive_kill_9() {
     );
 }
 
-/// The metric line's value in the edge's scrape at `base` (-1: absent).
-async fn metric(base: &str, line: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(line)
-                .map(|v| v.trim().parse().unwrap_or(-1.0))
-        })
-        .unwrap_or(-1.0)
-}
-
 /// Issue 18: an offer committed but not yet delivered when the edge is
 /// killed with SIGKILL is delivered after the restart — the dispatcher
 /// starts after its stored cursor, which never passed the offer — under the
@@ -222,7 +206,7 @@ async fn an_offer_committed_but_not_sent_is_sent_after_kill_9() {
     assert_eq!(surplus["status"], "offered");
     let failed = "notify_attempts_total{channel=\"webhook\",outcome=\"failed\"}";
     testkit::until("an attempt has failed", async || {
-        metric(&base, failed).await >= 1.0
+        common::metric(&base, failed).await >= 1.0
     })
     .await;
     edge.kill9();

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Proc, admin_client, in_minutes, post};
+use common::{Proc, admin_client, in_minutes, metric, post};
 use serde_json::{Value, json};
 
 mod common;
@@ -142,20 +142,6 @@ async fn load(c: &reqwest::Client, base: &str, provider: &str, answers: &Arc<Mut
     }
 }
 
-async fn metric(c: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-}
-
 fn start(data: &Path, min_free_mib: &str) -> (Proc, String) {
     common::edge_in(
         data,
@@ -176,21 +162,9 @@ async fn fill_then_free(size_mib: u32, min_free_mib: &str, leave: u64) {
     let data: PathBuf = fs.path().join("data");
     let (mut edge, base) = start(&data, min_free_mib);
     let c = admin_client(&data);
-    let (s, p) = post(
-        &c,
-        format!("{base}/api/v1/providers"),
-        json!({"name": "Toko Roti", "lat": -6.2, "lon": 106.816,
-        "contact_phone": "+62 21 555 1234", "contact_email": "roti@example.org"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 201, "{p}");
-    let provider = p["id"].as_str().unwrap().to_string();
-    let (s, r) = post(&c, format!("{base}/api/v1/recipients"), json!({"name": "Panti", "lat": -6.21, "lon": 106.82,
-        "capacity_kg_per_day": 1000000.0, "accepted_food_types": ["bakery"], "contact_phone": "+62 21 555 0000",
-        "contact_email": "panti@example.org"})).await.unwrap();
-    assert_eq!(s, 201, "{r}");
-    assert_eq!(metric(&c, &base, "store_disk_full").await, 0.0);
+    // A provider and one roomy recipient that takes bakery.
+    let provider = common::seed(&c, &base, 1).await;
+    assert_eq!(metric(&base, "store_disk_full").await, 0.0);
 
     // Leave little room, then let the load fill it.
     let ballast_file = fs.path().join("ballast");
@@ -216,19 +190,13 @@ async fn fill_then_free(size_mib: u32, min_free_mib: &str, leave: u64) {
         // into the last free pages, so the gauge can flicker: the floor is
         // what the default configuration relies on.)
         assert_eq!(
-            metric(&c, &base, "store_disk_full").await,
+            metric(&base, "store_disk_full").await,
             1.0,
             "the alert metric is up"
         );
     }
     assert!(
-        metric(
-            &c,
-            &base,
-            "store_commit_failures_total{cause=\"disk_full\"}"
-        )
-        .await
-            > 0.0,
+        metric(&base, "store_commit_failures_total{cause=\"disk_full\"}").await > 0.0,
         "refusals are counted"
     );
     // Reads still work: an acknowledged post is served, the edge is ready.
@@ -259,7 +227,7 @@ async fn fill_then_free(size_mib: u32, min_free_mib: &str, leave: u64) {
     let resumed = resumed.expect("writes resumed after space was freed, with no restart");
     answers.lock().unwrap().acked.push(resumed);
     assert_eq!(
-        metric(&c, &base, "store_disk_full").await,
+        metric(&base, "store_disk_full").await,
         0.0,
         "the alert clears"
     );

@@ -240,6 +240,26 @@ pub async fn post(c: &reqwest::Client, url: String, body: Value) -> reqwest::Res
     Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
+/// The value of `series` (name and labels, as the scrape writes them) in the
+/// edge's `/metrics` at `base`; -1 when the scrape has no such series.
+pub async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(-1.0)
+}
+
 /// Registers a provider and `n` roomy recipients as an operator; returns
 /// the provider id.
 pub async fn seed(c: &reqwest::Client, base: &str, n: usize) -> String {
