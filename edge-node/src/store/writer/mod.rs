@@ -201,11 +201,16 @@ impl Writer {
             next = self.collect(&mut queues, &mut batch);
             let now = self.clock.now();
             let timers_due = self.engine.next_deadline().is_some_and(|t| t <= now);
+            let was_refusing = self.disk.is_refusing();
             if !batch.is_empty() || timers_due {
                 self.process(now, &mut batch, &mut publisher);
-            } else if self.disk.is_refusing() {
-                self.idle_disk_check();
+            } else if was_refusing {
+                // Nothing to write: has space come back? (So the gauge and
+                // the alert on it clear on an idle edge too.)
+                let dir = &self.cfg.data_dir;
+                self.disk.idle_check(|| free_bytes(dir));
             }
+            self.show_disk_state(was_refusing);
         }
         // Background work queued before the stop is finished too.
         loop {
@@ -293,10 +298,7 @@ impl Writer {
         });
         match result {
             Ok(commit_ns) => {
-                if self.disk.committed() {
-                    tracing::warn!("a write got through after a full disk: writes resume");
-                    self.stats.disk_full.store(false, Ordering::Relaxed);
-                }
+                self.disk.committed();
                 publisher.publish(self.committed(now));
                 for p in pending {
                     p.send(None);
@@ -308,13 +310,16 @@ impl Writer {
         batch.clear(); // after a panic: commands not reached drop their reply (Unavailable)
     }
 
-    /// Nothing to write while refusing for a full disk: has space come back?
-    /// (The gauge, and the alert on it, clear on an idle edge too.)
-    fn idle_disk_check(&mut self) {
-        let dir = &self.cfg.data_dir;
-        if self.disk.idle_check(|| free_bytes(dir)) {
-            tracing::warn!("disk space is back above the floor: writes resume");
-            self.stats.disk_full.store(false, Ordering::Relaxed);
+    /// The full-disk guard's state on the gauge, and one line when a spell
+    /// ends (however it ended: space back, a probe that committed).
+    fn show_disk_state(&self, was_refusing: bool) {
+        let refusing = self.disk.is_refusing();
+        self.stats.disk_full.store(refusing, Ordering::Relaxed);
+        if was_refusing && !refusing {
+            tracing::warn!(
+                refused_so_far = WriterStats::get(&self.stats.disk_full_refusals),
+                "disk space is back: writes resume"
+            );
         }
     }
 
@@ -323,17 +328,8 @@ impl Writer {
     fn admit(&mut self, now: Timestamp, batch: &mut Vec<Command>) -> bool {
         let dir = &self.cfg.data_dir;
         let admit = self.disk.admit(now, || free_bytes(dir));
-        let write = match admit {
-            Admit::Write | Admit::Probe => true,
-            Admit::Resume { free } => {
-                let refused = WriterStats::get(&self.stats.disk_full_refusals);
-                tracing::warn!(
-                    free_bytes = free,
-                    refused_so_far = refused,
-                    "disk space is back above the floor: writes resume"
-                );
-                true
-            }
+        match admit {
+            Admit::Write | Admit::Probe | Admit::Resume { .. } => true,
             Admit::Refuse { why, newly } => {
                 if newly {
                     tracing::error!(
@@ -350,11 +346,7 @@ impl Writer {
                 }
                 false
             }
-        };
-        self.stats
-            .disk_full
-            .store(self.disk.is_refusing(), Ordering::Relaxed);
-        write
+        }
     }
 
     /// The group's changes as a value, and the writer ready for the next.
@@ -404,7 +396,6 @@ impl Writer {
                 tracing::error!(error = %e, commands = size,
                     "a group commit failed: the disk is full; rolled back, writes are refused (507) until space is freed");
             }
-            self.stats.disk_full.store(true, Ordering::Relaxed);
             Unavailable::disk_full(e.to_string())
         } else {
             tracing::error!(error = %e, commands = size, "group commit failed; rolled back");
